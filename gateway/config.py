@@ -1,0 +1,601 @@
+"""routes.yaml: schema, `${VAR}` interpolation, validation with located messages, compilation.
+
+`load_config` is the one loader that `check`, `dry-run`, `test` and `serve` all use. It collects
+every problem it can find in one pass and raises `ConfigError` with all of them; warnings
+(inactive destinations, unknown event ids, …) travel on the returned `Config`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import msgspec
+
+from gateway.destinations import TYPES as DESTINATION_TYPES
+from gateway.destinations.base import DestinationSpec
+from gateway.errors import ConfigError, Location, Problem, TemplateError, did_you_mean, one_of
+from gateway.rules import Condition, RouteIndex, RuleCompiler, indexed_event_ids
+from gateway.templates import CompiledTemplate, TemplateEngine
+from gateway.units import Duration, Rate
+from gateway.yamlfile import Path as YamlPath
+from gateway.yamlfile import YamlDocument, load_yaml_file
+
+GO_EVENT_IDS = (
+    "ORDER_CREATED",
+    "ORDER_CANCEL",
+    "TAX_INVOICE_CHANGE_STATUS",
+    "FINANCIAL_PAYMENT_DISCHARGE",
+    "FINANCIAL_PAYMENT_STATUS",
+    "ORDER_DELIVERY_CHANGE_STATUS",
+)
+TOP_LEVEL_KEYS = ("version", "settings", "sources", "destinations", "routes")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+_SECRET_MIN_LENGTH = 6
+
+
+class _Schema(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class SettingsSpec(_Schema):
+    """`settings:` — where things are, and what deliveries may reach."""
+
+    templates: str = "templates"
+    samples: str = "examples/events"
+    rule_tests: str = "tests/routes"
+    egress_allow: list[str] = []  # private ranges deliveries may reach, e.g. [127.0.0.0/8]
+    retention: Duration = Duration(30 * 86400, "30d")
+
+
+class DedupeSpec(_Schema):
+    window: Duration = Duration(600, "10m")
+    key: str | None = None
+
+
+class SourceSpec(_Schema):
+    token: str | None = None
+    allow_ips: list[str] = []
+    trusted_proxies: list[str] = []
+    dedupe: Union[str, DedupeSpec, bool] = "10m"  # noqa: UP007 (msgspec reads the annotation)
+
+
+class SendSpec(_Schema):
+    to: str
+    template: str | None = None
+    body: str | None = None
+
+
+class RouteSpec(_Schema):
+    name: str
+    when: dict[str, Any]
+    send: Union[SendSpec, list[SendSpec]]  # noqa: UP007
+    source: str | None = None
+    shadow: bool = False
+    description: str | None = None
+
+
+# --------------------------------------------------------------------------- compiled config
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    token: str | None
+    allow_ips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    dedupe_window: float | None
+    dedupe_key: CompiledTemplate | None
+    inactive: str | None
+    location: Location
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    spec: DestinationSpec
+    inactive: str | None  # why deliveries to it are skipped (an unset variable), or None
+    location: Location
+
+    @property
+    def type(self) -> str:
+        return str(self.spec.__struct_config__.tag)
+
+
+@dataclass(frozen=True)
+class Send:
+    destination: str
+    template: CompiledTemplate
+    location: Location
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    source: str
+    condition: Condition
+    event_ids: frozenset[str] | None
+    sends: tuple[Send, ...]
+    shadow: bool
+    location: Location
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    version: str  # short hash of routes.yaml and the templates it uses
+    settings: SettingsSpec
+    base_dir: Path
+    sources: dict[str, Source]
+    destinations: dict[str, Destination]
+    routes: tuple[Route, ...]
+    secrets: frozenset[str]
+    warnings: tuple[Problem, ...] = ()
+    ordering_templates: dict[str, CompiledTemplate] = field(default_factory=dict)  # by destination
+    index: RouteIndex[Route] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", RouteIndex(self.routes))
+
+    def path(self, relative: str) -> Path:
+        """A settings path, relative to the folder of routes.yaml."""
+        return (self.base_dir / relative).resolve()
+
+
+# --------------------------------------------------------------------------- interpolation
+
+
+@dataclass
+class _Interpolation:
+    environ: Mapping[str, str]
+    unset: dict[YamlPath, list[str]] = field(default_factory=dict)
+    secrets: set[str] = field(default_factory=set)
+    problems: list[Problem] = field(default_factory=list)
+
+    def walk(self, value: Any, at: YamlPath, doc: YamlDocument) -> Any:
+        if isinstance(value, dict):
+            return {k: self.walk(v, (*at, k), doc) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.walk(v, (*at, i), doc) for i, v in enumerate(value)]
+        if isinstance(value, str) and "$" in value:
+            return self.substitute(value, at, doc)
+        return value
+
+    def substitute(self, text: str, at: YamlPath, doc: YamlDocument) -> str:
+        def replace(match: re.Match[str]) -> str:
+            whole, name, default = match.group(0), match.group(1), match.group(2)
+            if whole == "$$":
+                return "$"
+            if name is None:
+                self.problems.append(
+                    Problem("'${' must be followed by a variable name and '}', like ${HUBSPOT_TOKEN}; write $$ for a literal $", doc.where(at))
+                )
+                return whole
+            if name in self.environ:
+                if len(self.environ[name]) >= _SECRET_MIN_LENGTH:
+                    self.secrets.add(self.environ[name])
+                return self.environ[name]
+            if default is not None:
+                return default
+            self.unset.setdefault(at, []).append(name)
+            return whole  # keep ${NAME} visible, so dry-run shows what is missing
+
+        return _VARIABLE.sub(replace, text)
+
+    def unset_under(self, prefix: YamlPath) -> list[str]:
+        return sorted({name for at, names in self.unset.items() if at[: len(prefix)] == prefix for name in names})
+
+
+# --------------------------------------------------------------------------- schema messages
+
+_TYPE_WORDS = {
+    "str": "text",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "object": "a mapping (indented 'key: value' lines)",
+    "array": "a list (lines starting with '- ')",
+    "null": "nothing",
+}
+_PATH_TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
+
+
+def _words(types: str) -> str:
+    return " or ".join(_TYPE_WORDS.get(t.strip(), t.strip()) for t in types.split("|"))
+
+
+def _field_type(owner: Any, name: str) -> Any:
+    for option in get_args(owner) or (owner,):
+        if isinstance(option, type) and issubclass(option, msgspec.Struct):
+            for spec_field in msgspec.structs.fields(option):
+                if spec_field.name == name:
+                    return spec_field.type
+    return None
+
+
+def _struct_keys(owner: Any) -> list[str]:
+    for option in get_args(owner) or (owner,):
+        if isinstance(option, type) and issubclass(option, msgspec.Struct):
+            return [f.name for f in msgspec.structs.fields(option)]
+    return []
+
+
+def _walk_type(root: Any, tokens: list[str | int]) -> Any:
+    current = root
+    for token in tokens:
+        if isinstance(token, int):
+            options = [a for a in get_args(current) or (current,) if get_origin(a) is list]
+            current = get_args(options[0])[0] if options else None
+        else:
+            current = _field_type(current, token)
+        if current is None:
+            return None
+    return current
+
+
+class _Converter:
+    """Runs msgspec on one piece of the document and turns its message into a located one."""
+
+    def __init__(self, doc: YamlDocument, problems: list[Problem]) -> None:
+        self.doc = doc
+        self.problems = problems
+
+    def convert(self, raw: Any, spec_type: Any, at: YamlPath, what: str) -> Any:
+        try:
+            return msgspec.convert(raw, spec_type, dec_hook=_decode_unit)
+        except msgspec.ValidationError as exc:
+            self.problems.append(self.translate(str(exc), spec_type, at, what))
+            return None
+
+    def translate(self, message: str, spec_type: Any, at: YamlPath, what: str) -> Problem:
+        text, _, where = message.rpartition(" - at `")
+        if not text:
+            text, where = message, "$"
+        tokens: list[str | int] = []
+        for match in _PATH_TOKEN.finditer(where.rstrip("`")[1:]):
+            if match.group(0) == "[...]":
+                break
+            tokens.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+        path = (*at, *tokens)
+        owner = _walk_type(spec_type, tokens)
+        if found := re.match(r"Object contains unknown field `(.+)`", text):
+            key = found.group(1)
+            keys = _struct_keys(owner)
+            hint = did_you_mean(key, keys)
+            return Problem(f"unknown key '{key}' in {what}{hint}; allowed keys: {', '.join(keys)}", self.doc.key_where((*path, key)))
+        if found := re.match(r"Object missing required field `(.+)`", text):
+            return Problem(f"{what} is missing the required key '{found.group(1)}'", self.doc.where(path))
+        if found := re.match(r"Expected `(.+)`, got `(.+)`", text):
+            return Problem(f"'{tokens[-1] if tokens else what}' must be {_words(found.group(1))}, not {_words(found.group(2))}", self.doc.where(path))
+        if found := re.match(r"Invalid enum value '(.*)'", text):
+            choices = [str(c) for c in get_args(owner)] if get_origin(owner) is Literal else []
+            hint = did_you_mean(found.group(1), choices)
+            return Problem(f"'{found.group(1)}' is not allowed for '{tokens[-1]}'{hint}; use {one_of(choices)}", self.doc.where(path))
+        return Problem(text[0].lower() + text[1:] if text else message, self.doc.where(path))
+
+
+def _decode_unit(kind: type, value: Any) -> Any:
+    if kind in (Duration, Rate):
+        return kind.parse(value)
+    raise NotImplementedError(kind)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Load, validate and compile routes.yaml; ConfigError listing every problem found."""
+    return _Loader(str(path), os.environ if environ is None else environ).load()
+
+
+class _Loader:
+    def __init__(self, path: str, environ: Mapping[str, str]) -> None:
+        self.path = path
+        self.base_dir = Path(path).resolve().parent
+        self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self.env = _Interpolation(environ)
+        self.doc: YamlDocument = YamlDocument(path, None)
+        self.converter = _Converter(self.doc, self.problems)
+        self.hashed_templates: set[str] = set()
+
+    def error(self, message: str, location: Location) -> None:
+        self.problems.append(Problem(message, location))
+
+    def warn(self, message: str, location: Location | None) -> None:
+        self.warnings.append(Problem(message, location, "warning"))
+
+    def load(self) -> Config:
+        self.doc = load_yaml_file(self.path)
+        self.converter.doc = self.doc
+        top = self.top_level()
+        data = self.env.walk(top, (), self.doc)
+        self.problems.extend(self.env.problems)
+        settings = self.settings(data.get("settings"))
+        engine = TemplateEngine(self.resolve(settings.templates), _display(self.resolve(settings.templates)))
+        sources = self.sources(data.get("sources"), engine)
+        destinations = self.destinations(data.get("destinations"))
+        ordering = self.ordering_templates(destinations, engine)
+        routes = self.routes(data.get("routes"), sources, destinations, engine)
+        if self.problems:
+            raise ConfigError(sorted(self.problems, key=_position))
+        return Config(
+            file=self.path,
+            version=self.version_hash(engine),
+            settings=settings,
+            base_dir=self.base_dir,
+            sources=sources,
+            destinations=destinations,
+            routes=tuple(routes),
+            secrets=frozenset(self.env.secrets),
+            warnings=tuple(sorted(self.warnings, key=_position)),
+            ordering_templates=ordering,
+        )
+
+    def resolve(self, relative: str) -> Path:
+        return (self.base_dir / relative).resolve()
+
+    def top_level(self) -> dict[str, Any]:
+        data = self.doc.data
+        start = Location(self.path, 1, 1)
+        if not isinstance(data, dict):
+            raise ConfigError([Problem("routes.yaml must be a mapping starting with 'version: 1'", start)])
+        for key in data:
+            if key not in TOP_LEVEL_KEYS:
+                hint = did_you_mean(key, TOP_LEVEL_KEYS)
+                self.error(f"unknown top-level key '{key}'{hint}; allowed: {', '.join(TOP_LEVEL_KEYS)}", self.doc.key_where((key,)))
+        if "version" not in data:
+            self.error("missing 'version: 1' at the top of the file", start)
+        elif data["version"] != 1 or isinstance(data["version"], bool):
+            self.error(f"version {data['version']!r} is not supported; this gateway reads 'version: 1'", self.doc.where(("version",)))
+        return data
+
+    # -- settings and sources
+
+    def settings(self, raw: Any) -> SettingsSpec:
+        settings = self.converter.convert(raw or {}, SettingsSpec, ("settings",), "settings") or SettingsSpec()
+        for index, text in enumerate(settings.egress_allow):
+            self.network(text, ("settings", "egress_allow", index))
+        return settings
+
+    def network(self, text: str, at: YamlPath) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+        try:
+            return ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            self.error(f"'{text}' is not an IP address or range; write it like 203.0.113.7 or 203.0.113.0/24", self.doc.where(at))
+            return None
+
+    def named_section(self, raw: Any, section: str, required: bool) -> dict[str, Any]:
+        if raw is None:
+            if required:
+                self.error(f"missing '{section}:'; see the shipped routes.yaml for an example", Location(self.path, 1, 1))
+            return {}
+        if not isinstance(raw, dict):
+            self.error(f"'{section}' must be a mapping of names to settings", self.doc.where((section,)))
+            return {}
+        for name in raw:
+            if not _NAME.fullmatch(name):
+                self.error(f"the name '{name}' may only use lowercase letters, digits, '-' and '_'", self.doc.key_where((section, name)))
+        return raw
+
+    def sources(self, raw: Any, engine: TemplateEngine) -> dict[str, Source]:
+        sources: dict[str, Source] = {}
+        for name, item in self.named_section(raw, "sources", required=True).items():
+            at: YamlPath = ("sources", name)
+            spec = self.converter.convert(item or {}, SourceSpec, at, f"source '{name}'")
+            if spec is None:
+                continue
+            unset = self.env.unset_under(at)
+            inactive = f"{', '.join(unset)} not set" if unset else None
+            if inactive:
+                self.warn(f"source '{name}' is inactive: {inactive}; its events are refused until you set it", self.doc.where(at))
+            elif not spec.token and not spec.allow_ips:
+                self.warn(f"source '{name}' has neither a token nor allow_ips: anyone can send it events", self.doc.where(at))
+            window, key = self.dedupe(spec.dedupe, (*at, "dedupe"), engine)
+            sources[name] = Source(
+                name=name,
+                token=spec.token,
+                allow_ips=self.networks(spec.allow_ips, (*at, "allow_ips")),
+                trusted_proxies=self.networks(spec.trusted_proxies, (*at, "trusted_proxies")),
+                dedupe_window=window,
+                dedupe_key=key,
+                inactive=inactive,
+                location=self.doc.key_where(at),
+            )
+        return sources
+
+    def networks(self, texts: list[str], at: YamlPath) -> tuple[Any, ...]:
+        found = (self.network(text, (*at, index)) for index, text in enumerate(texts))
+        return tuple(net for net in found if net is not None)
+
+    def dedupe(self, raw: str | DedupeSpec | bool, at: YamlPath, engine: TemplateEngine) -> tuple[float | None, CompiledTemplate | None]:
+        if raw is False:
+            return None, None
+        if raw is True:
+            raw = DedupeSpec()
+        if isinstance(raw, str):
+            try:
+                raw = DedupeSpec(window=Duration.parse(raw))
+            except ValueError as exc:
+                self.error(f"dedupe: {exc}", self.doc.where(at))
+                return None, None
+        key = self.inline_template(raw.key, (*at, "key"), engine, json_mode=False) if raw.key else None
+        return raw.window.seconds, key
+
+    # -- destinations
+
+    def destinations(self, raw: Any) -> dict[str, Destination]:
+        destinations: dict[str, Destination] = {}
+        for name, item in self.named_section(raw, "destinations", required=False).items():
+            at: YamlPath = ("destinations", name)
+            what = f"destination '{name}'"
+            kind = item.get("type") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or kind is None:
+                self.error(f"{what} needs 'type:', one of {one_of(DESTINATION_TYPES)}", self.doc.where(at))
+                continue
+            if kind not in DESTINATION_TYPES:
+                hint = did_you_mean(str(kind), DESTINATION_TYPES)
+                self.error(f"{what} has unknown type '{kind}'{hint}; types are {one_of(DESTINATION_TYPES)}", self.doc.where((*at, "type")))
+                continue
+            spec_type = DESTINATION_TYPES[kind].Spec
+            spec = self.converter.convert(item, spec_type, at, what)
+            if spec is None:
+                continue
+            unset = self.env.unset_under(at)
+            inactive = f"{', '.join(unset)} not set" if unset else None
+            if inactive:
+                self.warn(f"{what} is inactive ({inactive}): its deliveries will be recorded as skipped", self.doc.where(at))
+            else:
+                for key, message in spec.problems():
+                    self.error(f"{what}: {message}", self.doc.where((*at, key)))
+            self.literal_secrets(item, at, what)
+            destinations[name] = Destination(name, spec, inactive, self.doc.key_where(at))
+        return destinations
+
+    def ordering_templates(self, destinations: dict[str, Destination], engine: TemplateEngine) -> dict[str, CompiledTemplate]:
+        compiled = {}
+        for name, destination in destinations.items():
+            if destination.spec.ordered_by:
+                at = ("destinations", name, "ordered_by")
+                template = self.inline_template(destination.spec.ordered_by, at, engine, json_mode=False)
+                if template:
+                    compiled[name] = template
+        return compiled
+
+    def literal_secrets(self, item: dict[str, Any], at: YamlPath, what: str) -> None:
+        """Secrets written into routes.yaml leak through backups and git: say so."""
+        for key in ("token", "sign"):
+            value = self.doc_value((*at, key))
+            if isinstance(value, str) and value and "${" not in value:
+                self.env.secrets.add(item[key])
+                self.warn(f"{what} has its {key} written in the file; use ${{VARIABLE}} and keep it in the environment", self.doc.where((*at, key)))
+
+    def doc_value(self, at: YamlPath) -> Any:
+        value: Any = self.doc.data
+        for part in at:
+            if not isinstance(value, (dict, list)):
+                return None
+            try:
+                value = value[part]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return value
+
+    # -- routes
+
+    def routes(self, raw: Any, sources: dict[str, Source], destinations: dict[str, Destination], engine: TemplateEngine) -> list[Route]:
+        if raw is None or raw == []:
+            self.warn("there are no routes: events will be stored but sent nowhere", Location(self.path, 1, 1))
+            return []
+        if not isinstance(raw, list):
+            self.error("'routes' must be a list, each route starting with '- name:'", self.doc.where(("routes",)))
+            return []
+        routes: list[Route] = []
+        seen: dict[str, Location] = {}
+        for index, item in enumerate(raw):
+            route = self.route(item, ("routes", index), sources, destinations, engine, seen)
+            if route:
+                routes.append(route)
+        return routes
+
+    def route(self, item: Any, at: YamlPath, sources: dict[str, Source], destinations: dict[str, Destination], engine: TemplateEngine, seen: dict[str, Location]) -> Route | None:
+        label = f"route '{item.get('name')}'" if isinstance(item, dict) and isinstance(item.get("name"), str) else f"route #{at[-1] + 1}"
+        spec = self.converter.convert(item, RouteSpec, at, label)
+        if spec is None:
+            return None
+        if spec.name in seen:
+            self.error(f"two routes are named '{spec.name}' (the first at line {seen[spec.name].line}); names must be unique", self.doc.where((*at, "name")))
+        seen.setdefault(spec.name, self.doc.where((*at, "name")))
+        source = self.route_source(spec, at, sources, label)
+        compiler = RuleCompiler(self.doc.where, self.doc.key_where)
+        condition = compiler.compile_when(spec.when, (*at, "when"))
+        self.problems.extend(compiler.problems)
+        self.check_event_ids(spec.when, (*at, "when"))
+        sends = spec.send if isinstance(spec.send, list) else [spec.send]
+        if not sends:
+            self.error(f"{label} sends nowhere; give 'send:' a destination", self.doc.where((*at, "send")))
+        send_at = (*at, "send") if not isinstance(spec.send, list) else None
+        compiled = [self.send(s, send_at or (*at, "send", i), destinations, engine, label) for i, s in enumerate(sends)]
+        if condition is None or source is None or None in compiled:
+            return None
+        return Route(spec.name, source, condition, indexed_event_ids(spec.when), tuple(compiled), spec.shadow, self.doc.where(at))  # type: ignore[arg-type]
+
+    def route_source(self, spec: RouteSpec, at: YamlPath, sources: dict[str, Source], label: str) -> str | None:
+        if spec.source is None:
+            if len(sources) == 1:
+                return next(iter(sources))
+            self.error(f"{label} must say which source it takes events from: source: {one_of(sources)}", self.doc.where(at))
+            return None
+        if spec.source not in sources:
+            hint = did_you_mean(spec.source, sources)
+            self.error(f"{label} takes events from unknown source '{spec.source}'{hint}; sources are {one_of(sources)}", self.doc.where((*at, "source")))
+            return None
+        return spec.source
+
+    def check_event_ids(self, when: dict[str, Any], at: YamlPath) -> None:
+        for event_id in sorted(indexed_event_ids(when) or ()):
+            if event_id not in GO_EVENT_IDS:
+                hint = did_you_mean(event_id, GO_EVENT_IDS)
+                self.warn(f"GO sends no event '{event_id}'{hint}; GO's events are {', '.join(GO_EVENT_IDS)}", self.doc.where((*at, "event_id")))
+
+    def send(self, spec: SendSpec, at: YamlPath, destinations: dict[str, Destination], engine: TemplateEngine, label: str) -> Send | None:
+        destination = destinations.get(spec.to)
+        if destination is None:
+            if spec.to in self.named_section(self.doc_value(("destinations",)), "destinations", False):
+                return None  # that destination has its own error already
+            hint = did_you_mean(spec.to, destinations)
+            known = f"; destinations are {one_of(destinations)}" if destinations else "; define it under 'destinations:'"
+            self.error(f"{label} sends to unknown destination '{spec.to}'{hint}{known}", self.doc.where((*at, "to")))
+            return None
+        if (spec.template is None) == (spec.body is None):
+            self.error(f"{label}: each send needs exactly one of 'template:' (a file under templates/) or 'body:' (inline)", self.doc.where(at))
+            return None
+        json_mode = destination.spec.json_body
+        if spec.template is not None:
+            template = self.file_template(spec.template, (*at, "template"), engine, json_mode)
+        else:
+            template = self.inline_template(spec.body, (*at, "body"), engine, json_mode)
+        return Send(spec.to, template, self.doc.where(at)) if template else None
+
+    def file_template(self, name: str, at: YamlPath, engine: TemplateEngine, json_mode: bool) -> CompiledTemplate | None:
+        try:
+            template = engine.from_file(name, json_mode)
+        except TemplateError as exc:
+            self.error(exc.detail, exc.location or self.doc.where(at))
+            return None
+        self.hashed_templates.add(name)
+        return template
+
+    def inline_template(self, source: str | None, at: YamlPath, engine: TemplateEngine, json_mode: bool) -> CompiledTemplate | None:
+        try:
+            return engine.from_string(source or "", self.doc.where(at), json_mode)
+        except TemplateError as exc:
+            self.error(exc.detail, exc.location or self.doc.where(at))
+            return None
+
+    def version_hash(self, engine: TemplateEngine) -> str:
+        digest = hashlib.sha256(Path(self.path).read_bytes())
+        for name in sorted(self.hashed_templates):
+            digest.update(name.encode())
+            digest.update((engine.templates_dir / name).read_bytes())
+        return digest.hexdigest()[:12]
+
+
+def _display(path: Path) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _position(problem: Problem) -> tuple[str, int, int]:
+    where = problem.location
+    return (where.file, where.line, where.column) if where else ("", 0, 0)

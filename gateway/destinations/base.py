@@ -1,0 +1,56 @@
+"""What every destination shares: the common routes.yaml fields and the request it builds.
+
+A destination type is a module with a `Spec` (its routes.yaml fields, a msgspec struct tagged
+by `type:`) and `build_request(spec, body, idempotency_key)`. The delivery engine and dry-run
+only see `OutgoingRequest`; nothing outside `destinations/` knows a vendor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from gateway.units import Duration, Rate
+
+# Placeholder that dry-run shows where the real key is assigned when an event is stored.
+DRY_RUN_KEY = "<assigned when the event is stored>"
+
+
+class RetrySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """`retry: {attempts: 12, first: 10s, max: 2h}`: exponential backoff with jitter."""
+
+    attempts: int = 10
+    first: Duration = Duration(5, "5s")
+    max: Duration = Duration(3600, "1h")
+
+
+class DestinationSpec(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Fields every destination accepts, whatever its type."""
+
+    rate: Rate | None = None
+    timeout: Duration = Duration(10, "10s")
+    retry: RetrySpec = RetrySpec()
+    concurrency: int = 4
+    ordered_by: str | None = None
+    description: str | None = None
+
+    #: whether rendered bodies must be JSON (vendors always; `http` unless told otherwise)
+    @property
+    def json_body(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class OutgoingRequest:
+    """The exact HTTP request a delivery makes."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+
+
+def json_headers(idempotency_key: str, **extra: str) -> dict[str, str]:
+    """Headers every JSON delivery carries; the key stays the same across attempts."""
+    return {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": idempotency_key, **extra}

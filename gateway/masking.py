@@ -1,0 +1,48 @@
+"""Masking of secrets in anything shown to a person: dry-run output, logs, the admin API."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from gateway.destinations.base import OutgoingRequest
+
+MASK = "***"
+_SECRET_HEADERS = re.compile(r"authorization|cookie|token|secret|api-?key|password|signature", re.IGNORECASE)
+_SECRET_PARAMS = re.compile(r"([?&](?:token|api_?key|key|secret|password|access_token)=)[^&#]*", re.IGNORECASE)
+
+
+def mask_secret(secret: str) -> str:
+    """A secret as it may be shown: a URL keeps its scheme and host, anything else is hidden."""
+    if secret.startswith(("http://", "https://")):
+        parts = urlsplit(secret)
+        return f"{parts.scheme}://{parts.hostname}/{MASK}"
+    return MASK
+
+
+def mask_text(text: str, secrets: Iterable[str]) -> str:
+    """Replace every known secret value in `text` (longest first, so none leaks in part)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret and secret in text:
+            text = text.replace(secret, mask_secret(secret))
+    return text
+
+
+def mask_url(url: str, secrets: Iterable[str]) -> str:
+    return _SECRET_PARAMS.sub(lambda m: m.group(1) + MASK, mask_text(url, secrets))
+
+
+def mask_header(name: str, value: str, secrets: Iterable[str]) -> str:
+    if name.lower() == "idempotency-key" or not _SECRET_HEADERS.search(name):
+        return mask_text(value, secrets)
+    scheme, _, rest = value.partition(" ")
+    return f"{scheme} {MASK}" if rest and scheme.lower() in ("bearer", "basic", "token") else MASK
+
+
+def mask_request(request: OutgoingRequest, secrets: Iterable[str]) -> OutgoingRequest:
+    """The request with secrets hidden in its URL, headers and body."""
+    secrets = tuple(secrets)
+    headers = {name: mask_header(name, value, secrets) for name, value in request.headers.items()}
+    return replace(request, url=mask_url(request.url, secrets), headers=headers, body=mask_text(request.body, secrets))

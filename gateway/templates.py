@@ -1,0 +1,281 @@
+"""Payload templates: sandboxed Jinja with limits, Brazilian filters and located errors.
+
+Templates are written by operators, but they render data that customers typed (names,
+addresses), so the sandbox assumes both can be hostile: no Python internals, no file outside
+`templates/`, bounded output size, string sizes and render time. Payload text is data, never
+template source.
+
+JSON templates (every vendor destination, and `http` unless told otherwise) escape each
+`{{ value }}` as JSON string content, so a customer named `Ana "Nina"` or an address with a line
+break cannot break the message; `{{ x | tojson }}` inserts JSON as it is.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2 import StrictUndefined, TemplateNotFound, TemplateSyntaxError
+from jinja2.filters import do_center, do_format, do_indent
+from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment, SecurityError
+
+from gateway.errors import Location, TemplateError, did_you_mean
+from gateway.filters import FILTERS, JsonText
+
+MAX_OUTPUT_CHARS = 1_000_000
+MAX_STRING_CHARS = 1_000_000
+RENDER_SECONDS = 2.0
+_FORMAT_WIDTH = re.compile(r"\d{5,}|\*")
+
+_deadline: contextvars.ContextVar[float] = contextvars.ContextVar("template_deadline", default=float("inf"))
+
+
+class TemplateLimitError(SecurityError):
+    """A template went over a size or time limit."""
+
+
+def _check_deadline() -> None:
+    if time.monotonic() > _deadline.get():
+        raise TemplateLimitError(f"rendering took longer than {RENDER_SECONDS:g} s; is there a loop inside a loop?")
+
+
+def _check_size(value: Any) -> Any:
+    if isinstance(value, (str, list, tuple)) and len(value) > MAX_STRING_CHARS:
+        raise TemplateLimitError(f"a value grew past {MAX_STRING_CHARS:,} characters or items")
+    return value
+
+
+def _check_format(spec: Any) -> None:
+    if isinstance(spec, str) and _FORMAT_WIDTH.search(spec):
+        raise TemplateLimitError("format widths over 9999 (or taken from arguments) are not allowed")
+
+
+def _guarded_range(*args: int) -> Iterator[int]:
+    if len(range(*args)) > MAX_RANGE:
+        raise TemplateLimitError(f"range is limited to {MAX_RANGE:,} items")
+    for index, number in enumerate(range(*args)):
+        if index % 1000 == 0:
+            _check_deadline()
+        yield number
+
+
+def _guarded_center(value: Any, width: int = 80) -> str:
+    if width > 10_000:
+        raise TemplateLimitError("center width is limited to 10,000")
+    return do_center(value, width)
+
+
+def _guarded_indent(value: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    if (isinstance(width, int) and width > 100) or (isinstance(width, str) and len(width) > 100):
+        raise TemplateLimitError("indent width is limited to 100")
+    return do_indent(value, width, first, blank)
+
+
+def _guarded_format(value: str, *args: Any, **kwargs: Any) -> str:
+    _check_format(value)
+    return do_format(value, *args, **kwargs)
+
+
+class _Undefined(StrictUndefined):
+    """StrictUndefined whose message names the missing field and the closest one present."""
+
+    __slots__ = ()
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
+        if self._undefined_hint is None and isinstance(self._undefined_obj, Mapping):
+            fields = [str(k) for k in self._undefined_obj]
+            hint = did_you_mean(self._undefined_name, fields)
+            shown = ", ".join(fields[:12])
+            raise self._undefined_exception(f"the field '{self._undefined_name}' is not in this object{hint}; it has: {shown}")
+        return super()._fail_with_undefined_error(*args, **kwargs)
+
+    __str__ = __iter__ = __len__ = __eq__ = __ne__ = __bool__ = __hash__ = _fail_with_undefined_error  # type: ignore[assignment]
+    __getattr__ = __getitem__ = __add__ = __lt__ = __le__ = __gt__ = __ge__ = __int__ = __float__ = _fail_with_undefined_error  # type: ignore[assignment]
+
+
+class GatewaySandbox(SandboxedEnvironment):
+    """Jinja's sandbox plus limits on sizes, format widths and render time."""
+
+    intercepted_binops = frozenset(["*", "**", "%", "+"])
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        _check_deadline()
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 100:
+            raise TemplateLimitError("exponents are limited to 100")
+        if operator == "*":
+            for count, other in ((left, right), (right, left)):
+                if isinstance(other, (str, list, tuple)) and isinstance(count, int) and count * len(other) > MAX_STRING_CHARS:
+                    raise TemplateLimitError(f"a value grew past {MAX_STRING_CHARS:,} characters or items")
+        if operator == "%":
+            _check_format(left)
+        return _check_size(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        _check_deadline()
+        for argument in (*args, *kwargs.values()):
+            _check_size(argument)
+        return _check_size(super().call(__context, __obj, *args, **kwargs))
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            _check_format(getattr(value, "__self__", ""))
+            return wrapped(*args, **kwargs)
+
+        return checked
+
+
+def _json_finalize(value: Any) -> Any:
+    """Each {{ value }} in a JSON template: JSON text as is, everything else escaped."""
+    if isinstance(value, JsonText):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return json.dumps(str(value), ensure_ascii=False)[1:-1]
+
+
+def _text_finalize(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _make_environment(templates_dir: Path, json_mode: bool) -> GatewaySandbox:
+    env = GatewaySandbox(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=_Undefined,
+        autoescape=False,
+        keep_trailing_newline=False,
+        finalize=_json_finalize if json_mode else _text_finalize,
+    )
+    env.filters.update(FILTERS)
+    env.filters.update(center=_guarded_center, indent=_guarded_indent, format=_guarded_format)
+    env.globals["range"] = _guarded_range
+    return env
+
+
+@dataclass(frozen=True)
+class CompiledTemplate:
+    """A template ready to render, with what is needed to locate its errors."""
+
+    template: jinja2.Template
+    display_name: str  # 'templates/slack/x.json.j2' or 'routes.yaml'
+    line_offset: int  # for inline bodies: the line in routes.yaml where the body starts, minus 1
+    json_mode: bool
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        """Render, enforcing the limits; TemplateError with file:line on any failure."""
+        token = _deadline.set(time.monotonic() + RENDER_SECONDS)
+        try:
+            output = self._render_bounded(context)
+        except TemplateError:
+            raise
+        except RecursionError:
+            raise TemplateError("templates call themselves too deeply (a macro calling itself?)", self.location(1)) from None
+        except Exception as exc:  # every failure inside user code becomes a located TemplateError
+            raise TemplateError(_describe(exc), self.location(self._failing_line(exc))) from None
+        finally:
+            _deadline.reset(token)
+        if self.json_mode:
+            self._check_json(output)
+        return output
+
+    def _render_bounded(self, context: Mapping[str, Any]) -> str:
+        chunks: list[str] = []
+        size = 0
+        for chunk in self.template.generate(dict(context)):
+            size += len(chunk)
+            if size > MAX_OUTPUT_CHARS:
+                raise TemplateLimitError(f"the output grew past {MAX_OUTPUT_CHARS:,} characters")
+            _check_deadline()
+            chunks.append(chunk)
+        return "".join(chunks).strip()
+
+    def _check_json(self, output: str) -> None:
+        try:
+            json.loads(output)
+        except json.JSONDecodeError as exc:
+            lines = output.splitlines() or [""]
+            shown = lines[min(exc.lineno, len(lines)) - 1].strip()[:120]
+            raise TemplateError(
+                f"the rendered body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} "
+                f"of the output (`{shown}`); check commas and quotes, and use '| tojson' for lists, objects and null",
+                self.location(exc.lineno),
+            ) from None
+
+    def _failing_line(self, exc: BaseException) -> int:
+        line = getattr(exc, "lineno", None)
+        traceback = exc.__traceback__
+        while traceback is not None:
+            if traceback.tb_frame.f_code.co_filename == (self.template.filename or "<template>"):
+                line = traceback.tb_lineno
+            traceback = traceback.tb_next
+        return line or 1
+
+    def location(self, line: int) -> Location:
+        return Location(self.display_name, self.line_offset + line, 1)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TemplateLimitError):
+        return f"stopped: {exc}"
+    if isinstance(exc, SecurityError):
+        return f"not allowed in a template: {exc}"
+    if isinstance(exc, jinja2.UndefinedError):
+        return str(exc)
+    if isinstance(exc, (ValueError, TypeError, ArithmeticError, LookupError)):
+        return f"{exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class TemplateEngine:
+    """Compiles template files from one folder and inline bodies, with a cache per file."""
+
+    def __init__(self, templates_dir: Path, display_dir: str = "templates") -> None:
+        self.templates_dir = templates_dir
+        self.display_dir = display_dir
+        self._environments = {mode: _make_environment(templates_dir, mode) for mode in (True, False)}
+
+    def from_file(self, name: str, json_mode: bool) -> CompiledTemplate:
+        """Compile templates/<name>; TemplateError naming the file and line when it cannot."""
+        display = f"{self.display_dir}/{name}"
+        try:
+            template = self._environments[json_mode].get_template(name)
+        except TemplateNotFound as exc:
+            missing = f"{self.display_dir}/{exc.name}" if exc.name != name else display
+            raise TemplateError(f"template file not found: {missing}{self._near(name)}") from None
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}", Location(display, exc.lineno, 1)) from None
+        return CompiledTemplate(template, display, 0, json_mode)
+
+    def from_string(self, source: str, where: Location, json_mode: bool) -> CompiledTemplate:
+        """Compile an inline `body:`; errors point into routes.yaml."""
+        offset = where.line if "\n" in source.strip() else where.line - 1
+        try:
+            template = self._environments[json_mode].from_string(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}", Location(where.file, offset + exc.lineno, 1)) from None
+        return CompiledTemplate(template, where.file, offset, json_mode)
+
+    def _near(self, name: str) -> str:
+        if not self.templates_dir.is_dir():
+            return f" (the folder {self.display_dir}/ does not exist)"
+        known = [str(p.relative_to(self.templates_dir)) for p in self.templates_dir.rglob("*") if p.is_file()]
+        return did_you_mean(name, known)
