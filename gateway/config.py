@@ -14,18 +14,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
-
-import msgspec
+from typing import Any, Union
 
 from gateway.destinations import TYPES as DESTINATION_TYPES
 from gateway.destinations.base import DestinationSpec
 from gateway.errors import ConfigError, Location, Problem, TemplateError, did_you_mean, one_of
+from gateway.schema import Schema, SchemaReader
 from gateway.rules import Condition, RouteIndex, RuleCompiler, indexed_event_ids
 from gateway.templates import CompiledTemplate, TemplateEngine
-from gateway.units import Duration, Rate
-from gateway.yamlfile import Path as YamlPath
-from gateway.yamlfile import YamlDocument, load_yaml_file
+from gateway.units import Duration
+from gateway.yamlfile import KeyPath as YamlPath
+from gateway.yamlfile import YamlDocument, display_path, load_yaml_file
 
 GO_EVENT_IDS = (
     "ORDER_CREATED",
@@ -41,11 +40,7 @@ _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{"
 _SECRET_MIN_LENGTH = 6
 
 
-class _Schema(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    pass
-
-
-class SettingsSpec(_Schema):
+class SettingsSpec(Schema, kw_only=True):
     """`settings:` — where things are, and what deliveries may reach."""
 
     templates: str = "templates"
@@ -55,25 +50,25 @@ class SettingsSpec(_Schema):
     retention: Duration = Duration(30 * 86400, "30d")
 
 
-class DedupeSpec(_Schema):
+class DedupeSpec(Schema, kw_only=True):
     window: Duration = Duration(600, "10m")
     key: str | None = None
 
 
-class SourceSpec(_Schema):
+class SourceSpec(Schema, kw_only=True):
     token: str | None = None
     allow_ips: list[str] = []
     trusted_proxies: list[str] = []
-    dedupe: Union[str, DedupeSpec, bool] = "10m"  # noqa: UP007 (msgspec reads the annotation)
+    dedupe: Union[str, int, float, DedupeSpec, bool] = "10m"  # noqa: UP007 (numbers only to say "write the unit")
 
 
-class SendSpec(_Schema):
+class SendSpec(Schema, kw_only=True):
     to: str
     template: str | None = None
     body: str | None = None
 
 
-class RouteSpec(_Schema):
+class RouteSpec(Schema, kw_only=True):
     name: str
     when: dict[str, Any]
     send: Union[SendSpec, list[SendSpec]]  # noqa: UP007
@@ -192,99 +187,8 @@ class _Interpolation:
     def unset_under(self, prefix: YamlPath) -> list[str]:
         return sorted({name for at, names in self.unset.items() if at[: len(prefix)] == prefix for name in names})
 
-
-# --------------------------------------------------------------------------- schema messages
-
-_TYPE_WORDS = {
-    "str": "text",
-    "int": "a whole number",
-    "float": "a number",
-    "bool": "true or false",
-    "object": "a mapping (indented 'key: value' lines)",
-    "array": "a list (lines starting with '- ')",
-    "null": "nothing",
-}
-_PATH_TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
-
-
-def _words(types: str) -> str:
-    return " or ".join(_TYPE_WORDS.get(t.strip(), t.strip()) for t in types.split("|"))
-
-
-def _field_type(owner: Any, name: str) -> Any:
-    for option in get_args(owner) or (owner,):
-        if isinstance(option, type) and issubclass(option, msgspec.Struct):
-            for spec_field in msgspec.structs.fields(option):
-                if spec_field.name == name:
-                    return spec_field.type
-    return None
-
-
-def _struct_keys(owner: Any) -> list[str]:
-    for option in get_args(owner) or (owner,):
-        if isinstance(option, type) and issubclass(option, msgspec.Struct):
-            return [f.name for f in msgspec.structs.fields(option)]
-    return []
-
-
-def _walk_type(root: Any, tokens: list[str | int]) -> Any:
-    current = root
-    for token in tokens:
-        if isinstance(token, int):
-            options = [a for a in get_args(current) or (current,) if get_origin(a) is list]
-            current = get_args(options[0])[0] if options else None
-        else:
-            current = _field_type(current, token)
-        if current is None:
-            return None
-    return current
-
-
-class _Converter:
-    """Runs msgspec on one piece of the document and turns its message into a located one."""
-
-    def __init__(self, doc: YamlDocument, problems: list[Problem]) -> None:
-        self.doc = doc
-        self.problems = problems
-
-    def convert(self, raw: Any, spec_type: Any, at: YamlPath, what: str) -> Any:
-        try:
-            return msgspec.convert(raw, spec_type, dec_hook=_decode_unit)
-        except msgspec.ValidationError as exc:
-            self.problems.append(self.translate(str(exc), spec_type, at, what))
-            return None
-
-    def translate(self, message: str, spec_type: Any, at: YamlPath, what: str) -> Problem:
-        text, _, where = message.rpartition(" - at `")
-        if not text:
-            text, where = message, "$"
-        tokens: list[str | int] = []
-        for match in _PATH_TOKEN.finditer(where.rstrip("`")[1:]):
-            if match.group(0) == "[...]":
-                break
-            tokens.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
-        path = (*at, *tokens)
-        owner = _walk_type(spec_type, tokens)
-        if found := re.match(r"Object contains unknown field `(.+)`", text):
-            key = found.group(1)
-            keys = _struct_keys(owner)
-            hint = did_you_mean(key, keys)
-            return Problem(f"unknown key '{key}' in {what}{hint}; allowed keys: {', '.join(keys)}", self.doc.key_where((*path, key)))
-        if found := re.match(r"Object missing required field `(.+)`", text):
-            return Problem(f"{what} is missing the required key '{found.group(1)}'", self.doc.where(path))
-        if found := re.match(r"Expected `(.+)`, got `(.+)`", text):
-            return Problem(f"'{tokens[-1] if tokens else what}' must be {_words(found.group(1))}, not {_words(found.group(2))}", self.doc.where(path))
-        if found := re.match(r"Invalid enum value '(.*)'", text):
-            choices = [str(c) for c in get_args(owner)] if get_origin(owner) is Literal else []
-            hint = did_you_mean(found.group(1), choices)
-            return Problem(f"'{found.group(1)}' is not allowed for '{tokens[-1]}'{hint}; use {one_of(choices)}", self.doc.where(path))
-        return Problem(text[0].lower() + text[1:] if text else message, self.doc.where(path))
-
-
-def _decode_unit(kind: type, value: Any) -> Any:
-    if kind in (Duration, Rate):
-        return kind.parse(value)
-    raise NotImplementedError(kind)
+    def first_unset(self, prefix: YamlPath) -> YamlPath:
+        return next((at for at in self.unset if at[: len(prefix)] == prefix), prefix)
 
 
 # --------------------------------------------------------------------------- loading
@@ -303,7 +207,7 @@ class _Loader:
         self.warnings: list[Problem] = []
         self.env = _Interpolation(environ)
         self.doc: YamlDocument = YamlDocument(path, None)
-        self.converter = _Converter(self.doc, self.problems)
+        self.converter = SchemaReader(self.doc, self.problems)
         self.hashed_templates: set[str] = set()
 
     def error(self, message: str, location: Location) -> None:
@@ -319,7 +223,7 @@ class _Loader:
         data = self.env.walk(top, (), self.doc)
         self.problems.extend(self.env.problems)
         settings = self.settings(data.get("settings"))
-        engine = TemplateEngine(self.resolve(settings.templates), _display(self.resolve(settings.templates)))
+        engine = TemplateEngine(self.resolve(settings.templates), display_path(self.resolve(settings.templates)))
         sources = self.sources(data.get("sources"), engine)
         destinations = self.destinations(data.get("destinations"))
         ordering = self.ordering_templates(destinations, engine)
@@ -395,7 +299,7 @@ class _Loader:
             unset = self.env.unset_under(at)
             inactive = f"{', '.join(unset)} not set" if unset else None
             if inactive:
-                self.warn(f"source '{name}' is inactive: {inactive}; its events are refused until you set it", self.doc.where(at))
+                self.warn(f"source '{name}' is inactive: {inactive}; its events are refused until you set it", self.doc.where(self.env.first_unset(at)))
             elif not spec.token and not spec.allow_ips:
                 self.warn(f"source '{name}' has neither a token nor allow_ips: anyone can send it events", self.doc.where(at))
             window, key = self.dedupe(spec.dedupe, (*at, "dedupe"), engine)
@@ -415,12 +319,12 @@ class _Loader:
         found = (self.network(text, (*at, index)) for index, text in enumerate(texts))
         return tuple(net for net in found if net is not None)
 
-    def dedupe(self, raw: str | DedupeSpec | bool, at: YamlPath, engine: TemplateEngine) -> tuple[float | None, CompiledTemplate | None]:
+    def dedupe(self, raw: str | float | DedupeSpec | bool, at: YamlPath, engine: TemplateEngine) -> tuple[float | None, CompiledTemplate | None]:
         if raw is False:
             return None, None
         if raw is True:
             raw = DedupeSpec()
-        if isinstance(raw, str):
+        if not isinstance(raw, DedupeSpec):
             try:
                 raw = DedupeSpec(window=Duration.parse(raw))
             except ValueError as exc:
@@ -451,7 +355,7 @@ class _Loader:
             unset = self.env.unset_under(at)
             inactive = f"{', '.join(unset)} not set" if unset else None
             if inactive:
-                self.warn(f"{what} is inactive ({inactive}): its deliveries will be recorded as skipped", self.doc.where(at))
+                self.warn(f"{what} is inactive ({inactive}): its deliveries will be recorded as skipped", self.doc.where(self.env.first_unset(at)))
             else:
                 for key, message in spec.problems():
                     self.error(f"{what}: {message}", self.doc.where((*at, key)))
@@ -476,6 +380,11 @@ class _Loader:
             if isinstance(value, str) and value and "${" not in value:
                 self.env.secrets.add(item[key])
                 self.warn(f"{what} has its {key} written in the file; use ${{VARIABLE}} and keep it in the environment", self.doc.where((*at, key)))
+
+    def declared(self, section: str) -> list[str]:
+        """Names written under a section, valid or not (to avoid reporting one mistake twice)."""
+        raw = self.doc_value((section,))
+        return [str(name) for name in raw] if isinstance(raw, dict) else []
 
     def doc_value(self, at: YamlPath) -> Any:
         value: Any = self.doc.data
@@ -528,16 +437,17 @@ class _Loader:
         return Route(spec.name, source, condition, indexed_event_ids(spec.when), tuple(compiled), spec.shadow, self.doc.where(at))  # type: ignore[arg-type]
 
     def route_source(self, spec: RouteSpec, at: YamlPath, sources: dict[str, Source], label: str) -> str | None:
+        declared = self.declared("sources")
         if spec.source is None:
-            if len(sources) == 1:
-                return next(iter(sources))
-            self.error(f"{label} must say which source it takes events from: source: {one_of(sources)}", self.doc.where(at))
+            if len(declared) == 1:
+                return declared[0] if declared[0] in sources else None
+            self.error(f"{label} must say which source it takes events from: source: {one_of(declared)}", self.doc.where(at))
             return None
-        if spec.source not in sources:
+        if spec.source not in declared:
             hint = did_you_mean(spec.source, sources)
-            self.error(f"{label} takes events from unknown source '{spec.source}'{hint}; sources are {one_of(sources)}", self.doc.where((*at, "source")))
+            self.error(f"{label} takes events from unknown source '{spec.source}'{hint}; sources are {one_of(declared)}", self.doc.where((*at, "source")))
             return None
-        return spec.source
+        return spec.source if spec.source in sources else None
 
     def check_event_ids(self, when: dict[str, Any], at: YamlPath) -> None:
         for event_id in sorted(indexed_event_ids(when) or ()):
@@ -548,7 +458,7 @@ class _Loader:
     def send(self, spec: SendSpec, at: YamlPath, destinations: dict[str, Destination], engine: TemplateEngine, label: str) -> Send | None:
         destination = destinations.get(spec.to)
         if destination is None:
-            if spec.to in self.named_section(self.doc_value(("destinations",)), "destinations", False):
+            if spec.to in self.declared("destinations"):
                 return None  # that destination has its own error already
             hint = did_you_mean(spec.to, destinations)
             known = f"; destinations are {one_of(destinations)}" if destinations else "; define it under 'destinations:'"
@@ -575,7 +485,7 @@ class _Loader:
 
     def inline_template(self, source: str | None, at: YamlPath, engine: TemplateEngine, json_mode: bool) -> CompiledTemplate | None:
         try:
-            return engine.from_string(source or "", self.doc.where(at), json_mode)
+            return engine.from_string(source or "", self.doc.where(at), json_mode, block=at in self.doc.block_scalars)
         except TemplateError as exc:
             self.error(exc.detail, exc.location or self.doc.where(at))
             return None
@@ -586,14 +496,6 @@ class _Loader:
             digest.update(name.encode())
             digest.update((engine.templates_dir / name).read_bytes())
         return digest.hexdigest()[:12]
-
-
-def _display(path: Path) -> str:
-    """A path as the user would type it: relative to the working folder when inside it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _position(problem: Problem) -> tuple[str, int, int]:

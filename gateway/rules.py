@@ -21,8 +21,10 @@ from gateway.errors import Location, Problem, did_you_mean, one_of
 
 # Top-level fields of a GO event; a path must start with one of them.
 EVENT_ROOTS = ("event_id", "data")
+# What our Portuguese-speaking users write by habit, and what they mean.
+_PORTUGUESE_ROOTS = {"dados": "data", "evento": "event_id", "id_evento": "event_id", "tipo": "event_id"}
 COMBINATORS = ("all", "any", "not")
-_MISSING = object()
+MISSING = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,88 +95,87 @@ def type_hint(actual: Any, expected: Any) -> str:
 
 
 def lookup(event: Any, segments: tuple[str, ...]) -> Any:
-    """The value at a dotted path, or _MISSING; list items are reached by index."""
+    """The value at a dotted path, or MISSING; list items are reached by index."""
     current = event
     for segment in segments:
         if isinstance(current, Mapping):
-            current = current.get(segment, _MISSING)
+            current = current.get(segment, MISSING)
         elif isinstance(current, list) and segment.isdigit():
             index = int(segment)
-            current = current[index] if index < len(current) else _MISSING
+            current = current[index] if index < len(current) else MISSING
         else:
-            return _MISSING
-        if current is _MISSING:
-            return _MISSING
+            return MISSING
+        if current is MISSING:
+            return MISSING
     return current
 
 
 # --------------------------------------------------------------------------- matchers
 
-# A check takes the actual value and returns None when it holds, or the failure text.
-Check = Callable[[Any], "str | None"]
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One matcher: a fast predicate for ingest, and the sentence explaining a failure."""
+
+    holds: Callable[[Any], bool]
+    failure: Callable[[Any], str]
 
 
 def _equals(expected: Any) -> Check:
-    def check(actual: Any) -> str | None:
-        if same_value(actual, expected):
-            return None
-        return f"is {show(actual)}, the rule wants {show(expected)}{type_hint(actual, expected)}"
-
-    return check
+    return Check(
+        lambda actual: same_value(actual, expected),
+        lambda actual: f"is {show(actual)}, the rule wants {show(expected)}{type_hint(actual, expected)}",
+    )
 
 
 def _not_equals(expected: Any) -> Check:
-    return lambda actual: None if not same_value(actual, expected) else f"is {show(actual)}, which the rule excludes"
+    return Check(lambda actual: not same_value(actual, expected), lambda actual: f"is {show(actual)}, which the rule excludes")
 
 
 def _one_of(options: list[Any]) -> Check:
-    def check(actual: Any) -> str | None:
-        if any(same_value(actual, option) for option in options):
-            return None
-        hint = type_hint(actual, options[0]) if options and all(kind(o) == kind(options[0]) for o in options) else ""
+    def failure(actual: Any) -> str:
+        hint = type_hint(actual, options[0]) if all(kind(o) == kind(options[0]) for o in options) else ""
         return f"is {show(actual)}, the rule wants one of {show(options)}{hint}"
 
-    return check
+    return Check(lambda actual: any(same_value(actual, option) for option in options), failure)
 
 
 def _not_in(options: list[Any]) -> Check:
-    def check(actual: Any) -> str | None:
-        if any(same_value(actual, option) for option in options):
-            return f"is {show(actual)}, which the rule excludes (not_in {show(options)})"
-        return None
-
-    return check
+    return Check(
+        lambda actual: not any(same_value(actual, option) for option in options),
+        lambda actual: f"is {show(actual)}, which the rule excludes (not_in {show(options)})",
+    )
 
 
 def _matches(pattern: re.Pattern[str]) -> Check:
-    def check(actual: Any) -> str | None:
+    def failure(actual: Any) -> str:
         if not isinstance(actual, str):
             return f"is {kind(actual)} ({show(actual)}); 'matches' works on text"
-        return None if pattern.search(actual) else f"is {show(actual)}, which does not match /{pattern.pattern}/"
+        return f"is {show(actual)}, which does not match /{pattern.pattern}/"
 
-    return check
+    return Check(lambda actual: isinstance(actual, str) and pattern.search(actual) is not None, failure)
 
 
 def _contains(expected: Any) -> Check:
-    def check(actual: Any) -> str | None:
+    def holds(actual: Any) -> bool:
         if isinstance(actual, str) and isinstance(expected, str):
-            found = expected in actual
-        elif isinstance(actual, list):
-            found = any(same_value(item, expected) for item in actual)
-        else:
-            return f"is {kind(actual)} ({show(actual)}); 'contains' works on text and lists"
-        return None if found else f"is {show(actual)}, which does not contain {show(expected)}"
+            return expected in actual
+        return isinstance(actual, list) and any(same_value(item, expected) for item in actual)
 
-    return check
+    def failure(actual: Any) -> str:
+        if not isinstance(actual, (str, list)):
+            return f"is {kind(actual)} ({show(actual)}); 'contains' works on text and lists"
+        return f"is {show(actual)}, which does not contain {show(expected)}"
+
+    return Check(holds, failure)
 
 
 def _startswith(prefix: str) -> Check:
-    def check(actual: Any) -> str | None:
+    def failure(actual: Any) -> str:
         if not isinstance(actual, str):
             return f"is {kind(actual)} ({show(actual)}); 'startswith' works on text"
-        return None if actual.startswith(prefix) else f"is {show(actual)}, which does not start with {show(prefix)}"
+        return f"is {show(actual)}, which does not start with {show(prefix)}"
 
-    return check
+    return Check(lambda actual: isinstance(actual, str) and actual.startswith(prefix), failure)
 
 
 _ORDER = {
@@ -188,13 +189,15 @@ _ORDER = {
 def _ordered(name: str, bound: Any) -> Check:
     compare, words = _ORDER[name]
 
-    def check(actual: Any) -> str | None:
-        comparable = (_is_number(actual) and _is_number(bound)) or (isinstance(actual, str) and isinstance(bound, str))
-        if not comparable:
-            return f"is {show(actual)}, which cannot be compared with {show(bound)}{type_hint(actual, bound)}"
-        return None if compare(actual, bound) else f"is {show(actual)}, the rule wants {words} {show(bound)}"
+    def comparable(actual: Any) -> bool:
+        return (_is_number(actual) and _is_number(bound)) or (isinstance(actual, str) and isinstance(bound, str))
 
-    return check
+    def failure(actual: Any) -> str:
+        if not comparable(actual):
+            return f"is {show(actual)}, which cannot be compared with {show(bound)}{type_hint(actual, bound)}"
+        return f"is {show(actual)}, the rule wants {words} {show(bound)}"
+
+    return Check(lambda actual: comparable(actual) and compare(actual, bound), failure)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +216,7 @@ MATCHERS: dict[str, _MatcherSpec] = {
     "not_equals": _MatcherSpec(_not_equals, lambda v: True, "a value"),
     "in": _MatcherSpec(_one_of, lambda v: isinstance(v, list) and bool(v), "a non-empty list, like [2, 3]"),
     "not_in": _MatcherSpec(_not_in, lambda v: isinstance(v, list) and bool(v), "a non-empty list, like [2, 3]"),
-    "exists": _MatcherSpec(lambda v: (lambda a: None), lambda v: isinstance(v, bool), "true or false"),
+    "exists": _MatcherSpec(lambda v: Check(lambda a: True, str), lambda v: isinstance(v, bool), "true or false"),
     "matches": _MatcherSpec(_matches, lambda v: isinstance(v, str), "a regular expression in quotes"),
     "contains": _MatcherSpec(_contains, _scalar, "a single value"),
     "startswith": _MatcherSpec(_startswith, lambda v: isinstance(v, str), "text"),
@@ -240,7 +243,10 @@ class FieldMatch:
     location: Location | None
 
     def test(self, event: Mapping[str, Any]) -> bool:
-        return not self._failure(event)
+        actual = lookup(event, self.segments)
+        if actual is MISSING:
+            return self.exists is False
+        return self.exists is not False and all(check.holds(actual) for check in self.checks)
 
     def explain(self, event: Mapping[str, Any]) -> list[Reason]:
         failure = self._failure(event)
@@ -251,16 +257,13 @@ class FieldMatch:
 
     def _failure(self, event: Mapping[str, Any]) -> str | None:
         actual = lookup(event, self.segments)
-        if actual is _MISSING:
-            if self.exists is False:
-                return None
-            return "is missing from the event" if self.checks or self.exists else None
+        if actual is MISSING:
+            return None if self.exists is False else "is missing from the event"
         if self.exists is False:
             return f"exists ({show(actual)}), the rule wants it absent"
         for check in self.checks:
-            failure = check(actual)
-            if failure:
-                return failure
+            if not check.holds(actual):
+                return check.failure(actual)
         return None
 
 
@@ -433,7 +436,8 @@ class RuleCompiler:
         if segments[0] == "event" and len(segments) > 1 and segments[1] in EVENT_ROOTS:
             hint = f" (write '{'.'.join(segments[1:])}': paths start inside the event)"
         else:
-            hint = did_you_mean(segments[0], (*EVENT_ROOTS, *COMBINATORS))
+            meant = _PORTUGUESE_ROOTS.get(segments[0].lower())
+            hint = f" (did you mean '{meant}'?)" if meant else did_you_mean(segments[0], (*EVENT_ROOTS, *COMBINATORS))
             hint = f"{hint}; paths start with {one_of(EVENT_ROOTS)}, combinators are {one_of(COMBINATORS)}"
         self.error(f"'{path}' is not a field of a GO event{hint}", self.key_where(at))
         return False

@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 from jinja2 import StrictUndefined, TemplateNotFound, TemplateSyntaxError
 from jinja2.filters import do_center, do_format, do_indent
-from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment, SecurityError
+from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError
 
 from gateway.errors import Location, TemplateError, did_you_mean
 from gateway.filters import FILTERS, JsonText
@@ -101,8 +101,9 @@ class _Undefined(StrictUndefined):
     __getattr__ = __getitem__ = __add__ = __lt__ = __le__ = __gt__ = __ge__ = __int__ = __float__ = _fail_with_undefined_error  # type: ignore[assignment]
 
 
-class GatewaySandbox(SandboxedEnvironment):
-    """Jinja's sandbox plus limits on sizes, format widths and render time."""
+class GatewaySandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox (templates cannot change the event) plus limits on sizes,
+    format widths and render time."""
 
     intercepted_binops = frozenset(["*", "**", "%", "+"])
 
@@ -238,6 +239,8 @@ def _describe(exc: BaseException) -> str:
         return f"stopped: {exc}"
     if isinstance(exc, SecurityError):
         return f"not allowed in a template: {exc}"
+    if isinstance(exc, TemplateNotFound):
+        return f"template file not found: {exc.name} (includes are read from the templates folder only)"
     if isinstance(exc, jinja2.UndefinedError):
         return str(exc)
     if isinstance(exc, (ValueError, TypeError, ArithmeticError, LookupError)):
@@ -265,9 +268,12 @@ class TemplateEngine:
             raise TemplateError(f"template syntax error: {exc.message}", Location(display, exc.lineno, 1)) from None
         return CompiledTemplate(template, display, 0, json_mode)
 
-    def from_string(self, source: str, where: Location, json_mode: bool) -> CompiledTemplate:
-        """Compile an inline `body:`; errors point into routes.yaml."""
-        offset = where.line if "\n" in source.strip() else where.line - 1
+    def from_string(self, source: str, where: Location, json_mode: bool, block: bool = False) -> CompiledTemplate:
+        """Compile an inline `body:`; errors point into routes.yaml.
+
+        `block` is true for a YAML block scalar (`body: |`), whose text starts on the next line.
+        """
+        offset = where.line if block else where.line - 1
         try:
             template = self._environments[json_mode].from_string(source)
         except TemplateSyntaxError as exc:

@@ -8,7 +8,9 @@ self-referencing anchors, and oversized files.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -16,7 +18,7 @@ from yaml.constructor import SafeConstructor
 
 from gateway.errors import ConfigError, Location, Problem
 
-Path = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_VALUES = 100_000  # after alias expansion; a real routes.yaml has a few thousand at most
@@ -38,10 +40,11 @@ class YamlDocument:
 
     file: str
     data: Any
-    _values: dict[Path, Location] = field(default_factory=dict)
-    _keys: dict[Path, Location] = field(default_factory=dict)
+    _values: dict[KeyPath, Location] = field(default_factory=dict)
+    _keys: dict[KeyPath, Location] = field(default_factory=dict)
+    block_scalars: set[KeyPath] = field(default_factory=set)  # `key: |` values, whose text starts a line later
 
-    def where(self, path: Path) -> Location:
+    def where(self, path: KeyPath) -> Location:
         """Where the value at `path` starts; the nearest enclosing value if it is absent."""
         for end in range(len(path), -1, -1):
             found = self._values.get(path[:end])
@@ -49,9 +52,18 @@ class YamlDocument:
                 return found
         return Location(self.file, 1, 1)
 
-    def key_where(self, path: Path) -> Location:
+    def key_where(self, path: KeyPath) -> Location:
         """Where the key naming `path` starts (for 'unknown key' messages)."""
         return self._keys.get(path) or self.where(path)
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def load_yaml_file(path: str, display_name: str | None = None) -> YamlDocument:
@@ -116,7 +128,7 @@ class _Builder:
     def fail(self, node: yaml.Node, message: str) -> ConfigError:
         return ConfigError([Problem(message, self.location(node))])
 
-    def build(self, node: yaml.Node, path: Path) -> Any:
+    def build(self, node: yaml.Node, path: KeyPath) -> Any:
         self.count += 1
         if self.count > MAX_VALUES:
             raise self.fail(node, f"the file expands to more than {MAX_VALUES} values; are anchors (&) and aliases (*) nested?")
@@ -129,13 +141,15 @@ class _Builder:
                 return self.mapping(node, path)
             if isinstance(node, yaml.SequenceNode):
                 return self.sequence(node, path)
+            if node.style in ("|", ">"):
+                self.document.block_scalars.add(path)
             return self.scalar(node)
         finally:
             self.active.discard(id(node))
 
-    def mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+    def mapping(self, node: yaml.MappingNode, path: KeyPath) -> dict[str, Any]:
         if node.tag != "tag:yaml.org,2002:map":
-            raise self.fail(node, f"the tag {node.tag} is not allowed here; remove it")
+            raise self.fail(node, _tag_message(node.tag))
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -150,14 +164,18 @@ class _Builder:
             result[key] = self.build(value_node, (*path, key))
         return result
 
-    def sequence(self, node: yaml.SequenceNode, path: Path) -> list[Any]:
+    def sequence(self, node: yaml.SequenceNode, path: KeyPath) -> list[Any]:
         if node.tag != "tag:yaml.org,2002:seq":
-            raise self.fail(node, f"the tag {node.tag} is not allowed here; remove it")
+            raise self.fail(node, _tag_message(node.tag))
         return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
         if node.tag in _TEXT_TAGS:
             return node.value
         if node.tag not in _SCALAR_TAGS:
-            raise self.fail(node, f"the tag {node.tag} is not allowed in this file; remove it (only plain values are read)")
+            raise self.fail(node, _tag_message(node.tag))
         return SafeConstructor.yaml_constructors[node.tag](_CONSTRUCTOR, node)
+
+
+def _tag_message(tag: str) -> str:
+    return f"the tag {tag} is not allowed in this file; remove it (only plain values are read)"

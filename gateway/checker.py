@@ -1,0 +1,150 @@
+"""`gateway check`: the config loads, and every template renders for the sample events.
+
+Beyond loading, it renders each route's templates against the sample events of its event_ids,
+and warns where a rule compares with a value of another type than GO sends, or names a field
+the sample events do not have — the mistakes that otherwise make a route silently never match.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gateway.config import Config, Route, load_config
+from gateway.errors import ConfigError, EventError, Problem, TemplateError, did_you_mean
+from gateway.routing import read_event_file, route_event, template_context
+from gateway.yamlfile import display_path
+from gateway.rules import MISSING, field_matches, kind, lookup, show, type_hint
+
+
+# `received_at` while rendering samples: fixed, so check output is the same on every run.
+SAMPLE_TIME = datetime(2021, 3, 2, 21, 2, 53, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Sample:
+    file: str
+    event: dict[str, Any]
+
+
+@dataclass
+class CheckReport:
+    config: Config | None
+    problems: list[Problem] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    renders: int = 0
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+def check(config_path: str, samples_dir: str | None = None) -> CheckReport:
+    """Everything `gateway check` finds, errors and warnings, in file order."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        return CheckReport(None, list(exc.problems))
+    report = CheckReport(config, list(config.warnings))
+    report.samples = _load_samples(config, samples_dir, report.problems)
+    for route in config.routes:
+        relevant = [s for s in report.samples if route.event_ids is None or s.event["event_id"] in route.event_ids]
+        _check_types(route, relevant, report.problems)
+        _check_renders(config, route, relevant, report)
+    return report
+
+
+def _load_samples(config: Config, samples_dir: str | None, problems: list[Problem]) -> list[Sample]:
+    folder = Path(samples_dir) if samples_dir else config.path(config.settings.samples)
+    if not folder.is_dir():
+        problems.append(Problem(f"no sample events folder {folder}: templates were not rendered", None, "warning"))
+        return []
+    samples = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            samples.append(Sample(display_path(path), read_event_file(str(path))))
+        except EventError as exc:
+            problems.append(Problem(str(exc), None))
+    return samples
+
+
+def _check_types(route: Route, samples: list[Sample], problems: list[Problem]) -> None:
+    for match in field_matches(route.condition):
+        if match.path == "event_id" or not samples:
+            continue
+        present = [(s, lookup(s.event, match.segments)) for s in samples]
+        present = [(s, value) for s, value in present if value is not MISSING]
+        if not present:
+            known = sorted({path for s in samples for path in _paths(s.event)})
+            hint = did_you_mean(match.path, known)
+            problems.append(Problem(f"'{match.path}' is not in the sample events for this route{hint}; the route may never match", match.location, "warning"))
+            continue
+        sample, actual = present[0]
+        for expected in match.expected:
+            if expected is not None and actual is not None and kind(expected) != kind(actual) and not _both_numbers(expected, actual):
+                hint = type_hint(actual, expected)
+                problems.append(
+                    Problem(f"'{match.path}' is compared with {show(expected)} ({kind(expected)}) but {sample.file} has {show(actual)}{hint}", match.location, "warning")
+                )
+                break
+
+
+def _both_numbers(a: Any, b: Any) -> bool:
+    return kind(a) == kind(b) == "a number"
+
+
+def _paths(value: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            yield path
+            yield from _paths(item, path)
+    elif isinstance(value, list):
+        for index, item in enumerate(value[:3]):
+            path = f"{prefix}.{index}"
+            yield path
+            yield from _paths(item, path)
+
+
+def _check_renders(config: Config, route: Route, samples: list[Sample], report: CheckReport) -> None:
+    if not samples:
+        wanted = ", ".join(sorted(route.event_ids or ())) or "any event"
+        report.problems.append(Problem(f"no sample event for route '{route.name}' ({wanted}): its templates were not rendered", route.location, "warning"))
+        return
+    matching = [s for s in samples if route_event(config, s.event, only_route=route.name, explain=True).matched_routes]
+    severity = "error" if matching else "warning"
+    note = "" if matching else " (on a sample the route does not match)"
+    for sample in matching or samples:
+        context = template_context(sample.event, route.source, SAMPLE_TIME, route.name)
+        for send in route.sends:
+            report.renders += 1
+            try:
+                send.template.render(context)
+            except TemplateError as exc:
+                message = f"{exc.detail} — rendering for {sample.file}{note}"
+                report.problems.append(Problem(message, exc.location, severity))
+
+
+def sample_summary(report: CheckReport) -> str:
+    config = report.config
+    if config is None:
+        return f"{len(report.errors)} error(s): the config was not loaded"
+    parts = [
+        f"{len(config.routes)} routes",
+        f"{len(config.destinations)} destinations",
+        f"{len(config.sources)} source(s)",
+        f"{report.renders} renders against {len(report.samples)} sample events",
+    ]
+    return f"{config.file}: " + ", ".join(parts) + f"; {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+
+
+def dumps_problems(problems: list[Problem]) -> str:
+    return json.dumps([{"severity": p.severity, "location": str(p.location) if p.location else None, "message": p.message} for p in problems], ensure_ascii=False, indent=2)

@@ -1,0 +1,157 @@
+"""The `gateway` command: check, dry-run and test routes.yaml (serve and the rest come later).
+
+One handler at the top turns every expected error into its message and an exit code; a
+traceback is shown only with GATEWAY_DEBUG=1, because the people running this are not
+programmers and a stack trace tells them nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from gateway import checker, dryrun, ruletests
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError, GatewayError, Problem
+from gateway.routing import read_event_file, route_event
+
+DEFAULT_CONFIG = "routes.yaml"
+EXIT_OK, EXIT_ERRORS, EXIT_CHANGES, EXIT_INTERNAL = 0, 1, 2, 70
+
+
+def _console(stderr: bool = False) -> Console:
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--config",
+        "config_path",
+        envvar="GATEWAY_CONFIG",
+        default=DEFAULT_CONFIG,
+        show_default=True,
+        help="routes.yaml to use (env GATEWAY_CONFIG).",
+    )(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="go-webhook-gateway")
+def main() -> None:
+    """Webhook routing gateway for Gestão Online (GO)."""
+
+
+@main.command()
+@config_option
+@click.option("--samples", help="Folder of sample events to render templates with (default: settings.samples).")
+@click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
+def check(config_path: str, samples: str | None, as_json: bool) -> int:
+    """Validate routes.yaml and render every template with the sample events."""
+    report = checker.check(config_path, samples)
+    if as_json:
+        click.echo(checker.dumps_problems(report.problems))
+        return EXIT_ERRORS if report.errors else EXIT_OK
+    out = _console()
+    for problem in report.problems:
+        _print_problem(out, problem)
+    colour = "red" if report.errors else "green"
+    out.print(f"[{colour}]{escape(checker.sample_summary(report))}[/]")
+    return EXIT_ERRORS if report.errors else EXIT_OK
+
+
+def _print_problem(out: Console, problem: Problem) -> None:
+    colour = "yellow" if problem.severity == "warning" else "red"
+    out.print(f"[{colour}]{escape(str(problem))}[/]")
+
+
+@main.command("dry-run")
+@config_option
+@click.argument("event_file", metavar="EVENT.json")
+@click.option("--route", "only_route", help="Show only this route.")
+@click.option("--source", help="The source the event arrives on (default: the first in routes.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--send", is_flag=True, help="Deliver the matching requests for real, once.")
+def dry_run(config_path: str, event_file: str, only_route: str | None, source: str | None, as_json: bool, send: bool) -> int:
+    """Show what EVENT.json (or - for standard input) would do: routes, reasons, requests."""
+    config = load_config(config_path)
+    if only_route and only_route not in {r.name for r in config.routes}:
+        from gateway.errors import did_you_mean
+
+        raise GatewayError(f"no route named '{only_route}'{did_you_mean(only_route, [r.name for r in config.routes])}")
+    event = read_event_file(event_file)
+    result = route_event(config, event, source=source, explain=True, only_route=only_route)
+    sent = dryrun.send_for_real(config, result) if send else None
+    if as_json:
+        click.echo(json.dumps(dryrun.as_json(config, result, sent), ensure_ascii=False, indent=2))
+    else:
+        _warn_inactive(config)
+        dryrun.print_text(_console(), config, result, sent)
+    return EXIT_OK
+
+
+def _warn_inactive(config: Config) -> None:
+    err = _console(stderr=True)
+    for problem in config.warnings:
+        if "inactive" in problem.message:
+            _print_problem(err, problem)
+
+
+@main.command("test")
+@config_option
+@click.argument("paths", nargs=-1)
+def test_rules(config_path: str, paths: tuple[str, ...]) -> int:
+    """Run rule test cases (YAML files; default: settings.rule_tests)."""
+    config = load_config(config_path)
+    out = _console()
+    files = ruletests.find_case_files(config, list(paths))
+    if not files:
+        raise GatewayError(f"no rule test files found in {', '.join(paths) or config.settings.rule_tests}")
+    passed = failed = 0
+    for path in files:
+        for result in ruletests.run_case_file(config, path):
+            if result.passed:
+                passed += 1
+                out.print(f"[green]PASS[/] {escape(result.name)}")
+                continue
+            failed += 1
+            out.print(f"[red]FAIL[/] {escape(result.name)} [dim]({result.location})[/]")
+            for failure in result.failures:
+                out.print("  " + escape(failure).replace("\n", "\n  "))
+    colour = "red" if failed else "green"
+    out.print(f"[{colour}]{passed} passed, {failed} failed[/]")
+    return EXIT_ERRORS if failed else EXIT_OK
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn errors into messages and exit codes."""
+    try:
+        code = main.main(args=argv, prog_name="gateway", standalone_mode=False)
+    except click.exceptions.Abort:
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except ConfigError as exc:
+        err = _console(stderr=True)
+        for problem in exc.problems:
+            _print_problem(err, problem)
+        err.print(f"[red]{len(exc.problems)} error(s); nothing was changed[/]")
+        code = EXIT_ERRORS
+    except GatewayError as exc:
+        _console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}")
+        code = EXIT_ERRORS
+    except Exception as exc:  # the last line of defence: a message, not a stack trace
+        if os.environ.get("GATEWAY_DEBUG"):
+            raise
+        _console(stderr=True).print(
+            f"[red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}\n"
+            "This is a bug in the gateway; run again with GATEWAY_DEBUG=1 for details and report it."
+        )
+        code = EXIT_INTERNAL
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

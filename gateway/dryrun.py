@@ -1,0 +1,131 @@
+"""`gateway dry-run`: what an event would do, route by route, request by request.
+
+For each route: matched or not, and why not (the condition, its place in routes.yaml and the
+actual value). For each delivery: the exact HTTP request, secrets masked. `--send` delivers
+the pending ones for real and shows the answers.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.markup import escape
+
+from gateway.config import Config
+from gateway.destinations import OutgoingRequest
+from gateway.masking import mask_request, mask_text
+from gateway.routing import PlannedDelivery, RoutingResult, build_delivery_request
+
+RESPONSE_PREVIEW_CHARS = 500
+
+
+def masked_request(config: Config, delivery: PlannedDelivery) -> OutgoingRequest | None:
+    request = build_delivery_request(config, delivery)
+    return mask_request(request, config.secrets) if request else None
+
+
+def as_json(config: Config, result: RoutingResult, sent: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The dry-run as data, for `--json`."""
+    routes = []
+    for verdict in result.verdicts:
+        deliveries = []
+        for index, delivery in enumerate(result.deliveries):
+            if delivery.route != verdict.route.name:
+                continue
+            request = masked_request(config, delivery)
+            deliveries.append(
+                {
+                    "destination": delivery.destination,
+                    "type": config.destinations[delivery.destination].type,
+                    "status": delivery.status,
+                    "skipped": delivery.skipped,
+                    "error": delivery.error,
+                    "ordering_key": delivery.ordering_key,
+                    "request": asdict(request) if request else None,
+                    **({"sent": sent[index]} if sent and index in sent else {}),
+                }
+            )
+        routes.append(
+            {
+                "name": verdict.route.name,
+                "matched": verdict.matched,
+                "shadow": verdict.route.shadow,
+                "location": str(verdict.route.location),
+                "reasons": [{"text": r.text, "location": str(r.location) if r.location else None} for r in verdict.reasons],
+                "deliveries": deliveries,
+            }
+        )
+    return {"event_id": result.event_id, "config": config.file, "config_version": config.version, "routes": routes}
+
+
+def print_text(console: Console, config: Config, result: RoutingResult, sent: dict[int, dict[str, Any]] | None = None) -> None:
+    """The dry-run for a person: matches first, then the routes that did not match and why."""
+    matched = [v for v in result.verdicts if v.matched]
+    console.print(f"[bold]{escape(result.event_id)}[/]: {len(matched)} of {len(result.verdicts)} routes match ({escape(config.file)}, version {config.version})")
+    for verdict in matched:
+        shadow = " [magenta](shadow: recorded, not sent)[/]" if verdict.route.shadow else ""
+        console.print(f"\n[green]✔ {escape(verdict.route.name)}[/] matched{shadow}")
+        for index, delivery in enumerate(result.deliveries):
+            if delivery.route == verdict.route.name:
+                _print_delivery(console, config, delivery, (sent or {}).get(index))
+    unmatched = [v for v in result.verdicts if not v.matched]
+    if unmatched:
+        console.print("\n[bold]Not matched[/]")
+    for verdict in unmatched:
+        console.print(f"[red]✘ {escape(verdict.route.name)}[/]")
+        for reason in verdict.reasons:
+            where = f" [dim]({reason.location})[/]" if reason.location else ""
+            console.print(f"    {escape(reason.text)}{where}")
+
+
+def _print_delivery(console: Console, config: Config, delivery: PlannedDelivery, sent: dict[str, Any] | None) -> None:
+    kind = config.destinations[delivery.destination].type
+    console.print(f"  → [bold]{escape(delivery.destination)}[/] ({kind})")
+    if delivery.error:
+        console.print(f"    [red]template failed:[/] {escape(delivery.error)}")
+        return
+    if delivery.skipped:
+        console.print(f"    [yellow]would be skipped: {escape(delivery.skipped)}[/]")
+    request = masked_request(config, delivery)
+    assert request is not None  # a delivery without an error has a body
+    console.print(f"    [cyan]{request.method} {escape(request.url)}[/]")
+    for name, value in request.headers.items():
+        console.print(f"    {escape(name)}: {escape(value)}")
+    if delivery.ordering_key:
+        console.print(f"    [dim]ordered by: {escape(delivery.ordering_key)}[/]")
+    console.print("")
+    console.print(_indent(request.body, "    "), highlight=False, markup=False)
+    if sent:
+        status = sent.get("status") or sent.get("error")
+        console.print(f"    [bold]sent:[/] {escape(str(status))} {escape(sent.get('body', ''))}")
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def send_for_real(config: Config, result: RoutingResult) -> dict[int, dict[str, Any]]:
+    """`--send`: deliver every pending delivery once, now; returns what each destination said."""
+    answers: dict[int, dict[str, Any]] = {}
+    with httpx.Client(follow_redirects=False) as client:
+        for index, delivery in enumerate(result.deliveries):
+            if delivery.status != "pending":
+                continue
+            request = build_delivery_request(config, delivery, idempotency_key=str(uuid.uuid4()))
+            assert request is not None
+            timeout = config.destinations[delivery.destination].spec.timeout.seconds
+            answers[index] = _send_once(client, request, timeout, config.secrets)
+    return answers
+
+
+def _send_once(client: httpx.Client, request: OutgoingRequest, timeout: float, secrets: frozenset[str]) -> dict[str, Any]:
+    try:
+        response = client.request(request.method, request.url, headers=request.headers, content=request.body.encode(), timeout=timeout)
+    except httpx.HTTPError as exc:
+        return {"status": None, "error": mask_text(f"{type(exc).__name__}: {exc}", secrets)}
+    return {"status": response.status_code, "body": mask_text(response.text[:RESPONSE_PREVIEW_CHARS], secrets)}

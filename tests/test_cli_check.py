@@ -1,0 +1,217 @@
+"""`gateway check`: the shipped config passes; each broken config names file:line:column and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import REPO, Project, run_gateway
+
+BASE = """\
+version: 1
+sources:
+  go:
+    token: ${GO_WEBHOOK_TOKEN:-segredo}
+destinations:
+  slack-vendas:
+    type: slack
+    url: https://hooks.slack.com/services/T0/B0/x
+routes:
+  - name: pedido-criado
+    when:
+      event_id: ORDER_CREATED
+    send:
+      to: slack-vendas
+      template: slack/order_created.json.j2
+"""
+
+SECOND_ROUTE = """\
+  - name: pedido-criado
+    when: {event_id: ORDER_CANCEL}
+    send: {to: slack-vendas, template: slack/order_cancel.json.j2}
+"""
+
+BILLION_LAUGHS = """\
+a: &a ["x","x","x","x","x","x","x","x","x","x"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]
+"""
+
+
+def edit(old: str, new: str) -> str:
+    assert old in BASE, old
+    return BASE.replace(old, new, 1)
+
+
+# (case id, routes.yaml text, expected start of the message line)
+BROKEN = [
+    ("unknown destination", edit("to: slack-vendas", "to: slak-vendas"),
+     "routes.yaml:14:11: route 'pedido-criado' sends to unknown destination 'slak-vendas' (did you mean 'slack-vendas'?)"),
+    ("unknown top-level key", edit("routes:", "route:"),
+     "routes.yaml:9:1: unknown top-level key 'route' (did you mean 'routes'?)"),
+    ("unknown destination key", edit("    url: https", "    ulr: https"),
+     "routes.yaml:8:5: unknown key 'ulr' in destination 'slack-vendas' (did you mean 'url'?)"),
+    ("unknown matcher", edit("event_id: ORDER_CREATED", "event_id: {equal: ORDER_CREATED}"),
+     "routes.yaml:12:18: unknown matcher 'equal' (did you mean 'equals'?)"),
+    ("bad regex", edit("      event_id: ORDER_CREATED\n", "      event_id: ORDER_CREATED\n      data.user.email: {matches: '([a-z'}\n"),
+     "routes.yaml:13:34: the regular expression \"([a-z\" is invalid: unterminated character set at position 1"),
+    ("duration with a space", edit("segredo}\n", "segredo}\n    dedupe: 5 m\n"),
+     "routes.yaml:5:13: dedupe: '5 m' has spaces; write '5m'"),
+    ("duration without unit", edit("segredo}\n", "segredo}\n    dedupe: 600\n"),
+     "routes.yaml:5:13: dedupe: write the unit: '600s' for seconds, '600m' for minutes"),
+    ("missing template file", edit("slack/order_created.json.j2", "slack/order_creatd.json.j2"),
+     "routes.yaml:15:17: template file not found: templates/slack/order_creatd.json.j2 (did you mean 'slack/order_created.json.j2'?)"),
+    ("duplicate route name", BASE + SECOND_ROUTE,
+     "routes.yaml:16:11: two routes are named 'pedido-criado' (the first at line 10); names must be unique"),
+    ("tab indentation", edit("    type: slack", "\ttype: slack"),
+     "routes.yaml:7:1: YAML syntax error: found character '\\t' that cannot start any token (YAML indents with spaces, not tabs)"),
+    ("unknown destination type", edit("type: slack", "type: slak"),
+     "routes.yaml:7:11: destination 'slack-vendas' has unknown type 'slak' (did you mean 'slack'?)"),
+    ("empty when", edit("    when:\n      event_id: ORDER_CREATED\n", "    when: {}\n"),
+     "routes.yaml:11:11: 'when' must list at least one condition"),
+    ("path outside the event", edit("      event_id: ORDER_CREATED\n", "      event_id: ORDER_CREATED\n      dados.status: 1\n"),
+     "routes.yaml:13:7: 'dados.status' is not a field of a GO event (did you mean 'data'?)"),
+    ("template context prefix in a path", edit("      event_id: ORDER_CREATED\n", "      event_id: ORDER_CREATED\n      event.data.status: 1\n"),
+     "routes.yaml:13:7: 'event.data.status' is not a field of a GO event (write 'data.status': paths start inside the event)"),
+    ("unsupported version", edit("version: 1", "version: 2"),
+     "routes.yaml:1:10: version 2 is not supported; this gateway reads 'version: 1'"),
+    ("duplicate key", edit("services/T0/B0/x\n", "services/T0/B0/x\n    url: https://example.com\n"),
+     "routes.yaml:9:5: the key 'url' appears twice in this mapping (first at line 8); keep one"),
+    ("python object tag", edit("url: https://hooks.slack.com/services/T0/B0/x", "url: !!python/object/apply:os.system ['true']"),
+     "routes.yaml:8:10: the tag tag:yaml.org,2002:python/object/apply:os.system is not allowed in this file"),
+    ("alias bomb", BILLION_LAUGHS + BASE,
+     "routes.yaml:1:44: the file expands to more than 100000 values; are anchors (&) and aliases (*) nested?"),
+    ("bad rate", edit("services/T0/B0/x\n", "services/T0/B0/x\n    rate: fast\n"),
+     "routes.yaml:9:11: 'fast' is not a rate; write requests/period, like '1/s', '100/10s' or '30/min'"),
+    ("template and body together", edit("      template: slack/order_created.json.j2\n", "      template: slack/order_created.json.j2\n      body: '{}'\n"),
+     "routes.yaml:14:7: route 'pedido-criado': each send needs exactly one of 'template:'"),
+    ("'in' without a list", edit("event_id: ORDER_CREATED", "event_id: {in: ORDER_CREATED}"),
+     "routes.yaml:12:22: 'in' takes a non-empty list, like [2, 3], not \"ORDER_CREATED\""),
+    ("route without send", edit("    send:\n      to: slack-vendas\n      template: slack/order_created.json.j2\n", ""),
+     "routes.yaml:10:5: route 'pedido-criado' is missing the required key 'send'"),
+    ("unknown source", edit("    when:\n", "    source: gp\n    when:\n"),
+     "routes.yaml:11:13: route 'pedido-criado' takes events from unknown source 'gp' (did you mean 'go'?)"),
+    ("bad IP range", edit("segredo}\n", "segredo}\n    allow_ips: [203.0.113.0/33]\n"),
+     "routes.yaml:5:17: '203.0.113.0/33' is not an IP address or range"),
+    ("malformed variable", edit("url: https://hooks.slack.com/services/T0/B0/x", "url: ${SLACK WEBHOOK}"),
+     "routes.yaml:8:10: '${' must be followed by a variable name and '}'"),
+    ("invalid http method", edit("    url: https://hooks.slack.com/services/T0/B0/x\n", "    url: https://hooks.slack.com/services/T0/B0/x\n  espelho:\n    type: http\n    url: https://example.com/erp\n    method: PSOT\n"),
+     "routes.yaml:12:13: 'PSOT' is not allowed for 'method' (did you mean 'POST'?)"),
+    ("wrong value type", edit("type: slack\n", "type: slack\n    concurrency: muitas\n"),
+     "routes.yaml:8:18: 'concurrency' must be a whole number, not text"),
+    ("inline template syntax error", edit("      template: slack/order_created.json.j2\n", "      body: '{\"text\": \"{{ data.code }\"}'\n"),
+     "routes.yaml:15:1: template syntax error: unexpected '}'"),
+]
+
+
+@pytest.mark.parametrize(("routes", "expected"), [case[1:] for case in BROKEN], ids=[case[0] for case in BROKEN])
+def test_broken_config_exits_1_naming_file_line_column(project: Project, routes: str, expected: str) -> None:
+    """Each broken config fails check with exit 1 and a file:line:column message with the fix."""
+    project.routes(routes)
+    result = project.gateway("check")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    assert any(line.startswith(expected) for line in lines), "\n".join(lines)
+    assert "Traceback" not in result.stderr
+
+
+def test_template_file_syntax_error_names_the_template_line(project: Project) -> None:
+    """A syntax error inside a template file points at that file and line."""
+    project.write("templates/slack/quebrado.json.j2", '{\n  "text": "{{ data.code }"\n}\n')
+    project.routes(BASE.replace("slack/order_created.json.j2", "slack/quebrado.json.j2"))
+    result = project.gateway("check")
+    assert result.returncode == 1
+    assert "templates/slack/quebrado.json.j2:2:1: template syntax error: unexpected '}'" in result.stdout
+
+
+def test_template_that_renders_invalid_json_is_an_error(project: Project) -> None:
+    """A JSON destination's template that renders invalid JSON fails check, naming the template."""
+    project.write("templates/slack/nulo.json.j2", '{\n  "text": {{ data.user.phone }}\n}\n')
+    project.routes(BASE.replace("slack/order_created.json.j2", "slack/nulo.json.j2"))
+    result = project.gateway("check")
+    assert result.returncode == 1
+    assert "templates/slack/nulo.json.j2:3:1: the rendered body is not valid JSON: Expecting value" in result.stdout
+    assert "use '| tojson'" in result.stdout
+
+
+def test_undefined_field_in_template_suggests_the_right_one(project: Project) -> None:
+    """A template reading a field the event lacks names it and suggests the closest one."""
+    project.write("templates/slack/nome.json.j2", '{\n  "text": "{{ data.user.nome }}"\n}\n')
+    project.routes(BASE.replace("slack/order_created.json.j2", "slack/nome.json.j2"))
+    result = project.gateway("check")
+    assert result.returncode == 1
+    assert "templates/slack/nome.json.j2:2:1: the field 'nome' is not in this object (did you mean 'name'?)" in result.stdout
+
+
+def test_all_problems_are_reported_in_one_run(project: Project) -> None:
+    """Several independent mistakes are all listed, not one per run."""
+    text = BASE.replace("to: slack-vendas", "to: slak").replace("event_id: ORDER_CREATED", "event_id: {equal: X}")
+    project.routes(text)
+    result = project.gateway("check")
+    assert result.returncode == 1
+    assert "routes.yaml:12:18: unknown matcher 'equal'" in result.stdout
+    assert "routes.yaml:14:11: route 'pedido-criado' sends to unknown destination 'slak'" in result.stdout
+
+
+def test_type_mismatch_and_unknown_field_are_warnings(project: Project) -> None:
+    """check warns when a rule compares text with GO's number, or names a field samples lack."""
+    project.routes(BASE.replace("      event_id: ORDER_CREATED\n", '      event_id: ORDER_CREATED\n      data.status: "1"\n      data.user.mail: {exists: true}\n'))
+    result = project.gateway("check")
+    assert result.returncode == 0, result.stdout
+    assert "routes.yaml:13:7: warning: 'data.status' is compared with \"1\" (text) but examples/events/order_created.json has 1; GO sends a number here: write 1 without quotes" in result.stdout
+    assert "routes.yaml:14:7: warning: 'data.user.mail' is not in the sample events for this route (did you mean 'data.user.email'?)" in result.stdout
+
+
+def test_unset_variable_makes_destination_inactive_not_invalid(project: Project) -> None:
+    """A destination whose ${VAR} is unset is a warning; the config still passes."""
+    project.routes(BASE.replace("url: https://hooks.slack.com/services/T0/B0/x", "url: ${SLACK_WEBHOOK_URL}"))
+    result = project.gateway("check")
+    assert result.returncode == 0
+    assert "routes.yaml:8:10: warning: destination 'slack-vendas' is inactive (SLACK_WEBHOOK_URL not set)" in result.stdout
+    with_env = project.gateway("check", env={"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T1/B1/y"})
+    assert with_env.returncode == 0
+    assert "inactive" not in with_env.stdout
+
+
+def test_unknown_event_id_is_warned_with_suggestion(project: Project) -> None:
+    """An event_id GO never sends is flagged, with the closest real one."""
+    project.routes(BASE.replace("event_id: ORDER_CREATED", "event_id: ORDER_CREATE"))
+    result = project.gateway("check")
+    assert "routes.yaml:12:17: warning: GO sends no event 'ORDER_CREATE' (did you mean 'ORDER_CREATED'?)" in result.stdout
+
+
+def test_shipped_config_passes_check() -> None:
+    """The shipped routes.yaml and every example config are valid out of the box."""
+    result = run_gateway("check", cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 error(s)" in result.stdout
+    assert "12 renders against 6 sample events" in result.stdout
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "examples" / "routes").glob("*.yaml")))
+def test_example_configs_pass_check(example: str) -> None:
+    """Every config under examples/routes/ passes check."""
+    result = run_gateway("check", "--config", f"examples/routes/{example}", cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_missing_config_file_is_a_clear_error(project: Project) -> None:
+    """Pointing at a file that does not exist says so, without a traceback."""
+    result = project.gateway("check", "--config", "nao-existe.yaml")
+    assert result.returncode == 1
+    assert "nao-existe.yaml:1:1: cannot read the file" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_json_output_lists_problems(project: Project) -> None:
+    """`check --json` gives the same problems as data."""
+    import json
+
+    project.routes(edit("to: slack-vendas", "to: slak-vendas"))
+    result = project.gateway("check", "--json")
+    assert result.returncode == 1
+    problems = json.loads(result.stdout)
+    assert problems[0]["location"] == "routes.yaml:14:11"
+    assert problems[0]["severity"] == "error"

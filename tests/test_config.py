@@ -1,0 +1,114 @@
+"""Loading routes.yaml: interpolation, inactive destinations, secrets, compiled routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+from gateway.units import Duration, Rate
+
+BASE = """\
+version: 1
+sources:
+  go:
+    token: ${GO_TOKEN}
+    dedupe: {window: 5m, key: "{{ event_id }}:{{ data.id }}"}
+destinations:
+  sink:
+    type: http
+    url: ${SINK_URL:-http://127.0.0.1:9/x}
+    headers: {Authorization: "Bearer ${SINK_TOKEN}"}
+    ordered_by: "{{ data.id }}"
+routes:
+  - name: r
+    when: {event_id: [ORDER_CREATED, ORDER_CANCEL]}
+    send: {to: sink, body: "{{ event | tojson }}"}
+"""
+
+
+def write(tmp_path: Path, text: str = BASE) -> Path:
+    (tmp_path / "routes.yaml").write_text(text)
+    return tmp_path / "routes.yaml"
+
+
+def test_interpolation_defaults_and_secrets(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path), environ={"GO_TOKEN": "go-token-1", "SINK_TOKEN": "sink-token-2"})
+    assert config.sources["go"].token == "go-token-1"
+    assert config.sources["go"].dedupe_window == 300
+    assert config.destinations["sink"].spec.url == "http://127.0.0.1:9/x"
+    assert config.destinations["sink"].spec.headers == {"Authorization": "Bearer sink-token-2"}
+    assert config.destinations["sink"].inactive is None
+    assert config.secrets == {"go-token-1", "sink-token-2"}
+    assert config.routes[0].event_ids == {"ORDER_CREATED", "ORDER_CANCEL"}
+    assert "sink" in config.ordering_templates
+
+
+def test_unset_variable_makes_destination_inactive(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path), environ={"GO_TOKEN": "go-token-1"})
+    assert config.destinations["sink"].inactive == "SINK_TOKEN not set"
+    assert any("destination 'sink' is inactive" in w.message for w in config.warnings)
+
+
+def test_unset_source_token_makes_source_inactive(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path), environ={"SINK_TOKEN": "x"})
+    assert config.sources["go"].inactive == "GO_TOKEN not set"
+
+
+def test_dollar_escape(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BASE.replace("Bearer ${SINK_TOKEN}", "Bearer $${LITERAL}")), environ={"GO_TOKEN": "g"})
+    assert config.destinations["sink"].spec.headers["Authorization"] == "Bearer ${LITERAL}"
+
+
+def test_version_hash_changes_with_the_file(tmp_path: Path) -> None:
+    first = load_config(write(tmp_path), environ={}).version
+    second = load_config(write(tmp_path, BASE.replace("name: r", "name: r2")), environ={}).version
+    assert first != second and len(first) == 12
+
+
+def test_literal_token_warns(tmp_path: Path) -> None:
+    text = BASE.replace("  sink:\n", "  crm:\n    type: hubspot\n    token: pat-na1-literal\n  sink:\n")
+    config = load_config(write(tmp_path, text), environ={"GO_TOKEN": "g", "SINK_TOKEN": "s"})
+    assert any("has its token written in the file" in w.message for w in config.warnings)
+    assert "pat-na1-literal" in config.secrets
+
+
+def test_errors_are_sorted_by_position(tmp_path: Path) -> None:
+    text = BASE.replace("type: http", "type: htp").replace("to: sink", "to: snk")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ={})
+    assert [p.location.line for p in info.value.problems] == [8, 15]
+
+
+def test_send_to_a_broken_destination_is_not_reported_twice(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, BASE.replace("type: http", "type: htp")), environ={})
+    assert len(info.value.problems) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10s", 10), ("5m", 300), ("1h30m", 5400), ("2d", 172800), ("500ms", 0.5)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert Duration.parse(text).seconds == seconds
+
+
+@pytest.mark.parametrize("text", ["5 m", "10", "m", "0s", "-1s", "1w", 10, True, None])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(ValueError):
+        Duration.parse(text)
+
+
+@pytest.mark.parametrize(("text", "count", "per"), [("1/s", 1, 1), ("100/10s", 100, 10), ("30/min", 30, 60), ("5/h", 5, 3600)])
+def test_rates(text: str, count: int, per: float) -> None:
+    rate = Rate.parse(text)
+    assert (rate.count, rate.per_seconds) == (count, per)
+
+
+@pytest.mark.parametrize("text", ["fast", "0/s", "1/0s", "1", 5])
+def test_bad_rates(text: object) -> None:
+    with pytest.raises(ValueError):
+        Rate.parse(text)
