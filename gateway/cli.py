@@ -1,4 +1,4 @@
-"""The `gateway` command: check, dry-run and test routes.yaml (serve and the rest come later).
+"""The `gateway` command: serve, check, dry-run, test, events, replay, purge.
 
 One handler at the top turns every expected error into its message and an exit code; a
 traceback is shown only with GATEWAY_DEBUG=1, because the people running this are not
@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from gateway import checker, dryrun, ruletests
 from gateway.config import Config, load_config
+from gateway.store import DEFAULT_DATABASE_URL
 from gateway.errors import ConfigError, GatewayError, Problem
 from gateway.routing import read_event_file, route_event
 
@@ -126,6 +127,35 @@ def test_rules(config_path: str, paths: tuple[str, ...]) -> int:
     colour = "red" if failed else "green"
     out.print(f"[{colour}]{passed} passed, {failed} failed[/]")
     return EXIT_ERRORS if failed else EXIT_OK
+
+
+def database_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--db",
+        "database_url",
+        envvar="GATEWAY_DATABASE_URL",
+        default=DEFAULT_DATABASE_URL,
+        show_default=True,
+        help="Database URL (env GATEWAY_DATABASE_URL).",
+    )(command)
+
+
+@main.command()
+@config_option
+@database_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", envvar="GATEWAY_PORT", default=8000, show_default=True, type=int, help="Port (env GATEWAY_PORT).")
+@click.option("--workers", default=32, show_default=True, type=click.IntRange(1, 512), help="Deliveries sent at the same time.")
+def serve(config_path: str, database_url: str, host: str, port: int, workers: int) -> int:
+    """Receive GO's events and deliver them (ingest + delivery workers)."""
+    from gateway.server import serve as run_server
+
+    config = load_config(config_path)
+    err = _console(stderr=True)
+    for problem in config.warnings:
+        _print_problem(err, problem)
+    run_server(config, database_url, host, port, workers)
+    return EXIT_OK
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -134,6 +134,7 @@ class Config:
     secrets: frozenset[str]
     warnings: tuple[Problem, ...] = ()
     ordering_templates: dict[str, CompiledTemplate] = field(default_factory=dict)  # by destination
+    egress_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # private ranges deliveries may reach
     index: RouteIndex[Route] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -223,6 +224,7 @@ class _Loader:
         data = self.env.walk(top, (), self.doc)
         self.problems.extend(self.env.problems)
         settings = self.settings(data.get("settings"))
+        egress_allow = self.networks(settings.egress_allow, ("settings", "egress_allow"))
         engine = TemplateEngine(self.resolve(settings.templates), display_path(self.resolve(settings.templates)))
         sources = self.sources(data.get("sources"), engine)
         destinations = self.destinations(data.get("destinations"))
@@ -241,6 +243,7 @@ class _Loader:
             secrets=frozenset(self.env.secrets),
             warnings=tuple(sorted(self.warnings, key=_position)),
             ordering_templates=ordering,
+            egress_allow=egress_allow,
         )
 
     def resolve(self, relative: str) -> Path:
@@ -264,10 +267,7 @@ class _Loader:
     # -- settings and sources
 
     def settings(self, raw: Any) -> SettingsSpec:
-        settings = self.converter.convert(raw or {}, SettingsSpec, ("settings",), "settings") or SettingsSpec()
-        for index, text in enumerate(settings.egress_allow):
-            self.network(text, ("settings", "egress_allow", index))
-        return settings
+        return self.converter.convert(raw or {}, SettingsSpec, ("settings",), "settings") or SettingsSpec()
 
     def network(self, text: str, at: YamlPath) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from gateway.destinations import hubspot, http, pipedrive, rdstation, slack
-from gateway.destinations.base import DRY_RUN_KEY, DestinationSpec, OutgoingRequest
+from gateway.destinations.base import DRY_RUN_KEY, DestinationSpec, Outcome, OutgoingRequest, classify_response
 
 TYPES: dict[str, ModuleType] = {
     "slack": slack,
@@ -18,10 +18,19 @@ TYPES: dict[str, ModuleType] = {
 AnyDestinationSpec = slack.Spec | http.Spec | hubspot.Spec | pipedrive.Spec | rdstation.Spec
 
 
+def _module(spec: DestinationSpec) -> ModuleType:
+    return TYPES[spec.__struct_config__.tag]  # type: ignore[index]
+
+
 def build_request(spec: DestinationSpec, body: str, idempotency_key: str = DRY_RUN_KEY) -> OutgoingRequest:
     """The HTTP request that delivers `body` to the destination described by `spec`."""
-    module = TYPES[spec.__struct_config__.tag]  # type: ignore[index]
-    return module.build_request(spec, body, idempotency_key)
+    return _module(spec).build_request(spec, body, idempotency_key)
 
 
-__all__ = ["TYPES", "AnyDestinationSpec", "DestinationSpec", "OutgoingRequest", "build_request", "DRY_RUN_KEY"]
+def classify(spec: DestinationSpec, status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
+    """What an answer means for this destination (vendors may read their error bodies)."""
+    vendor = getattr(_module(spec), "classify", classify_response)
+    return vendor(status, headers, body, now)
+
+
+__all__ = ["TYPES", "AnyDestinationSpec", "DestinationSpec", "Outcome", "OutgoingRequest", "build_request", "classify", "DRY_RUN_KEY"]

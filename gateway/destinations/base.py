@@ -7,6 +7,7 @@ only see `OutgoingRequest`; nothing outside `destinations/` knows a vendor.
 
 from __future__ import annotations
 
+import email.utils
 from dataclasses import dataclass, field
 
 import msgspec
@@ -20,7 +21,7 @@ DRY_RUN_KEY = "<assigned when the event is stored>"
 class RetrySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """`retry: {attempts: 12, first: 10s, max: 2h}`: exponential backoff with jitter."""
 
-    attempts: int = 10
+    attempts: int = 20
     first: Duration = Duration(5, "5s")
     max: Duration = Duration(3600, "1h")
 
@@ -54,3 +55,46 @@ class OutgoingRequest:
 def json_headers(idempotency_key: str, **extra: str) -> dict[str, str]:
     """Headers every JSON delivery carries; the key stays the same across attempts."""
     return {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": idempotency_key, **extra}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an attempt's answer means: delivered, retry (not before `retry_after` s) or dead."""
+
+    kind: str  # delivered | retry | dead
+    reason: str = ""
+    retry_after: float | None = None
+
+
+DELIVERED = Outcome("delivered")
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date); None if unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None or moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - now)
+
+
+def classify_response(status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
+    """The HTTP meaning of an answer, for any destination; vendors refine it."""
+    if 200 <= status < 300:
+        return DELIVERED
+    if 300 <= status < 400:
+        where = headers.get("location", "?")
+        return Outcome("dead", f"HTTP {status}: redirects are not followed (to {where}); fix the URL")
+    if status in TRANSIENT_STATUSES or status >= 500:
+        return Outcome("retry", f"HTTP {status}", parse_retry_after(headers.get("retry-after"), now))
+    if status == 410:
+        return Outcome("dead", "HTTP 410: the receiver says this address is gone")
+    return Outcome("dead", f"HTTP {status}: the receiver refused the request")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+from dataclasses import replace
 from typing import Literal
 
 from gateway.destinations.base import DestinationSpec, OutgoingRequest
@@ -21,9 +25,27 @@ class Spec(DestinationSpec, tag="http", kw_only=True):
     def problems(self) -> list[tuple[str, str]]:
         if not self.url.lower().startswith(("http://", "https://")):
             return [("url", f"'{self.url}' is not an http:// or https:// address")]
+        if self.sign:
+            try:
+                base64.b64decode(self.sign.removeprefix("whsec_"), validate=True)
+            except ValueError:
+                return [("sign", "the signing secret must be base64, optionally after 'whsec_' (as Standard Webhooks generates it)")]
         return []
 
 
 def build_request(spec: Spec, body: str, idempotency_key: str) -> OutgoingRequest:
     headers = {"Content-Type": spec.content_type, "Idempotency-Key": idempotency_key, **spec.headers}
     return OutgoingRequest(spec.method, spec.url, headers, body)
+
+
+def sign(request: OutgoingRequest, secret: str, message_id: str, timestamp: int) -> OutgoingRequest:
+    """Standard Webhooks signature headers (webhook-id, webhook-timestamp, webhook-signature).
+
+    The secret is base64 after an optional `whsec_` prefix; the signature is
+    HMAC-SHA256 over `id.timestamp.body`, base64-encoded, as `v1,<signature>`.
+    """
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{message_id}.{timestamp}.{request.body}".encode()
+    signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    headers = {**request.headers, "webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{signature}"}
+    return replace(request, headers=headers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.destinations.base import DestinationSpec, OutgoingRequest, json_headers
+from gateway.destinations.base import DELIVERED, DestinationSpec, Outcome, OutgoingRequest, classify_response, json_headers, parse_retry_after
 from gateway.units import Rate
 
 
@@ -37,3 +37,23 @@ def build_request(spec: Spec, body: str, idempotency_key: str) -> OutgoingReques
         body = json.dumps(message, ensure_ascii=False)
     headers = json_headers(idempotency_key, Authorization=f"Bearer {spec.token}")
     return OutgoingRequest("POST", f"{spec.base_url.rstrip('/')}/chat.postMessage", headers, body)
+
+
+def classify(status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
+    """Incoming webhooks answer 200 'ok'; chat.postMessage answers 200 with ok: false on errors."""
+    if status == 200 and body.lstrip().startswith("{"):
+        try:
+            answer = json.loads(body)
+        except json.JSONDecodeError:
+            return DELIVERED
+        if isinstance(answer, dict) and answer.get("ok") is False:
+            error = str(answer.get("error", "unknown_error"))
+            kind = "retry" if error in _RETRY_ERRORS else "dead"
+            return Outcome(kind, f"Slack: {error}", parse_retry_after(headers.get("retry-after"), now))
+    outcome = classify_response(status, headers, body, now)
+    if outcome.kind != "delivered" and body.strip():
+        return Outcome(outcome.kind, f"{outcome.reason} ({body.strip()[:100]})", outcome.retry_after)
+    return outcome
+
+
+_RETRY_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})

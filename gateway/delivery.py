@@ -1,0 +1,276 @@
+"""The delivery engine: claim due deliveries, send them, record what happened.
+
+It wakes when ingest stores new work or when the next retry falls due (no busy polling). Each
+destination has a concurrency limit, an optional rate limit and a circuit breaker: after
+repeated transient failures the whole destination is backed off instead of hammered, and the
+other destinations keep their pace. Every attempt is recorded, whatever its outcome.
+
+Crash safety lives in the store: a claim is a lease, and a delivery whose process died while
+sending it is claimed again once the lease expires (at-least-once; receivers dedupe by the
+Idempotency-Key, which is the delivery id and never changes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+from aiolimiter import AsyncLimiter
+
+from gateway import destinations
+from gateway.config import Config, Destination
+from gateway.destinations import http as http_destination
+from gateway.destinations.base import Outcome
+from gateway.egress import EgressDenied, check_url
+from gateway.masking import mask_text
+from gateway.metrics import Metrics
+from gateway.retry import RetryPolicy
+from gateway.store.base import AttemptResult, ClaimedDelivery, Store, StoreUnavailable
+
+log = logging.getLogger("gateway.delivery")
+
+MAX_RESPONSE_BYTES = 64 * 1024
+LEASE_MARGIN_SECONDS = 15.0
+CLAIM_BATCH = 64
+
+
+@dataclass
+class CircuitBreaker:
+    """Per destination: opens after `threshold` transient failures in a row."""
+
+    threshold: int = 5
+    base_cooldown: float = 10.0
+    max_cooldown: float = 600.0
+    failures: int = 0
+    opened: int = 0
+    open_until: float = 0.0
+
+    def is_open(self, now: float) -> bool:
+        return now < self.open_until
+
+    def record(self, outcome: Outcome, now: float) -> bool:
+        """Update with an attempt's outcome; True when this opened the circuit."""
+        if outcome.kind != "retry":
+            self.failures = 0
+            self.opened = 0
+            return False
+        self.failures += 1
+        if self.failures < self.threshold:
+            return False
+        self.opened += 1
+        self.failures = 0
+        self.open_until = now + min(self.max_cooldown, self.base_cooldown * 2 ** (self.opened - 1))
+        return True
+
+
+@dataclass
+class _DestinationState:
+    limiter: AsyncLimiter | None
+    circuit: CircuitBreaker = field(default_factory=CircuitBreaker)
+    in_flight: int = 0
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        store: Store,
+        config: Callable[[], Config],
+        client: httpx.AsyncClient,
+        metrics: Metrics,
+        *,
+        concurrency: int = 32,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.client = client
+        self.metrics = metrics
+        self.concurrency = concurrency
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._destinations: dict[str, _DestinationState] = {}
+
+    def notify(self) -> None:
+        """New work was stored: look now instead of at the next scheduled time."""
+        self._wake.set()
+
+    # ----------------------------------------------------------------- main loop
+
+    async def run(self) -> None:
+        """Deliver until `stop` is called."""
+        while not self._stopping:
+            try:
+                claimed = await self._claim()
+            except StoreUnavailable as exc:
+                log.error("store unavailable, retrying in 1 s: %s", exc)
+                await self._sleep(1.0)
+                continue
+            if not claimed:
+                await self._sleep(await self._idle_seconds())
+
+    async def _claim(self) -> int:
+        free = self.concurrency - len(self._in_flight)
+        if free <= 0:
+            return 0
+        config = self.config()
+        now = self.clock()
+        busy = frozenset(name for name in config.destinations if not self._has_room(config.destinations[name], now))
+        lease = max(d.spec.timeout.seconds for d in config.destinations.values()) + LEASE_MARGIN_SECONDS if config.destinations else 60.0
+        self._wake.clear()
+        claimed = await self.store.claim_due(now, min(free, CLAIM_BATCH), lease, busy)
+        extras = [d.id for d in claimed if not self._start(d, config)]
+        await self.store.release(extras, now)
+        return len(claimed) - len(extras)
+
+    def _has_room(self, destination: Destination, now: float) -> bool:
+        state = self._state(destination)
+        if state.circuit.is_open(now):
+            return False
+        if state.limiter is not None and not state.limiter.has_capacity():
+            return False
+        return state.in_flight < destination.spec.concurrency
+
+    def _start(self, delivery: ClaimedDelivery, config: Config) -> bool:
+        destination = config.destinations.get(delivery.destination)
+        if destination is not None:
+            state = self._state(destination)
+            if state.in_flight >= destination.spec.concurrency:
+                return False  # claimed more than this destination may take at once: give it back
+            state.in_flight += 1
+        task = asyncio.create_task(self._deliver(delivery, destination, config))
+        self._in_flight[delivery.id] = task
+        task.add_done_callback(lambda _: self._finished(delivery, destination))
+        return True
+
+    def _finished(self, delivery: ClaimedDelivery, destination: Destination | None) -> None:
+        self._in_flight.pop(delivery.id, None)
+        if destination is not None:
+            self._state(destination).in_flight -= 1
+        self._wake.set()
+
+    async def _idle_seconds(self) -> float:
+        next_due = await self.store.next_due_at()
+        if next_due is None:
+            return 60.0
+        return min(60.0, max(0.05, next_due - self.clock()))
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    def _state(self, destination: Destination) -> _DestinationState:
+        state = self._destinations.get(destination.name)
+        if state is None:
+            rate = destination.spec.rate
+            limiter = AsyncLimiter(rate.count, rate.per_seconds) if rate else None
+            state = self._destinations[destination.name] = _DestinationState(limiter)
+        return state
+
+    # ----------------------------------------------------------------- one delivery
+
+    async def _deliver(self, delivery: ClaimedDelivery, destination: Destination | None, config: Config) -> None:
+        started = self.clock()
+        began = time.monotonic()
+        if destination is None or destination.inactive:
+            why = "no longer in routes.yaml" if destination is None else f"inactive: {destination.inactive}"
+            outcome, status, excerpt = Outcome("dead", f"destination '{delivery.destination}' {why}"), None, None
+        else:
+            state = self._state(destination)
+            if state.limiter is not None:
+                await state.limiter.acquire()
+            outcome, status, excerpt = await self._attempt(delivery, destination, config)
+            if state.circuit.record(outcome, self.clock()):
+                log.warning("destination %s backed off after repeated failures (until %.0f)", destination.name, state.circuit.open_until)
+            self.metrics.circuit_open.labels(destination.name).set(1 if state.circuit.is_open(self.clock()) else 0)
+        duration = time.monotonic() - began
+        await self._record(delivery, destination, config, outcome, status, excerpt, started, duration)
+
+    async def _attempt(self, delivery: ClaimedDelivery, destination: Destination, config: Config) -> tuple[Outcome, int | None, str | None]:
+        request = destinations.build_request(destination.spec, delivery.body, delivery.id)
+        secret = getattr(destination.spec, "sign", None)
+        if secret:
+            request = http_destination.sign(request, secret, delivery.id, int(self.clock()))
+        allowed = config.egress_allow
+        timeout = destination.spec.timeout.seconds
+        try:
+            await check_url(request.url, allowed)
+            async with asyncio.timeout(timeout):
+                status, headers, excerpt = await self._send(request, timeout)
+        except EgressDenied as exc:
+            return Outcome("dead", f"address not allowed: {exc}"), None, None
+        except (TimeoutError, httpx.TimeoutException):
+            return Outcome("retry", f"no complete answer within {timeout:g} s"), None, None
+        except httpx.HTTPError as exc:
+            return Outcome("retry", mask_text(f"{type(exc).__name__}: {exc}", config.secrets)), None, None
+        return destinations.classify(destination.spec, status, headers, excerpt, self.clock()), status, excerpt
+
+    async def _send(self, request: destinations.OutgoingRequest, timeout: float) -> tuple[int, dict[str, str], str]:
+        """Send and keep at most MAX_RESPONSE_BYTES of the answer (a huge answer is cut off)."""
+        async with self.client.stream(request.method, request.url, headers=request.headers, content=request.body.encode(), timeout=timeout) as response:
+            kept = bytearray()
+            async for chunk in response.aiter_raw():
+                kept.extend(chunk[: MAX_RESPONSE_BYTES - len(kept)])
+                if len(kept) >= MAX_RESPONSE_BYTES:
+                    break
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return response.status_code, headers, kept.decode("utf-8", "replace")
+
+    async def _record(
+        self,
+        delivery: ClaimedDelivery,
+        destination: Destination | None,
+        config: Config,
+        outcome: Outcome,
+        status: int | None,
+        excerpt: str | None,
+        started: float,
+        duration: float,
+    ) -> None:
+        now = self.clock()
+        next_attempt = None
+        kind = outcome.kind
+        if kind == "retry":
+            policy = RetryPolicy.from_spec(destination.spec.retry) if destination else RetryPolicy()
+            next_attempt = policy.next_attempt_at(now, delivery.attempts + 1, outcome.retry_after)
+            if next_attempt is None:
+                kind = "dead"
+                outcome = Outcome("dead", f"{outcome.reason}; gave up after {delivery.attempts + 1} attempts")
+        result = AttemptResult(
+            delivery_id=delivery.id,
+            started_at=started,
+            duration_ms=round(duration * 1000, 2),
+            outcome=kind,
+            status_code=status,
+            response=mask_text(excerpt, config.secrets)[:MAX_RESPONSE_BYTES] if excerpt else None,
+            error=outcome.reason or None,
+            next_attempt_at=next_attempt,
+        )
+        self.metrics.deliveries.labels(delivery.destination, kind).inc()
+        self.metrics.attempt_seconds.labels(delivery.destination).observe(duration)
+        log.info("delivery %s to %s: %s %s", delivery.id, delivery.destination, kind, outcome.reason)
+        try:
+            await self.store.record_attempt(result, now)
+        except StoreUnavailable as exc:
+            log.error("could not record the attempt of %s (it will be retried when its claim expires): %s", delivery.id, exc)
+
+    # ----------------------------------------------------------------- shutdown
+
+    async def stop(self, grace_seconds: float = 25.0) -> None:
+        """Stop claiming, let in-flight deliveries finish for a while, give the rest back."""
+        self._stopping = True
+        self._wake.set()
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight.values()), timeout=grace_seconds)
+        unfinished = list(self._in_flight)
+        for task in self._in_flight.values():
+            task.cancel()
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.release(unfinished, self.clock())
+

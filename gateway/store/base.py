@@ -1,0 +1,195 @@
+"""The store interface: the domain's operations, not SQL.
+
+SQLite and PostgreSQL claim work differently (a single writer vs `FOR UPDATE SKIP LOCKED`), so
+the interface speaks of events, deliveries, claims and attempts, and each backend does them its
+own way. Every backend passes the same test suite (tests/store/).
+
+Times are unix seconds (floats, UTC) passed in by the caller, so tests can drive a clock.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+from gateway.errors import GatewayError
+
+# Delivery statuses. Terminal: delivered, dead, failed (never rendered), skipped, shadow.
+PENDING, SENDING, DELIVERED, DEAD, FAILED, SKIPPED, SHADOW = "pending", "sending", "delivered", "dead", "failed", "skipped", "shadow"
+STATUSES = (PENDING, SENDING, DELIVERED, DEAD, FAILED, SKIPPED, SHADOW)
+
+
+class StoreUnavailable(GatewayError):
+    """The store cannot be reached or written; nothing was stored."""
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    id: str
+    route: str
+    destination: str
+    body: str | None
+    status: str
+    error: str | None = None
+    ordering_key: str | None = None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    id: str
+    source: str
+    event_type: str
+    body: str
+    received_at: float
+    config_version: str
+    deliveries: tuple[NewDelivery, ...] = ()
+    dedupe_key: str | None = None
+    dedupe_window: float | None = None  # seconds; None = no dedupe
+
+
+@dataclass(frozen=True)
+class AddResult:
+    id: str  # the stored event's id (the original one for a duplicate)
+    duplicate: bool
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: str
+    event_id: str
+    route: str
+    destination: str
+    body: str
+    attempts: int  # attempts made before this one
+    ordering_key: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    delivery_id: str
+    started_at: float
+    duration_ms: float
+    outcome: str  # delivered | retry | dead
+    status_code: int | None = None
+    response: str | None = None
+    error: str | None = None
+    next_attempt_at: float | None = None  # for retry
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    number: int
+    started_at: float
+    duration_ms: float
+    status_code: int | None
+    response: str | None
+    error: str | None
+    outcome: str
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: str
+    event_id: str
+    route: str
+    destination: str
+    status: str
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    body: str | None
+    created_at: float
+    updated_at: float
+    attempt_log: tuple[AttemptRow, ...] = ()
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: str
+    source: str
+    event_type: str
+    body: str | None
+    received_at: float
+    config_version: str
+    deliveries: tuple[DeliveryRow, ...] = ()
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """Which deliveries `requeue` and listings select."""
+
+    statuses: tuple[str, ...] = (DEAD,)
+    destination: str | None = None
+    since: float | None = None
+    ids: tuple[str, ...] = ()
+
+
+@dataclass
+class QueueStats:
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+class Store(abc.ABC):
+    """Durable storage of events, deliveries and attempts."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store can be read and written."""
+
+    @abc.abstractmethod
+    async def add_event(self, event: NewEvent) -> AddResult:
+        """Store an event and all its deliveries in one transaction, unless it is a duplicate."""
+
+    @abc.abstractmethod
+    async def claim_due(self, now: float, limit: int, lease_seconds: float, exclude_destinations: frozenset[str] = frozenset()) -> list[ClaimedDelivery]:
+        """Claim pending deliveries due by `now` (and expired claims), oldest first.
+
+        A delivery with an ordering key is claimed only when no earlier delivery with the same
+        destination and key is still pending or being sent.
+        """
+
+    @abc.abstractmethod
+    async def record_attempt(self, result: AttemptResult, now: float) -> None:
+        """Record an attempt and move its delivery to delivered, pending (retry) or dead."""
+
+    @abc.abstractmethod
+    async def release(self, delivery_ids: list[str], now: float) -> None:
+        """Give claimed deliveries back (shutdown): pending again, due now."""
+
+    @abc.abstractmethod
+    async def next_due_at(self) -> float | None:
+        """When the earliest pending delivery or claim lease falls due, or None."""
+
+    @abc.abstractmethod
+    async def requeue(self, selection: DeliveryFilter, now: float) -> int:
+        """Make the selected deliveries pending again, due now (replay); returns how many."""
+
+    @abc.abstractmethod
+    async def list_deliveries(self, selection: DeliveryFilter, limit: int = 1000) -> list[DeliveryRow]: ...
+
+    @abc.abstractmethod
+    async def list_events(self, limit: int = 50, since: float | None = None, event_type: str | None = None) -> list[EventRow]: ...
+
+    @abc.abstractmethod
+    async def get_event(self, event_id: str) -> EventRow | None:
+        """One event with its deliveries and every attempt."""
+
+    @abc.abstractmethod
+    async def purge(self, older_than: float) -> int:
+        """Delete events received before `older_than` (with their deliveries); returns how many."""
+
+    @abc.abstractmethod
+    async def erase_event(self, event_id: str) -> bool:
+        """Erase one event's personal data (payload and rendered bodies) on request."""
+
+    @abc.abstractmethod
+    async def stats(self) -> QueueStats: ...

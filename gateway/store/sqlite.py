@@ -1,0 +1,354 @@
+"""SQLite backend: the embedded default.
+
+One thread owns the connection and runs every operation, so the event loop never blocks on
+the disk. It takes whatever work is queued and runs it in ONE transaction (group commit): a
+burst of concurrent ingests costs one fsync, not one each. Each operation runs inside its own
+savepoint, so one failing operation does not undo the others in its batch.
+
+Durability: WAL with `synchronous=FULL`, so a transaction that returned is on disk even if the
+machine loses power (NORMAL would only survive a process crash). The group commit is what
+pays for FULL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gateway.store.base import (
+    DEAD,
+    DELIVERED,
+    PENDING,
+    SENDING,
+    AddResult,
+    AttemptResult,
+    AttemptRow,
+    ClaimedDelivery,
+    DeliveryFilter,
+    DeliveryRow,
+    EventRow,
+    NewEvent,
+    QueueStats,
+    Store,
+    StoreUnavailable,
+)
+
+MAX_BATCH = 512
+_DELIVERY_COLUMNS = "id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at"
+
+
+@dataclass
+class _Job:
+    run: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._open_error: BaseException | None = None
+
+    # ----------------------------------------------------------------- the writer thread
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._serve, name="sqlite-store", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(self._ready.wait)
+        if self._open_error:
+            raise StoreUnavailable(f"cannot open the database {self.path}: {self._open_error}") from self._open_error
+        await self._call(_migrate)
+
+    async def close(self) -> None:
+        if self._thread and self._thread.is_alive():
+            self._jobs.put(None)
+            await asyncio.to_thread(self._thread.join)
+
+    def _serve(self) -> None:
+        try:
+            connection = _connect(self.path)
+        except sqlite3.Error as exc:
+            self._open_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while True:
+                batch, stop = self._next_batch()
+                if batch:
+                    self._run_batch(connection, batch)
+                if stop:
+                    return
+        finally:
+            connection.close()
+
+    def _next_batch(self) -> tuple[list[_Job], bool]:
+        first = self._jobs.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        while len(batch) < MAX_BATCH:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return batch, True
+            batch.append(job)
+        return batch, False
+
+    def _run_batch(self, connection: sqlite3.Connection, batch: list[_Job]) -> None:
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                outcomes.append(_run_in_savepoint(connection, job))
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(connection)
+            failure = StoreUnavailable(f"the database could not be written: {exc}")
+            outcomes = [(job, None, failure) for job in batch]
+        for job, result, error in outcomes:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(_settle, job.future, result, error)
+
+    async def _call(self, run: Callable[[sqlite3.Connection], Any]) -> Any:
+        if self._thread is None or not self._thread.is_alive():
+            raise StoreUnavailable("the store is not open")
+        assert self._loop is not None
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._jobs.put(_Job(run, future))
+        return await future
+
+    # ----------------------------------------------------------------- operations
+
+    async def ping(self) -> None:
+        await self._call(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def add_event(self, event: NewEvent) -> AddResult:
+        return await self._call(lambda c: _add_event(c, event))
+
+    async def claim_due(self, now: float, limit: int, lease_seconds: float, exclude_destinations: frozenset[str] = frozenset()) -> list[ClaimedDelivery]:
+        return await self._call(lambda c: _claim_due(c, now, limit, now + lease_seconds, exclude_destinations))
+
+    async def record_attempt(self, result: AttemptResult, now: float) -> None:
+        await self._call(lambda c: _record_attempt(c, result, now))
+
+    async def release(self, delivery_ids: list[str], now: float) -> None:
+        if delivery_ids:
+            marks = ",".join("?" * len(delivery_ids))
+            sql = f"UPDATE deliveries SET status = ?, next_attempt_at = ?, claimed_until = NULL, updated_at = ? WHERE status = ? AND id IN ({marks})"
+            await self._call(lambda c: c.execute(sql, (PENDING, now, now, SENDING, *delivery_ids)))
+
+    async def next_due_at(self) -> float | None:
+        sql = (
+            "SELECT min(t) FROM (SELECT min(next_attempt_at) AS t FROM deliveries WHERE status = ? "
+            "UNION ALL SELECT min(claimed_until) FROM deliveries WHERE status = ?)"
+        )
+        return await self._call(lambda c: c.execute(sql, (PENDING, SENDING)).fetchone()[0])
+
+    async def requeue(self, selection: DeliveryFilter, now: float) -> int:
+        where, params = _where(selection)
+        sql = f"UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = 0, claimed_until = NULL, updated_at = ? WHERE body IS NOT NULL AND {where}"
+        return await self._call(lambda c: c.execute(sql, (PENDING, now, now, *params)).rowcount)
+
+    async def list_deliveries(self, selection: DeliveryFilter, limit: int = 1000) -> list[DeliveryRow]:
+        where, params = _where(selection)
+        sql = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY seq LIMIT ?"
+        return await self._call(lambda c: [DeliveryRow(*row) for row in c.execute(sql, (*params, limit))])
+
+    async def list_events(self, limit: int = 50, since: float | None = None, event_type: str | None = None) -> list[EventRow]:
+        sql = "SELECT id, source, event_type, body, received_at, config_version FROM events WHERE received_at >= ? AND (? IS NULL OR event_type = ?) ORDER BY received_at DESC, rowid DESC LIMIT ?"
+        return await self._call(lambda c: [EventRow(*row) for row in c.execute(sql, (since or 0, event_type, event_type, limit))])
+
+    async def get_event(self, event_id: str) -> EventRow | None:
+        return await self._call(lambda c: _get_event(c, event_id))
+
+    async def purge(self, older_than: float) -> int:
+        sql = (
+            "DELETE FROM events WHERE received_at < ? AND NOT EXISTS "
+            "(SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN (?, ?))"
+        )
+        return await self._call(lambda c: c.execute(sql, (older_than, PENDING, SENDING)).rowcount)
+
+    async def erase_event(self, event_id: str) -> bool:
+        return await self._call(lambda c: _erase_event(c, event_id))
+
+    async def stats(self) -> QueueStats:
+        rows = await self._call(lambda c: c.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
+        return QueueStats(dict(rows))
+
+
+# --------------------------------------------------------------------------- thread-side helpers
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = FULL")
+    connection.execute("PRAGMA foreign_keys = ON")
+    connection.execute("PRAGMA busy_timeout = 30000")
+    return connection
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    try:
+        connection.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # no transaction was open
+
+
+def _run_in_savepoint(connection: sqlite3.Connection, job: _Job) -> tuple[_Job, Any, BaseException | None]:
+    connection.execute("SAVEPOINT job")
+    try:
+        result = job.run(connection)
+    except sqlite3.OperationalError:
+        raise  # disk full, I/O error: the whole batch fails and every caller hears it
+    except Exception as exc:  # noqa: BLE001 — this job's own failure, reported to its caller only
+        connection.execute("ROLLBACK TO job")
+        connection.execute("RELEASE job")
+        return job, None, exc
+    connection.execute("RELEASE job")
+    return job, result, None
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    connection.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    applied = {row[0] for row in connection.execute("SELECT version FROM schema_migrations")}
+    folder = resources.files("gateway.store") / "sql" / "sqlite"
+    for script in sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name):
+        version = int(script.name.split("_", 1)[0])
+        if version in applied:
+            continue
+        for statement in _statements(script.read_text("utf-8")):
+            connection.execute(statement)
+        connection.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s', 'now'))", (version,))
+
+
+def _statements(script: str) -> list[str]:
+    """Statements of a migration file (our SQL has no ';' or '--' inside string literals)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _add_event(connection: sqlite3.Connection, event: NewEvent) -> AddResult:
+    if event.dedupe_key and event.dedupe_window:
+        row = connection.execute(
+            "SELECT id FROM events WHERE source = ? AND dedupe_key = ? AND received_at >= ? ORDER BY received_at DESC LIMIT 1",
+            (event.source, event.dedupe_key, event.received_at - event.dedupe_window),
+        ).fetchone()
+        if row:
+            return AddResult(row[0], True, 0)
+    connection.execute(
+        "INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (event.id, event.source, event.event_type, event.body, event.dedupe_key, event.received_at, event.config_version),
+    )
+    connection.executemany(
+        "INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (d.id, event.id, d.route, d.destination, d.body, d.status, d.ordering_key, event.received_at, d.error, event.received_at, event.received_at)
+            for d in event.deliveries
+        ],
+    )
+    return AddResult(event.id, False, len(event.deliveries))
+
+
+def _claim_due(connection: sqlite3.Connection, now: float, limit: int, lease_until: float, exclude: frozenset[str]) -> list[ClaimedDelivery]:
+    excluded = ",".join("?" * len(exclude))
+    exclusion = f"AND d.destination NOT IN ({excluded})" if exclude else ""
+    sql = f"""
+        UPDATE deliveries SET status = ?, claimed_until = ?, updated_at = ?
+        WHERE id IN (
+            SELECT d.id FROM deliveries d
+            WHERE ((d.status = ? AND d.next_attempt_at <= ?) OR (d.status = ? AND d.claimed_until < ?))
+              {exclusion}
+              AND (d.ordering_key IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM deliveries e
+                    WHERE e.destination = d.destination AND e.ordering_key = d.ordering_key
+                      AND e.seq < d.seq AND e.status IN (?, ?)))
+            ORDER BY d.next_attempt_at, d.seq
+            LIMIT ?)
+        RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at
+    """
+    params = (SENDING, lease_until, now, PENDING, now, SENDING, now, *sorted(exclude), PENDING, SENDING, limit)
+    return [ClaimedDelivery(*row) for row in connection.execute(sql, params).fetchall()]
+
+
+def _record_attempt(connection: sqlite3.Connection, result: AttemptResult, now: float) -> None:
+    number = connection.execute("SELECT count(*) FROM attempts WHERE delivery_id = ?", (result.delivery_id,)).fetchone()[0] + 1
+    connection.execute(
+        "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, response, error, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (result.delivery_id, number, result.started_at, result.duration_ms, result.status_code, result.response, result.error, result.outcome),
+    )
+    status = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD}[result.outcome]
+    error = None if status == DELIVERED else (result.error or f"HTTP {result.status_code}")
+    connection.execute(
+        "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, claimed_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
+        (status, result.next_attempt_at, error, now, result.delivery_id),
+    )
+
+
+def _where(selection: DeliveryFilter) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if selection.statuses:
+        clauses.append(f"status IN ({','.join('?' * len(selection.statuses))})")
+        params.extend(selection.statuses)
+    if selection.destination:
+        clauses.append("destination = ?")
+        params.append(selection.destination)
+    if selection.since is not None:
+        clauses.append("created_at >= ?")
+        params.append(selection.since)
+    if selection.ids:
+        clauses.append(f"(id IN ({','.join('?' * len(selection.ids))}) OR event_id IN ({','.join('?' * len(selection.ids))}))")
+        params.extend(selection.ids)
+        params.extend(selection.ids)
+    return (" AND ".join(clauses) or "1 = 1"), params
+
+
+def _get_event(connection: sqlite3.Connection, event_id: str) -> EventRow | None:
+    row = connection.execute("SELECT id, source, event_type, body, received_at, config_version FROM events WHERE id = ?", (event_id,)).fetchone()
+    if row is None:
+        return None
+    deliveries = []
+    for delivery in connection.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE event_id = ? ORDER BY seq", (event_id,)).fetchall():
+        attempts = connection.execute(
+            "SELECT number, started_at, duration_ms, status_code, response, error, outcome FROM attempts WHERE delivery_id = ? ORDER BY number", (delivery[0],)
+        ).fetchall()
+        deliveries.append(DeliveryRow(*delivery, attempt_log=tuple(AttemptRow(*a) for a in attempts)))
+    return EventRow(*row, deliveries=tuple(deliveries))
+
+
+def _erase_event(connection: sqlite3.Connection, event_id: str) -> bool:
+    if connection.execute("UPDATE events SET body = NULL, dedupe_key = NULL WHERE id = ?", (event_id,)).rowcount == 0:
+        return False
+    connection.execute(
+        "UPDATE deliveries SET status = CASE WHEN status IN (?, ?) THEN ? ELSE status END, "
+        "last_error = CASE WHEN status IN (?, ?) THEN 'erased on request before delivery' ELSE last_error END, body = NULL WHERE event_id = ?",
+        (PENDING, SENDING, DEAD, PENDING, SENDING, event_id),
+    )
+    connection.execute("UPDATE attempts SET response = NULL WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?)", (event_id,))
+    return True
