@@ -228,6 +228,18 @@ async def metrics(request: Request) -> Response[bytes]:
 # --------------------------------------------------------------------------- app
 
 
+async def _purge_periodically(runtime: Runtime, every_seconds: float = 3600) -> None:
+    """Retention: payloads hold personal data (LGPD), so old events are deleted automatically."""
+    while True:
+        try:
+            purged = await runtime.store.purge(runtime.clock() - runtime.config.settings.retention.seconds)
+            if purged:
+                log.info("retention: purged %d events older than %s", purged, runtime.config.settings.retention)
+        except StoreUnavailable as exc:
+            log.error("retention purge failed: %s", exc)
+        await asyncio.sleep(every_seconds)
+
+
 def create_app(runtime: Runtime) -> Litestar:
     """The app; its lifespan opens the store and runs the delivery engine."""
 
@@ -238,9 +250,11 @@ def create_app(runtime: Runtime) -> Litestar:
         async with httpx.AsyncClient(follow_redirects=False, limits=limits, trust_env=False) as client:
             runtime.engine = DeliveryEngine(runtime.store, lambda: runtime.config, client, runtime.metrics, concurrency=runtime.concurrency, clock=runtime.clock)
             task = asyncio.create_task(runtime.engine.run())
+            retention = asyncio.create_task(_purge_periodically(runtime))
             try:
                 yield
             finally:
+                retention.cancel()
                 await runtime.engine.stop()
                 await task
                 await runtime.store.close()

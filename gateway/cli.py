@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +18,11 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from gateway import checker, dryrun, ruletests
+from gateway import checker, dryrun, operations, ruletests
 from gateway.config import Config, load_config
-from gateway.store import DEFAULT_DATABASE_URL
-from gateway.errors import ConfigError, GatewayError, Problem
+from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter
+from gateway.units import Duration
+from gateway.errors import ConfigError, GatewayError, Problem, did_you_mean
 from gateway.routing import read_event_file, route_event
 
 DEFAULT_CONFIG = "routes.yaml"
@@ -82,8 +84,6 @@ def dry_run(config_path: str, event_file: str, only_route: str | None, source: s
     """Show what EVENT.json (or - for standard input) would do: routes, reasons, requests."""
     config = load_config(config_path)
     if only_route and only_route not in {r.name for r in config.routes}:
-        from gateway.errors import did_you_mean
-
         raise GatewayError(f"no route named '{only_route}'{did_you_mean(only_route, [r.name for r in config.routes])}")
     event = read_event_file(event_file)
     result = route_event(config, event, source=source, explain=True, only_route=only_route)
@@ -155,6 +155,80 @@ def serve(config_path: str, database_url: str, host: str, port: int, workers: in
     for problem in config.warnings:
         _print_problem(err, problem)
     run_server(config, database_url, host, port, workers)
+    return EXIT_OK
+
+
+@main.group(invoke_without_command=True)
+@database_option
+@click.option("--limit", default=20, show_default=True, help="How many events to list.")
+@click.option("--type", "event_type", help="Only this event_id (ORDER_CREATED, ...).")
+@click.pass_context
+def events(ctx: click.Context, database_url: str, limit: int, event_type: str | None) -> int:
+    """List stored events (newest first); `events show ID` for one with its deliveries."""
+    ctx.obj = database_url
+    if ctx.invoked_subcommand is None:
+        found = operations.with_store(database_url, lambda store: store.list_events(limit=limit, event_type=event_type))
+        operations.print_events(_console(), found)
+    return EXIT_OK
+
+
+@events.command("show")
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def events_show(database_url: str, event_id: str, as_json: bool) -> int:
+    """One event with its deliveries and every attempt."""
+    found = operations.with_store(database_url, lambda store: store.get_event(event_id))
+    if found is None:
+        raise GatewayError(f"no event with id {event_id}")
+    if as_json:
+        click.echo(operations.event_as_json(found))
+    else:
+        operations.print_event(_console(), found)
+    return EXIT_OK
+
+
+@events.command("erase")
+@click.argument("event_id")
+@click.pass_obj
+def events_erase(database_url: str, event_id: str) -> int:
+    """Erase one event's personal data (payload, bodies, responses) on request (LGPD)."""
+    if not operations.with_store(database_url, lambda store: store.erase_event(event_id)):
+        raise GatewayError(f"no event with id {event_id}")
+    _console().print(f"erased the payload of {event_id}; undelivered deliveries were cancelled")
+    return EXIT_OK
+
+
+@main.command()
+@database_option
+@click.option("--status", "statuses", multiple=True, default=["dead"], show_default=True, type=click.Choice(["dead", "delivered", "skipped", "shadow"]), help="Which deliveries to send again.")
+@click.option("--destination", help="Only deliveries to this destination.")
+@click.option("--since", "since", help="Only deliveries created in the last period, like 2h or 3d.")
+@click.option("--id", "ids", multiple=True, help="Only this delivery or event id (repeatable).")
+def replay(database_url: str, statuses: tuple[str, ...], destination: str | None, since: str | None, ids: tuple[str, ...]) -> int:
+    """Send dead (or selected) deliveries again, with their stored bodies."""
+    try:
+        after = time.time() - Duration.parse(since).seconds if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    selection = DeliveryFilter(statuses=statuses, destination=destination, since=after, ids=ids)
+    count = operations.with_store(database_url, lambda store: operations.replay(store, selection, _console(stderr=True)))
+    _console().print(f"{count} deliveries queued again")
+    return EXIT_OK
+
+
+@main.command()
+@config_option
+@database_option
+@click.option("--older-than", "older_than", help="Age, like 30d (default: settings.retention).")
+def purge(config_path: str, database_url: str, older_than: str | None) -> int:
+    """Delete stored events older than the retention period (never ones still being delivered)."""
+    try:
+        age = Duration.parse(older_than) if older_than else load_config(config_path).settings.retention
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    count = operations.with_store(database_url, lambda store: store.purge(time.time() - age.seconds))
+    _console().print(f"purged {count} events older than {age}")
     return EXIT_OK
 
 

@@ -37,6 +37,9 @@ log = logging.getLogger("gateway.delivery")
 MAX_RESPONSE_BYTES = 64 * 1024
 LEASE_MARGIN_SECONDS = 15.0
 CLAIM_BATCH = 64
+# The longest the engine sleeps with nothing due: work queued by another process (a replay,
+# a second gateway on the same database) is noticed within this time. One cheap query.
+IDLE_SECONDS = 2.0
 
 
 @dataclass
@@ -158,8 +161,8 @@ class DeliveryEngine:
     async def _idle_seconds(self) -> float:
         next_due = await self.store.next_due_at()
         if next_due is None:
-            return 60.0
-        return min(60.0, max(0.05, next_due - self.clock()))
+            return IDLE_SECONDS
+        return min(IDLE_SECONDS, max(0.01, next_due - self.clock()))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -37,6 +37,7 @@ def serve(config: Config, database_url: str, host: str, port: int, workers: int)
         host=host,
         port=port,
         access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is trusted only from sources' trusted_proxies (app.py)
         log_config=None,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         server_header=False,

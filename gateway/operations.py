@@ -1,0 +1,92 @@
+"""Operator commands on the store: list and show events, replay deliveries, purge, erase.
+
+They open the same database as a running gateway (SQLite allows it; PostgreSQL is made for it):
+a replayed delivery is picked up by the running engine at its next look, within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+
+from gateway.store import DeliveryFilter, Store, open_store
+from gateway.store.base import EventRow
+
+T = TypeVar("T")
+REPLAY_CHUNK = 500
+
+
+def with_store(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store, run `work`, close it."""
+
+    async def run() -> T:
+        store = open_store(database_url)
+        await store.open()
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def print_events(console: Console, events: list[EventRow]) -> None:
+    table = Table("id", "received", "event", "source", "config")
+    for event in events:
+        table.add_row(event.id, when(event.received_at), event.event_type, event.source, event.config_version)
+    console.print(table)
+
+
+def print_event(console: Console, event: EventRow) -> None:
+    console.print(f"[bold]{event.event_type}[/] {event.id} from {event.source}, received {when(event.received_at)}, config {event.config_version}")
+    console.print(escape(event.body) if event.body is not None else "[dim](payload erased or purged)[/]", highlight=False)
+    for delivery in event.deliveries:
+        console.print(f"\n→ {escape(delivery.route)} → {escape(delivery.destination)}: [bold]{delivery.status}[/] after {delivery.attempts} attempt(s) ({delivery.id})")
+        if delivery.last_error:
+            console.print(f"  last error: {escape(delivery.last_error)}")
+        if delivery.status == "pending" and delivery.next_attempt_at:
+            console.print(f"  next attempt: {when(delivery.next_attempt_at)}")
+        for attempt in delivery.attempt_log:
+            status = attempt.status_code if attempt.status_code is not None else "-"
+            detail = f" {escape(attempt.error)}" if attempt.error else ""
+            console.print(f"  #{attempt.number} {when(attempt.started_at)} {attempt.outcome} HTTP {status} in {attempt.duration_ms:.0f} ms{detail}")
+
+
+def event_as_json(event: EventRow) -> str:
+    def attempts(delivery: Any) -> list[dict[str, Any]]:
+        return [a.__dict__ for a in delivery.attempt_log]
+
+    data = {
+        **{k: v for k, v in event.__dict__.items() if k != "deliveries"},
+        "deliveries": [{**{k: v for k, v in d.__dict__.items() if k != "attempt_log"}, "attempts_log": attempts(d)} for d in event.deliveries],
+    }
+    return json.dumps(data, ensure_ascii=False, indent=2)
+
+
+async def replay(store: Store, selection: DeliveryFilter, console: Console) -> int:
+    """Requeue the selected deliveries in chunks, with a progress bar; returns how many."""
+    rows = await store.list_deliveries(selection, limit=1_000_000)
+    ids = [row.id for row in rows if row.body is not None]
+    done = 0
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("replaying", total=len(ids))
+        for start in range(0, len(ids), REPLAY_CHUNK):
+            chunk = tuple(ids[start : start + REPLAY_CHUNK])
+            done += await store.requeue(DeliveryFilter(statuses=selection.statuses, ids=chunk), time.time())
+            progress.update(task, advance=len(chunk))
+    return done

@@ -1,0 +1,181 @@
+"""The store contract, run against every backend (tests/store/conftest.py lists them)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.store.base import (
+    DEAD,
+    DELIVERED,
+    FAILED,
+    PENDING,
+    SENDING,
+    AttemptResult,
+    DeliveryFilter,
+    NewDelivery,
+    NewEvent,
+    Store,
+)
+
+pytestmark = pytest.mark.anyio
+T0 = 1_700_000_000.0
+
+
+def event(number: int, *, deliveries: int = 1, dedupe_key: str | None = None, at: float = T0, ordering_key: str | None = None, destination: str = "sink") -> NewEvent:
+    return NewEvent(
+        id=f"e{number}",
+        source="go",
+        event_type="ORDER_CREATED",
+        body=f'{{"event_id": "ORDER_CREATED", "n": {number}}}',
+        received_at=at,
+        config_version="v1",
+        deliveries=tuple(NewDelivery(f"d{number}-{i}", "route", destination, f'{{"n": {number}}}', PENDING, ordering_key=ordering_key) for i in range(deliveries)),
+        dedupe_key=dedupe_key,
+        dedupe_window=600 if dedupe_key else None,
+    )
+
+
+def attempt(delivery_id: str, outcome: str, *, at: float = T0, next_at: float | None = None, status: int | None = 200) -> AttemptResult:
+    return AttemptResult(delivery_id, at, 12.5, outcome, status, "resposta", None if outcome == "delivered" else "HTTP 503", next_at)
+
+
+async def test_add_event_stores_event_and_deliveries(store: Store) -> None:
+    """An event and its deliveries are stored together and can be read back."""
+    result = await store.add_event(event(1, deliveries=2))
+    assert (result.id, result.duplicate, result.deliveries) == ("e1", False, 2)
+    stored = await store.get_event("e1")
+    assert stored is not None and stored.body == '{"event_id": "ORDER_CREATED", "n": 1}'
+    assert [d.id for d in stored.deliveries] == ["d1-0", "d1-1"]
+    assert all(d.status == PENDING for d in stored.deliveries)
+
+
+async def test_dedupe_inside_window_only(store: Store) -> None:
+    """The same key within the window is a duplicate of the first; after it, a new event."""
+    await store.add_event(event(1, dedupe_key="k"))
+    duplicate = await store.add_event(event(2, dedupe_key="k", at=T0 + 599))
+    assert (duplicate.id, duplicate.duplicate, duplicate.deliveries) == ("e1", True, 0)
+    later = await store.add_event(event(3, dedupe_key="k", at=T0 + 601))
+    assert not later.duplicate
+    assert await store.get_event("e2") is None
+
+
+async def test_concurrent_duplicates_store_one_event(store: Store) -> None:
+    """Many identical events at once produce exactly one stored set of deliveries."""
+    results = await asyncio.gather(*(store.add_event(event(n, dedupe_key="same")) for n in range(50)))
+    assert sum(not r.duplicate for r in results) == 1
+    assert len(await store.list_deliveries(DeliveryFilter(statuses=(PENDING,)))) == 1
+
+
+async def test_claim_due_respects_time_and_leases(store: Store) -> None:
+    await store.add_event(event(1))
+    assert await store.claim_due(T0 - 1, 10, 30) == []
+    claimed = await store.claim_due(T0, 10, 30)
+    assert [c.id for c in claimed] == ["d1-0"]
+    assert await store.claim_due(T0 + 10, 10, 30) == []  # leased
+    again = await store.claim_due(T0 + 31, 10, 30)  # the lease expired: a crashed sender's work comes back
+    assert [c.id for c in again] == ["d1-0"]
+
+
+async def test_claim_excludes_destinations(store: Store) -> None:
+    await store.add_event(event(1, destination="a"))
+    await store.add_event(event(2, destination="b"))
+    claimed = await store.claim_due(T0, 10, 30, frozenset({"a"}))
+    assert [c.destination for c in claimed] == ["b"]
+
+
+async def test_ordering_key_holds_back_later_deliveries(store: Store) -> None:
+    """With the same ordering key, a delivery waits until the earlier one is done."""
+    for n in range(3):
+        await store.add_event(event(n, ordering_key="pedido-100", at=T0 + n))
+    await store.add_event(event(9, ordering_key="outro", at=T0))
+    first = await store.claim_due(T0 + 10, 10, 30)
+    assert sorted(c.id for c in first) == ["d0-0", "d9-0"]
+    await store.record_attempt(attempt("d9-0", "delivered"), T0 + 11)
+    await store.record_attempt(attempt("d0-0", "retry", next_at=T0 + 100, status=503), T0 + 11)
+    assert await store.claim_due(T0 + 20, 10, 30) == []  # d1 must not overtake the failed d0
+    assert [c.id for c in await store.claim_due(T0 + 100, 10, 30)] == ["d0-0"]
+    await store.record_attempt(attempt("d0-0", "delivered"), T0 + 101)
+    assert [c.id for c in await store.claim_due(T0 + 101, 10, 30)] == ["d1-0"]
+
+
+async def test_record_attempt_outcomes_and_history(store: Store) -> None:
+    await store.add_event(event(1))
+    await store.claim_due(T0, 10, 30)
+    await store.record_attempt(attempt("d1-0", "retry", next_at=T0 + 5, status=503), T0 + 1)
+    assert await store.next_due_at() == T0 + 5
+    await store.claim_due(T0 + 5, 10, 30)
+    await store.record_attempt(attempt("d1-0", "delivered"), T0 + 6)
+    stored = await store.get_event("e1")
+    delivery = stored.deliveries[0]
+    assert (delivery.status, delivery.attempts, delivery.last_error) == (DELIVERED, 2, None)
+    assert [(a.number, a.outcome, a.status_code) for a in delivery.attempt_log] == [(1, "retry", 503), (2, "delivered", 200)]
+    assert await store.next_due_at() is None
+
+
+async def test_dead_then_requeue(store: Store) -> None:
+    """Replay makes dead deliveries pending and due now, keeping their history."""
+    await store.add_event(event(1))
+    await store.claim_due(T0, 10, 30)
+    await store.record_attempt(attempt("d1-0", "dead", status=400), T0 + 1)
+    assert (await store.get_event("e1")).deliveries[0].status == DEAD
+    assert await store.requeue(DeliveryFilter(statuses=(DEAD,), destination="other"), T0 + 2) == 0
+    assert await store.requeue(DeliveryFilter(statuses=(DEAD,)), T0 + 2) == 1
+    delivery = (await store.get_event("e1")).deliveries[0]
+    assert (delivery.status, delivery.next_attempt_at, len(delivery.attempt_log)) == (PENDING, T0 + 2, 1)
+
+
+async def test_failed_render_is_stored_not_sendable(store: Store) -> None:
+    new = NewEvent("e1", "go", "ORDER_CREATED", "{}", T0, "v1", (NewDelivery("d1", "r", "sink", None, FAILED, "templates/x.j2:3:1: boom"),))
+    await store.add_event(new)
+    assert await store.claim_due(T0 + 1, 10, 30) == []
+    assert await store.requeue(DeliveryFilter(statuses=(FAILED,)), T0) == 0  # no body to resend
+    assert (await store.get_event("e1")).deliveries[0].last_error == "templates/x.j2:3:1: boom"
+
+
+async def test_release_gives_claims_back(store: Store) -> None:
+    await store.add_event(event(1))
+    await store.claim_due(T0, 10, 30)
+    await store.release(["d1-0"], T0 + 1)
+    assert [c.id for c in await store.claim_due(T0 + 1, 10, 30)] == ["d1-0"]
+
+
+async def test_purge_keeps_unfinished_events(store: Store) -> None:
+    """Retention removes old finished events, never ones with deliveries still to make."""
+    await store.add_event(event(1, at=T0))
+    await store.add_event(event(2, at=T0))
+    await store.claim_due(T0, 1, 30)
+    await store.record_attempt(attempt("d1-0", "delivered"), T0)
+    assert await store.purge(T0 + 1) == 1
+    assert await store.get_event("e1") is None
+    assert await store.get_event("e2") is not None
+
+
+async def test_erase_removes_personal_data_and_cancels_pending(store: Store) -> None:
+    await store.add_event(event(1))
+    assert await store.erase_event("e1")
+    stored = await store.get_event("e1")
+    assert stored.body is None and stored.deliveries[0].body is None
+    assert stored.deliveries[0].status == DEAD
+    assert not await store.erase_event("nope")
+
+
+async def test_list_events_newest_first_and_stats(store: Store) -> None:
+    for n in range(3):
+        await store.add_event(event(n, at=T0 + n))
+    assert [e.id for e in await store.list_events(limit=2)] == ["e2", "e1"]
+    await store.claim_due(T0 + 5, 1, 30)
+    assert (await store.stats()).by_status == {PENDING: 2, SENDING: 1}
+
+
+async def test_data_survives_reopening(store_factory) -> None:
+    """What add_event returned is there after the store is closed and opened again."""
+    first = store_factory()
+    await first.open()
+    await first.add_event(event(1))
+    await first.close()
+    second = store_factory()
+    await second.open()
+    assert (await second.get_event("e1")) is not None
+    await second.close()

@@ -1,0 +1,192 @@
+"""Delivery semantics against a running gateway and a real sink: retries, Retry-After,
+permanent failures and replay, ordering, signatures, egress guard, timeouts."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import EVENTS, Project
+from tests.harness import GatewayProcess, Received, Sink
+
+TOKEN = "token-de-teste-123"
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+def config(sink: Sink, destination_extra: str = "", settings: str = "settings: {egress_allow: [127.0.0.0/8]}") -> str:
+    return f"""
+    version: 1
+    {settings}
+    sources: {{go: {{token: "${{GO_WEBHOOK_TOKEN}}", dedupe: false}}}}
+    destinations:
+      sink:
+        type: http
+        url: "{sink.url('/in')}"
+        retry: {{attempts: 4, first: 100ms, max: 1s}}
+        timeout: 2s
+        {destination_extra}
+    routes:
+      - name: tudo
+        when: {{event_id: {{exists: true}}}}
+        send: {{to: sink, body: '{{"id": "{{{{ data.id }}}}", "event": "{{{{ event_id }}}}"}}'}}
+    """
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink()
+    yield server
+    server.close()
+
+
+def start(project: Project, text: str) -> GatewayProcess:
+    project.routes(text)
+    return GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+
+
+def send(gateway: GatewayProcess, order_id: str = "100", event: str = "order_created.json") -> str:
+    body = json.loads((EVENTS / event).read_text())
+    body["data"]["id"] = order_id
+    response = gateway.post(f"/hooks/go?token={TOKEN}", json.dumps(body))
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def attempts(gateway: GatewayProcess, event_id: str) -> list[dict]:
+    shown = gateway.cli("events", "show", event_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)["deliveries"][0]
+
+
+def test_503_twice_then_200_is_delivered_on_the_third_attempt(project: Project, sink: Sink) -> None:
+    """Transient failures are retried with the same Idempotency-Key until the receiver takes it."""
+    sink.behaviour = lambda request, count: (503 if count <= 2 else 200, {}, b"", 0)
+    gateway = start(project, config(sink))
+    try:
+        event_id = send(gateway)
+        received = sink.wait_for(3)
+        assert len({r.headers["idempotency-key"] for r in received}) == 1
+        delivery = _wait_status(gateway, event_id, "delivered")
+        assert [a["outcome"] for a in delivery["attempts_log"]] == ["retry", "retry", "delivered"]
+        assert [a["status_code"] for a in delivery["attempts_log"]] == [503, 503, 200]
+    finally:
+        gateway.kill()
+
+
+def test_retry_after_is_obeyed(project: Project, sink: Sink) -> None:
+    """A 429 with Retry-After: 2 is not tried again before 2 seconds have passed."""
+    sink.behaviour = lambda request, count: (429, {"Retry-After": "2"}, b"slow down", 0) if count == 1 else (200, {}, b"", 0)
+    gateway = start(project, config(sink))
+    try:
+        send(gateway)
+        first, second = sink.wait_for(2)[:2]
+        assert second.at - first.at >= 2.0
+    finally:
+        gateway.kill()
+
+
+def test_400_is_dead_at_once_and_replay_delivers_after_the_fix(project: Project, sink: Sink) -> None:
+    """A permanent failure is dead after one attempt; `gateway replay` sends it again."""
+    sink.behaviour = lambda request, count: (400, {}, b"campo invalido", 0)
+    gateway = start(project, config(sink))
+    try:
+        event_id = send(gateway)
+        delivery = _wait_status(gateway, event_id, "dead")
+        assert delivery["attempts"] == 1 and delivery["last_error"] == "HTTP 400: the receiver refused the request"
+        assert delivery["attempts_log"][0]["response"] == "campo invalido"
+        sink.behaviour = lambda request, count: (200, {}, b"ok", 0)
+        replayed = gateway.cli("replay")
+        assert replayed.returncode == 0 and "1 deliveries queued again" in replayed.stdout
+        received = sink.wait_for(2)
+        assert received[0].headers["idempotency-key"] == received[1].headers["idempotency-key"]
+        assert _wait_status(gateway, event_id, "delivered")["attempts_log"][-1]["outcome"] == "delivered"
+    finally:
+        gateway.kill()
+
+
+def test_gives_up_after_the_configured_attempts(project: Project, sink: Sink) -> None:
+    sink.behaviour = lambda request, count: (500, {}, b"", 0)
+    gateway = start(project, config(sink))
+    try:
+        event_id = send(gateway)
+        delivery = _wait_status(gateway, event_id, "dead", timeout=30)
+        assert delivery["attempts"] == 4
+        assert "gave up after 4 attempts" in delivery["last_error"]
+    finally:
+        gateway.kill()
+
+
+def test_ordered_deliveries_arrive_in_order_even_when_the_first_fails(project: Project, sink: Sink) -> None:
+    """With ordered_by, a later event for the same order waits for the earlier one's retries."""
+    def behaviour(request: Received, count: int):
+        body = request.json()
+        return (503, {}, b"", 0) if body["event"] == "ORDER_CREATED" and count == 1 else (200, {}, b"", 0)
+
+    sink.behaviour = behaviour
+    gateway = start(project, config(sink, 'ordered_by: "{{ data.id }}"'))
+    try:
+        send(gateway, "100", "order_created.json")
+        send(gateway, "100", "order_cancel.json")
+        send(gateway, "200", "order_cancel.json")  # another order: not held back
+        received = sink.wait_for(4)
+        delivered_100 = [r.json()["event"] for r in received if r.json()["id"] == "100"]
+        assert delivered_100 == ["ORDER_CREATED", "ORDER_CREATED", "ORDER_CANCEL"]
+    finally:
+        gateway.kill()
+
+
+def test_standard_webhooks_signature(project: Project, sink: Sink) -> None:
+    """Signed deliveries carry webhook-id/timestamp/signature that verify with the secret."""
+    gateway = start(project, config(sink, f'sign: "{SECRET}"'))
+    try:
+        send(gateway)
+        request = sink.wait_for(1)[0]
+        message_id, timestamp = request.headers["webhook-id"], request.headers["webhook-timestamp"]
+        key = base64.b64decode(SECRET.removeprefix("whsec_"))
+        expected = base64.b64encode(hmac.new(key, f"{message_id}.{timestamp}.".encode() + request.body, hashlib.sha256).digest()).decode()
+        assert request.headers["webhook-signature"] == f"v1,{expected}"
+        assert message_id == request.headers["idempotency-key"]
+    finally:
+        gateway.kill()
+
+
+def test_private_addresses_are_refused_unless_allowed(project: Project, sink: Sink) -> None:
+    """Without egress_allow, a delivery to loopback is dead with the reason, and never sent."""
+    gateway = start(project, config(sink, settings=""))
+    try:
+        event_id = send(gateway)
+        delivery = _wait_status(gateway, event_id, "dead")
+        assert "address not allowed" in delivery["last_error"] and "127.0.0.0/8" in delivery["last_error"]
+        assert sink.received == []
+    finally:
+        gateway.kill()
+
+
+def test_hanging_receiver_times_out_and_is_retried(project: Project, sink: Sink) -> None:
+    sink.behaviour = lambda request, count: (200, {}, b"", 5) if count == 1 else (200, {}, b"", 0)
+    gateway = start(project, config(sink))
+    try:
+        event_id = send(gateway)
+        delivery = _wait_status(gateway, event_id, "delivered", timeout=30)
+        first = delivery["attempts_log"][0]
+        assert first["outcome"] == "retry" and "no complete answer within 2 s" in first["error"]
+        assert first["duration_ms"] < 4000
+    finally:
+        gateway.kill()
+
+
+def _wait_status(gateway: GatewayProcess, event_id: str, status: str, timeout: float = 20) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        delivery = attempts(gateway, event_id)
+        if delivery["status"] == status:
+            return delivery
+        time.sleep(0.1)
+    raise AssertionError(f"delivery still {delivery['status']} after {timeout} s: {delivery}")
