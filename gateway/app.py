@@ -27,7 +27,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
 
 from gateway.config import Config, Source
-from gateway.delivery import DeliveryEngine
+from gateway.delivery import DeliveryEngine, delivery_client
 from gateway.errors import TemplateError
 from gateway.metrics import Metrics
 from gateway.routing import RoutingResult, route_event
@@ -48,6 +48,7 @@ class Runtime:
     store: Store
     metrics: Metrics = field(default_factory=Metrics)
     concurrency: int = 32
+    deliver: bool = True  # False: ingest only, a separate `gateway worker` delivers
     engine: DeliveryEngine | None = None
     clock: Any = time.time
 
@@ -190,7 +191,7 @@ async def ingest(request: Request, source: str) -> Response[dict[str, Any]]:
         log.error("event not stored: %s", exc)
         runtime.metrics.events.labels(source, "store_unavailable").inc()
         raise GatewayHTTPError(503, "store_unavailable", "the gateway could not store the event; send it again later") from None
-    if runtime.engine and stored.deliveries:
+    if runtime.deliver and runtime.engine and stored.deliveries:
         runtime.engine.notify()
     runtime.metrics.events.labels(source, "duplicate" if stored.duplicate else "accepted").inc()
     log.info("event %s %s from %s: %d deliveries%s", stored.id, event["event_id"], source, stored.deliveries, " (duplicate)" if stored.duplicate else "")
@@ -246,17 +247,17 @@ def create_app(runtime: Runtime) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.store.open()
-        limits = httpx.Limits(max_connections=runtime.concurrency * 2, max_keepalive_connections=runtime.concurrency)
-        async with httpx.AsyncClient(follow_redirects=False, limits=limits, trust_env=False) as client:
+        async with delivery_client(runtime.concurrency) as client:
             runtime.engine = DeliveryEngine(runtime.store, lambda: runtime.config, client, runtime.metrics, concurrency=runtime.concurrency, clock=runtime.clock)
-            task = asyncio.create_task(runtime.engine.run())
+            task = asyncio.create_task(runtime.engine.run()) if runtime.deliver else None
             retention = asyncio.create_task(_purge_periodically(runtime))
             try:
                 yield
             finally:
                 retention.cancel()
-                await runtime.engine.stop()
-                await task
+                if task:
+                    await runtime.engine.stop()
+                    await task
                 await runtime.store.close()
 
     app = Litestar(

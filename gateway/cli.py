@@ -146,16 +146,33 @@ def database_option(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
 @click.option("--port", envvar="GATEWAY_PORT", default=8000, show_default=True, type=int, help="Port (env GATEWAY_PORT).")
 @click.option("--workers", default=32, show_default=True, type=click.IntRange(1, 512), help="Deliveries sent at the same time.")
-def serve(config_path: str, database_url: str, host: str, port: int, workers: int) -> int:
+@click.option("--deliver/--no-deliver", default=True, show_default=True, help="Deliver in this process, or leave it to `gateway worker`.")
+def serve(config_path: str, database_url: str, host: str, port: int, workers: int, deliver: bool) -> int:
     """Receive GO's events and deliver them (ingest + delivery workers)."""
     from gateway.server import serve as run_server
 
+    run_server(_loaded(config_path), database_url, host, port, workers, deliver)
+    return EXIT_OK
+
+
+@main.command()
+@config_option
+@database_option
+@click.option("--workers", default=32, show_default=True, type=click.IntRange(1, 512), help="Deliveries sent at the same time.")
+def worker(config_path: str, database_url: str, workers: int) -> int:
+    """Deliver stored events without receiving any (run beside `serve --no-deliver`)."""
+    from gateway.server import work
+
+    work(_loaded(config_path), database_url, workers)
+    return EXIT_OK
+
+
+def _loaded(config_path: str) -> Config:
     config = load_config(config_path)
     err = _console(stderr=True)
     for problem in config.warnings:
         _print_problem(err, problem)
-    run_server(config, database_url, host, port, workers)
-    return EXIT_OK
+    return config
 
 
 @main.group(invoke_without_command=True)

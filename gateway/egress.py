@@ -49,13 +49,27 @@ async def check_url(url: str, allowed: Iterable[Network]) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise EgressDenied(f"only http:// and https:// addresses can receive deliveries, not '{parts.scheme}:'")
+    allowed = tuple(allowed)
+    literal = _ip_literal(parts.hostname)
+    if literal is not None:  # no resolver round trip for an address
+        reason = blocked_reason(literal, allowed)
+        if reason:
+            raise EgressDenied(f"{parts.hostname} -> {reason}")
+        return
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
         return  # unresolvable now: the connection attempt fails and is retried like any outage
-    allowed = tuple(allowed)
     for info in infos:
         reason = blocked_reason(str(info[4][0]), allowed)
         if reason:
             raise EgressDenied(f"{parts.hostname} -> {reason}")
+
+
+def _ip_literal(host: str) -> str | None:
+    """The host if it is written as a standard IP address (odd forms go through the resolver)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None

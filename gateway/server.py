@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 
 import uvicorn
 
 from gateway.app import Runtime, create_app
 from gateway.config import Config
+from gateway.delivery import DeliveryEngine, delivery_client
+from gateway.metrics import Metrics
 from gateway.store import Store, open_store
 
 SHUTDOWN_GRACE_SECONDS = 30
@@ -26,11 +29,11 @@ def configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def serve(config: Config, database_url: str, host: str, port: int, workers: int) -> None:
+def serve(config: Config, database_url: str, host: str, port: int, workers: int, deliver: bool = True) -> None:
     """Serve until SIGINT/SIGTERM; in-flight deliveries finish or are given back."""
     configure_logging()
     asyncio.run(_preflight(open_store(database_url)))  # a bad database URL is a message, not a traceback
-    runtime = Runtime(config=config, store=open_store(database_url), concurrency=workers)
+    runtime = Runtime(config=config, store=open_store(database_url), concurrency=workers, deliver=deliver)
     logging.getLogger("gateway").info("config %s (version %s), database %s, listening on %s:%d", config.file, config.version, database_url, host, port)
     uvicorn.run(
         create_app(runtime),
@@ -47,3 +50,28 @@ def serve(config: Config, database_url: str, host: str, port: int, workers: int)
 async def _preflight(store: Store) -> None:
     await store.open()
     await store.close()
+
+
+def work(config: Config, database_url: str, workers: int) -> None:
+    """Deliver only (no HTTP), until SIGINT/SIGTERM: `gateway worker`, beside `serve --no-deliver`."""
+    configure_logging()
+    asyncio.run(_work(config, database_url, workers))
+
+
+async def _work(config: Config, database_url: str, workers: int) -> None:
+    store = open_store(database_url)
+    await store.open()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        async with delivery_client(workers) as client:
+            engine = DeliveryEngine(store, lambda: config, client, Metrics(), concurrency=workers)
+            task = asyncio.create_task(engine.run())
+            logging.getLogger("gateway").info("worker delivering for %s (version %s) from %s", config.file, config.version, database_url)
+            await stopping.wait()
+            await engine.stop(SHUTDOWN_GRACE_SECONDS - 5)
+            await task
+    finally:
+        await store.close()

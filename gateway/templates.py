@@ -107,6 +107,17 @@ class GatewaySandbox(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset(["*", "**", "%", "+"])
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`data.user.name` on payload objects reads the key first.
+
+        Payload fields win over dict methods (GO's `data.items` is a field, not `dict.items`),
+        and skipping the failed attribute lookup makes rendering about twice as fast. Keys
+        are data, never Python internals, so the sandbox has nothing to check there.
+        """
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
         _check_deadline()
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > 100:
@@ -137,8 +148,13 @@ class GatewaySandbox(ImmutableSandboxedEnvironment):
         return checked
 
 
+_escape_json_string = json.encoder.encode_basestring  # the C escaper json.dumps itself uses
+
+
 def _json_finalize(value: Any) -> Any:
     """Each {{ value }} in a JSON template: JSON text as is, everything else escaped."""
+    if type(value) is str:  # the common case first
+        return _escape_json_string(value)[1:-1]
     if isinstance(value, JsonText):
         return value
     if value is None:
@@ -151,7 +167,7 @@ def _json_finalize(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, default=str)
-    return json.dumps(str(value), ensure_ascii=False)[1:-1]
+    return _escape_json_string(str(value))[1:-1]
 
 
 def _text_finalize(value: Any) -> Any:
@@ -164,6 +180,7 @@ def _make_environment(templates_dir: Path, json_mode: bool) -> GatewaySandbox:
         undefined=_Undefined,
         autoescape=False,
         keep_trailing_newline=False,
+        auto_reload=False,  # a config reload compiles templates anew; no stat() per include
         finalize=_json_finalize if json_mode else _text_finalize,
     )
     env.filters.update(FILTERS)
@@ -205,8 +222,9 @@ class CompiledTemplate:
             size += len(chunk)
             if size > MAX_OUTPUT_CHARS:
                 raise TemplateLimitError(f"the output grew past {MAX_OUTPUT_CHARS:,} characters")
-            _check_deadline()
             chunks.append(chunk)
+            if len(chunks) % 64 == 0:  # loops, calls and operators check it too
+                _check_deadline()
         return "".join(chunks).strip()
 
     def _check_json(self, output: str) -> None:

@@ -74,3 +74,69 @@ def test_pipedrive() -> None:
 def test_rdstation_token_in_query() -> None:
     request = build_request(spec({"type": "rdstation", "token": "a b&c", "object": "deals"}), "{}", "k")
     assert request.url == "https://crm.rdstation.com/api/v1/deals?token=a%20b%26c"
+
+
+# ------------------------------------------------------------------ classification
+
+from gateway.destinations import classify  # noqa: E402
+from gateway.destinations.base import parse_retry_after  # noqa: E402
+
+NOW = 1_700_000_000.0
+HTTP = spec({"type": "http", "url": "https://erp/x"})
+SLACK = spec({"type": "slack", "url": "https://hooks.slack.com/services/T/B/x"})
+SLACK_BOT = spec({"type": "slack", "token": "xoxb", "channel": "#c"})
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(200, "delivered"), (201, "delivered"), (204, "delivered"), (301, "dead"), (302, "dead"), (400, "dead"), (401, "dead"), (404, "dead"),
+     (408, "retry"), (410, "dead"), (422, "dead"), (425, "retry"), (429, "retry"), (500, "retry"), (502, "retry"), (503, "retry")],
+)
+def test_http_status_classes(status: int, kind: str) -> None:
+    assert classify(HTTP, status, {}, "", NOW).kind == kind
+
+
+def test_redirect_is_never_followed_and_says_where() -> None:
+    outcome = classify(HTTP, 301, {"location": "https://elsewhere/"}, "", NOW)
+    assert "redirects are not followed (to https://elsewhere/)" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("2", 2.0), ("0", 0.0), ("86400", 86400.0), ("Wed, 15 Nov 2023 00:13:20 GMT", 0.0), ("Wed, 15 Nov 2023 00:13:30 GMT", 10.0), ("soon", None), ("", None), (None, None), ("-5", None)],
+)
+def test_retry_after_forms(value: str | None, expected: float | None) -> None:
+    """Seconds and HTTP dates are read; garbage gives None (the schedule decides)."""
+    assert parse_retry_after(value, 1_700_007_200.0) == expected
+
+
+def test_429_carries_retry_after() -> None:
+    assert classify(HTTP, 429, {"retry-after": "7"}, "", NOW).retry_after == 7.0
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "reason"),
+    [
+        (200, "ok", "delivered", ""),
+        (400, "invalid_payload", "dead", "invalid_payload"),
+        (404, "no_service", "dead", "no_service"),
+        (410, "channel_is_archived", "dead", "channel_is_archived"),
+        (500, "rollup_error", "retry", "rollup_error"),
+    ],
+)
+def test_slack_webhook_answers(status: int, body: str, kind: str, reason: str) -> None:
+    outcome = classify(SLACK, status, {}, body, NOW)
+    assert outcome.kind == kind and reason in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [("ratelimited", "retry"), ("internal_error", "retry"), ("invalid_auth", "dead"), ("channel_not_found", "dead"), ("is_archived", "dead")],
+)
+def test_slack_bot_errors_arrive_as_200(error: str, kind: str) -> None:
+    outcome = classify(SLACK_BOT, 200, {}, json.dumps({"ok": False, "error": error}), NOW)
+    assert outcome.kind == kind and error in outcome.reason
+
+
+def test_slack_bot_success() -> None:
+    assert classify(SLACK_BOT, 200, {}, '{"ok": true, "ts": "1"}', NOW).kind == "delivered"

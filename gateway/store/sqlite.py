@@ -2,12 +2,18 @@
 
 One thread owns the connection and runs every operation, so the event loop never blocks on
 the disk. It takes whatever work is queued and runs it in ONE transaction (group commit): a
-burst of concurrent ingests costs one fsync, not one each. Each operation runs inside its own
-savepoint, so one failing operation does not undo the others in its batch.
+burst of concurrent ingests costs one fsync, not one each. The batch's new events are written
+with one dedupe query and one multi-row INSERT per table: every statement releases and retakes
+the GIL, and retaking it from a busy event loop is what limited ingest before (the GIL
+convoy). Other operations run inside their own savepoints, so one failing operation does not
+undo the others in its batch.
 
-Durability: WAL with `synchronous=FULL`, so a transaction that returned is on disk even if the
-machine loses power (NORMAL would only survive a process crash). The group commit is what
-pays for FULL.
+Durability is chosen per operation. Anything acknowledged to a sender (`add_event`) commits
+with `synchronous=FULL`: on disk before the 202, even if the machine loses power. The engine's
+bookkeeping (claims, attempt records, releases) commits with NORMAL: WAL survives a process
+crash either way, and after a power cut the worst case is that a delivery is sent again with
+the same Idempotency-Key — never lost. The next FULL commit syncs the WAL, earlier frames
+included. Group commit pays for FULL under load; bench/README.md has the numbers.
 """
 
 from __future__ import annotations
@@ -46,8 +52,10 @@ _DELIVERY_COLUMNS = "id, event_id, route, destination, status, attempts, next_at
 
 @dataclass
 class _Job:
-    run: Callable[[sqlite3.Connection], Any]
+    run: Callable[[sqlite3.Connection], Any] | None
     future: asyncio.Future[Any]
+    durable: bool  # needs synchronous=FULL (it is acknowledged to someone outside)
+    event: NewEvent | None = None  # add_event jobs are written together, in bulk
 
 
 class SQLiteStore(Store):
@@ -70,7 +78,7 @@ class SQLiteStore(Store):
         await asyncio.to_thread(self._ready.wait)
         if self._open_error:
             raise StoreUnavailable(f"cannot open the database {self.path}: {self._open_error}") from self._open_error
-        await self._call(_migrate)
+        await self._call(_migrate, durable=True)
 
     async def close(self) -> None:
         if self._thread and self._thread.is_alive():
@@ -113,24 +121,34 @@ class SQLiteStore(Store):
     def _run_batch(self, connection: sqlite3.Connection, batch: list[_Job]) -> None:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         try:
+            self._set_durability(connection, any(job.durable for job in batch))
             connection.execute("BEGIN IMMEDIATE")
+            outcomes.extend(_add_events_in_bulk(connection, [job for job in batch if job.event is not None]))
             for job in batch:
-                outcomes.append(_run_in_savepoint(connection, job))
+                if job.event is None:
+                    outcomes.append(_run_in_savepoint(connection, job))
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
             _rollback(connection)
             failure = StoreUnavailable(f"the database could not be written: {exc}")
             outcomes = [(job, None, failure) for job in batch]
-        for job, result, error in outcomes:
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(_settle, job.future, result, error)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(_settle_all, outcomes)  # one wake-up of the event loop per batch
 
-    async def _call(self, run: Callable[[sqlite3.Connection], Any]) -> Any:
+    _synchronous = ""
+
+    def _set_durability(self, connection: sqlite3.Connection, durable: bool) -> None:
+        wanted = "FULL" if durable else "NORMAL"
+        if wanted != self._synchronous:
+            connection.execute(f"PRAGMA synchronous = {wanted}")
+            self._synchronous = wanted
+
+    async def _call(self, run: Callable[[sqlite3.Connection], Any], durable: bool = False) -> Any:
         if self._thread is None or not self._thread.is_alive():
             raise StoreUnavailable("the store is not open")
         assert self._loop is not None
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._jobs.put(_Job(run, future))
+        self._jobs.put(_Job(run, future, durable))
         return await future
 
     # ----------------------------------------------------------------- operations
@@ -139,7 +157,12 @@ class SQLiteStore(Store):
         await self._call(lambda c: c.execute("SELECT 1").fetchone())
 
     async def add_event(self, event: NewEvent) -> AddResult:
-        return await self._call(lambda c: _add_event(c, event))
+        if self._thread is None or not self._thread.is_alive():
+            raise StoreUnavailable("the store is not open")
+        assert self._loop is not None
+        future: asyncio.Future[AddResult] = self._loop.create_future()
+        self._jobs.put(_Job(None, future, durable=True, event=event))
+        return await future
 
     async def claim_due(self, now: float, limit: int, lease_seconds: float, exclude_destinations: frozenset[str] = frozenset()) -> list[ClaimedDelivery]:
         return await self._call(lambda c: _claim_due(c, now, limit, now + lease_seconds, exclude_destinations))
@@ -163,7 +186,7 @@ class SQLiteStore(Store):
     async def requeue(self, selection: DeliveryFilter, now: float) -> int:
         where, params = _where(selection)
         sql = f"UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = 0, claimed_until = NULL, updated_at = ? WHERE body IS NOT NULL AND {where}"
-        return await self._call(lambda c: c.execute(sql, (PENDING, now, now, *params)).rowcount)
+        return await self._call(lambda c: c.execute(sql, (PENDING, now, now, *params)).rowcount, durable=True)
 
     async def list_deliveries(self, selection: DeliveryFilter, limit: int = 1000) -> list[DeliveryRow]:
         where, params = _where(selection)
@@ -182,10 +205,10 @@ class SQLiteStore(Store):
             "DELETE FROM events WHERE received_at < ? AND NOT EXISTS "
             "(SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN (?, ?))"
         )
-        return await self._call(lambda c: c.execute(sql, (older_than, PENDING, SENDING)).rowcount)
+        return await self._call(lambda c: c.execute(sql, (older_than, PENDING, SENDING)).rowcount, durable=True)
 
     async def erase_event(self, event_id: str) -> bool:
-        return await self._call(lambda c: _erase_event(c, event_id))
+        return await self._call(lambda c: _erase_event(c, event_id), durable=True)
 
     async def stats(self) -> QueueStats:
         rows = await self._call(lambda c: c.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
@@ -198,7 +221,6 @@ class SQLiteStore(Store):
 def _connect(path: str) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     connection.execute("PRAGMA journal_mode = WAL")
-    connection.execute("PRAGMA synchronous = FULL")
     connection.execute("PRAGMA foreign_keys = ON")
     connection.execute("PRAGMA busy_timeout = 30000")
     return connection
@@ -225,13 +247,14 @@ def _run_in_savepoint(connection: sqlite3.Connection, job: _Job) -> tuple[_Job, 
     return job, result, None
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle_all(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    for job, result, error in outcomes:
+        if job.future.cancelled():
+            continue
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
@@ -253,27 +276,91 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def _add_event(connection: sqlite3.Connection, event: NewEvent) -> AddResult:
-    if event.dedupe_key and event.dedupe_window:
-        row = connection.execute(
-            "SELECT id FROM events WHERE source = ? AND dedupe_key = ? AND received_at >= ? ORDER BY received_at DESC LIMIT 1",
-            (event.source, event.dedupe_key, event.received_at - event.dedupe_window),
-        ).fetchone()
-        if row:
-            return AddResult(row[0], True, 0)
-    connection.execute(
-        "INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (event.id, event.source, event.event_type, event.body, event.dedupe_key, event.received_at, event.config_version),
+_SQLITE_MAX_VARIABLES = 32766
+
+
+def _add_events_in_bulk(connection: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
+    """Store a batch's events: duplicates answered, the rest inserted with multi-row INSERTs."""
+    if not jobs:
+        return []
+    connection.execute("SAVEPOINT events")
+    try:
+        results = _insert_events(connection, [job.event for job in jobs])  # type: ignore[misc]
+    except sqlite3.OperationalError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — reported to each of these callers, the batch's other work goes on
+        connection.execute("ROLLBACK TO events")
+        connection.execute("RELEASE events")
+        return [(job, None, exc) for job in jobs]
+    connection.execute("RELEASE events")
+    return [(job, result, None) for job, result in zip(jobs, results)]
+
+
+def _insert_events(connection: sqlite3.Connection, events: list[NewEvent]) -> list[AddResult]:
+    earlier = _recent_dedupe_keys(connection, events)
+    results: list[AddResult] = []
+    stored: list[NewEvent] = []
+    for event in events:
+        key = (event.source, event.dedupe_key)
+        original = _original(earlier.get(key, []), event)
+        if original is not None:
+            results.append(AddResult(original, True, 0))
+            continue
+        if event.dedupe_key:
+            earlier.setdefault(key, []).append((event.id, event.received_at))
+        stored.append(event)
+        results.append(AddResult(event.id, False, len(event.deliveries)))
+    event_rows = [(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version) for e in stored]
+    delivery_rows = [
+        (d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at)
+        for e in stored
+        for d in e.deliveries
+    ]
+    _insert_rows(connection, "events (id, source, event_type, body, dedupe_key, received_at, config_version)", event_rows)
+    _insert_rows(
+        connection,
+        "deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at)",
+        delivery_rows,
     )
-    connection.executemany(
-        "INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (d.id, event.id, d.route, d.destination, d.body, d.status, d.ordering_key, event.received_at, d.error, event.received_at, event.received_at)
-            for d in event.deliveries
-        ],
-    )
-    return AddResult(event.id, False, len(event.deliveries))
+    return results
+
+
+def _recent_dedupe_keys(connection: sqlite3.Connection, events: list[NewEvent]) -> dict[tuple[str, str | None], list[tuple[str, float]]]:
+    keyed = [e for e in events if e.dedupe_key and e.dedupe_window]
+    if not keyed:
+        return {}
+    oldest = min(e.received_at - (e.dedupe_window or 0) for e in keyed)
+    found: dict[tuple[str, str | None], list[tuple[str, float]]] = {}
+    for source in sorted({e.source for e in keyed}):  # `source = ?` lets the events_dedupe index serve the query
+        keys = sorted({e.dedupe_key for e in keyed if e.source == source and e.dedupe_key})
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            sql = f"SELECT dedupe_key, id, received_at FROM events WHERE source = ? AND dedupe_key IN ({','.join('?' * len(chunk))}) AND received_at >= ? ORDER BY received_at"
+            for key, event_id, received_at in connection.execute(sql, (source, *chunk, oldest)):
+                found.setdefault((source, key), []).append((event_id, received_at))
+    return found
+
+
+def _original(candidates: list[tuple[str, float]], event: NewEvent) -> str | None:
+    """The earliest stored event this one duplicates, if any is inside its window."""
+    if not event.dedupe_key or not event.dedupe_window:
+        return None
+    for event_id, received_at in candidates:
+        if received_at >= event.received_at - event.dedupe_window:
+            return event_id
+    return None
+
+
+def _insert_rows(connection: sqlite3.Connection, into: str, rows: list[tuple[Any, ...]]) -> None:
+    """One multi-row INSERT per chunk: one statement (one GIL hand-off) for many rows."""
+    if not rows:
+        return
+    width = len(rows[0])
+    per_statement = _SQLITE_MAX_VARIABLES // width
+    placeholder = "(" + ",".join("?" * width) + ")"
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        connection.execute(f"INSERT INTO {into} VALUES {','.join([placeholder] * len(chunk))}", [v for row in chunk for v in row])
 
 
 def _claim_due(connection: sqlite3.Connection, now: float, limit: int, lease_until: float, exclude: frozenset[str]) -> list[ClaimedDelivery]:

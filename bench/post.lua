@@ -1,0 +1,12 @@
+-- wrk script: POST GO's ORDER_CREATED event with a different data.id each time (no dedupe hits).
+counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  counter = counter + 1
+  local body = '{"event_id":"ORDER_CREATED","data":{"id":"' .. counter .. '-' .. math.random(1, 1000000000) ..
+    '","code":"0000593098","utmId":"01407b89-b25d-4cac-a576-014158bb17a5",' ..
+    '"date":{"date":"2021-03-02 21:02:53.000000","timezone_type":3,"timezone":"UTC"},"status":1,' ..
+    '"user":{"id":2,"document":"123421341234","name":"teste","email":"teste@teste.com","phone":null,"cellphone":"123423434"}}}'
+  return wrk.format(nil, wrk.path, nil, body)
+end

@@ -1,0 +1,108 @@
+"""Crash safety: nothing acknowledged to the sender is ever lost."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.conftest import EVENTS, Project
+from tests.harness import GatewayProcess, Sink, always
+
+pytestmark = pytest.mark.slow
+TOKEN = "token-de-teste-123"
+
+
+def routes(sink: Sink) -> str:
+    return f"""
+    version: 1
+    settings: {{egress_allow: [127.0.0.0/8]}}
+    sources: {{go: {{token: "${{GO_WEBHOOK_TOKEN}}"}}}}
+    destinations:
+      lento: {{type: http, url: "{sink.url('/in')}", timeout: 2s, retry: {{first: 100ms, max: 1s}}, concurrency: 8}}
+    routes:
+      - name: tudo
+        when: {{event_id: ORDER_CREATED}}
+        send: {{to: lento, body: '{{"id": "{{{{ data.id }}}}"}}'}}
+    """
+
+
+def post_many(gateway: GatewayProcess, count: int) -> set[str]:
+    """Post `count` distinct events at once; the ids the gateway acknowledged."""
+    template = json.loads((EVENTS / "order_created.json").read_text())
+
+    def post(number: int) -> str | None:
+        body = {**template, "data": {**template["data"], "id": f"pedido-{number}"}}
+        try:
+            response = httpx.post(gateway.url(f"/hooks/go?token={TOKEN}"), json=body, timeout=30)
+        except httpx.HTTPError:
+            return None
+        return f"pedido-{number}" if response.status_code == 202 else None
+
+    with ThreadPoolExecutor(16) as pool:
+        return {order for order in pool.map(post, range(count)) if order}
+
+
+def keys_by_order(sink: Sink) -> dict[str, set[str]]:
+    keys: dict[str, set[str]] = defaultdict(set)
+    for request in list(sink.received):
+        keys[request.json()["id"]].add(request.headers["idempotency-key"])
+    return keys
+
+
+def wait_until_all_delivered(sink: Sink, accepted: set[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not accepted <= set(keys_by_order(sink)):
+        time.sleep(0.1)
+
+
+def test_kill_9_during_delivery_loses_nothing(project: Project) -> None:
+    """kill -9 while 500 events are being delivered to a slow sink, restart: all arrive."""
+    sink = Sink(always(200, delay=0.05))
+    project.routes(routes(sink))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}, workers=8).start()
+    try:
+        accepted = post_many(gateway, 500)
+        assert len(accepted) == 500
+        sink.wait_for(100)
+        gateway.kill()
+        delivered_before_restart = len(keys_by_order(sink))
+        assert delivered_before_restart < 500  # the kill really interrupted the work
+        gateway.start()
+        wait_until_all_delivered(sink, accepted, timeout=120)
+        keys = keys_by_order(sink)
+        assert accepted - set(keys) == set(), f"lost: {sorted(accepted - set(keys))[:10]}"
+        assert all(len(k) == 1 for k in keys.values()), "a redelivery carried a different Idempotency-Key"
+    finally:
+        gateway.kill()
+        sink.close()
+
+
+def test_sigterm_finishes_or_releases_in_flight_work(project: Project) -> None:
+    """SIGTERM under load exits within 30 s and leaves no delivery claimed; a restart finishes."""
+    sink = Sink(always(200, delay=0.2))
+    project.routes(routes(sink))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}, workers=8).start()
+    try:
+        accepted = post_many(gateway, 200)
+        sink.wait_for(20)
+        started = time.monotonic()
+        assert gateway.terminate(timeout=40) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after a clean stop
+        assert time.monotonic() - started < 30
+        assert "Application shutdown complete" in gateway.log()
+        with sqlite3.connect(project.root / "data" / "gateway.db") as db:
+            statuses = dict(db.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
+        assert "sending" not in statuses, statuses  # claims were given back, not left to expire
+        assert statuses.get("pending", 0) > 0  # the stop really interrupted work
+        gateway.start()
+        wait_until_all_delivered(sink, accepted, timeout=60)
+        assert accepted <= set(keys_by_order(sink))
+    finally:
+        gateway.kill()
+        sink.close()
