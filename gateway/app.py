@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
 import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException
@@ -209,7 +208,7 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
     runtime: Runtime = request.app.state.runtime
     try:
         await asyncio.wait_for(runtime.store.ping(), timeout=5)
-    except (StoreUnavailable, asyncio.TimeoutError) as exc:
+    except (TimeoutError, StoreUnavailable) as exc:
         return Response({"status": "unavailable", "detail": f"store: {exc}", "config_version": runtime.config.version}, status_code=503)
     return Response({"status": "ready", "config_version": runtime.config.version}, status_code=200)
 

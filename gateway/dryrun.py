@@ -7,7 +7,7 @@ the pending ones for real and shows the answers.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from gateway.config import Config
 from gateway.destinations import OutgoingRequest
+from gateway.egress import EgressDenied, check_url
 from gateway.masking import mask_request, mask_text
 from gateway.routing import PlannedDelivery, RoutingResult, build_delivery_request
 
@@ -118,6 +119,11 @@ def send_for_real(config: Config, result: RoutingResult) -> dict[int, dict[str, 
                 continue
             request = build_delivery_request(config, delivery, idempotency_key=str(uuid.uuid4()))
             assert request is not None
+            try:
+                asyncio.run(check_url(request.url, config.egress_allow))  # the same guard as real deliveries
+            except EgressDenied as exc:
+                answers[index] = {"status": None, "error": f"address not allowed: {exc}"}
+                continue
             timeout = config.destinations[delivery.destination].spec.timeout.seconds
             answers[index] = _send_once(client, request, timeout, config.secrets)
     return answers

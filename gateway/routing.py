@@ -8,6 +8,7 @@ A render failure becomes a failed delivery that says why: it never rejects the e
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -72,8 +73,6 @@ def validate_event(event: Any) -> dict[str, Any]:
 
 def read_event_file(path: str) -> dict[str, Any]:
     """Read an event from a JSON file, or from standard input when path is '-'."""
-    import sys
-
     try:
         text = sys.stdin.read(MAX_EVENT_BYTES + 1) if path == "-" else Path(path).read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -99,7 +99,7 @@ def _run_case(config: Config, case: CaseSpec, doc: YamlDocument, path: Path, ind
 
 def _event(case: CaseSpec, path: Path) -> dict[str, Any]:
     if isinstance(case.event, str):
-        event = read_event_file(str((path.parent / case.event)))
+        event = read_event_file(str(path.parent / case.event))
     else:
         event = validate_event(copy.deepcopy(case.event))
     for dotted, value in case.set.items():

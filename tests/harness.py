@@ -82,7 +82,7 @@ class Sink:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = _QuietServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -111,6 +111,13 @@ class Sink:
         self._server.server_close()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A gateway killed mid-request leaves a broken pipe: expected here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class GatewayProcess:
     """`python -m gateway serve` in a project folder, on a free port."""
 
@@ -122,11 +129,12 @@ class GatewayProcess:
         self.database = f"sqlite:///{root / 'data' / 'gateway.db'}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = root / "gateway.log"
+        self.start_args: list[str] = []  # extra `serve` options
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 — closed when the process ends
         log = self._log_file
-        command = [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), "--db", self.database, "--workers", str(self.workers)]
+        command = [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), "--db", self.database, "--workers", str(self.workers), *self.start_args]
         self.process = subprocess.Popen(command, cwd=self.root, env=gateway_env(self.env), stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

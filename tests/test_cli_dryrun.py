@@ -104,6 +104,7 @@ def test_dry_run_send_delivers_for_real(project: Project, httpserver: HTTPServer
     project.routes(
         f"""
         version: 1
+        settings: {{egress_allow: [127.0.0.0/8]}}
         sources: {{go: {{token: abcdefgh}}}}
         destinations:
           erp:
@@ -163,3 +164,22 @@ def test_dry_run_shows_render_failure_without_rejecting(project: Project) -> Non
     first, second = data["routes"][0]["deliveries"]
     assert first["status"] == "failed" and "the field 'nada' is not in this object" in first["error"]
     assert second["status"] == "pending"
+
+
+def test_dry_run_send_obeys_the_egress_guard(project: Project, httpserver: HTTPServer) -> None:
+    """Without egress_allow, --send refuses a loopback receiver, like real deliveries do."""
+    project.routes(
+        f"""
+        version: 1
+        sources: {{go: {{token: abcdefgh}}}}
+        destinations: {{erp: {{type: http, url: "{httpserver.url_for('/erp')}"}}}}
+        routes:
+          - name: pedido
+            when: {{event_id: ORDER_CREATED}}
+            send: {{to: erp, body: '{{"ok": true}}'}}
+        """
+    )
+    result = project.gateway("dry-run", "--send", "--json", "examples/events/order_created.json")
+    delivery = json.loads(result.stdout)["routes"][0]["deliveries"][0]
+    assert delivery["sent"]["status"] is None and "address not allowed" in delivery["sent"]["error"]
+    assert httpserver.log == []

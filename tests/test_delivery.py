@@ -215,3 +215,32 @@ def test_circuit_opens_after_consecutive_transient_failures_and_backs_off_longer
 def test_permanent_failures_do_not_open_the_circuit() -> None:
     breaker = CircuitBreaker(threshold=2)
     assert not any(breaker.record(Outcome("dead"), 0) for _ in range(10))
+
+
+def test_separate_worker_delivers_what_serve_no_deliver_stores(project: Project, sink: Sink) -> None:
+    """`serve --no-deliver` only stores; `gateway worker` on the same database delivers."""
+    import subprocess
+    import sys
+
+    from tests.conftest import gateway_env
+
+    project.routes(config(sink))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN})
+    gateway.start_args = ["--no-deliver"]
+    worker = None
+    try:
+        gateway.start()
+        event_id = send(gateway)
+        assert _wait_status(gateway, event_id, "pending")["attempts"] == 0
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "worker", "--db", gateway.database],
+            cwd=project.root, env=gateway_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        received = sink.wait_for(1)
+        assert received[0].json() == {"id": "100", "event": "ORDER_CREATED"}
+        _wait_status(gateway, event_id, "delivered")
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
+        gateway.kill()

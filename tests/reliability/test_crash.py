@@ -64,7 +64,7 @@ def wait_until_all_delivered(sink: Sink, accepted: set[str], timeout: float) -> 
 
 def test_kill_9_during_delivery_loses_nothing(project: Project) -> None:
     """kill -9 while 500 events are being delivered to a slow sink, restart: all arrive."""
-    sink = Sink(always(200, delay=0.05))
+    sink = Sink(always(200, delay=0.2))  # 8 at a time: at least 12.5 s for 500, so the kill lands mid-way
     project.routes(routes(sink))
     gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}, workers=8).start()
     try:
