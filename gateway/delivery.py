@@ -122,16 +122,18 @@ class DeliveryEngine:
     # ----------------------------------------------------------------- main loop
 
     async def run(self) -> None:
-        """Deliver until `stop` is called."""
+        """Deliver until `stop` is called. No error ends the loop: a dead engine loses nothing
+        but delivers nothing either, which nobody would notice until customers complain."""
         while not self._stopping:
             try:
-                claimed = await self._claim()
+                if not await self._claim():
+                    await self._sleep(await self._idle_seconds())
             except StoreUnavailable as exc:
-                log.error("store unavailable, retrying in 1 s: %s", exc)
+                log.error("store unavailable, trying again in 1 s: %s", exc)
                 await self._sleep(1.0)
-                continue
-            if not claimed:
-                await self._sleep(await self._idle_seconds())
+            except Exception:
+                log.exception("delivery engine error, trying again in 1 s")
+                await self._sleep(1.0)
 
     async def _claim(self) -> int:
         free = self.concurrency - len(self._in_flight)
