@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Config, Route, load_config
+from gateway.destinations import check_body
 from gateway.errors import ConfigError, EventError, Problem, TemplateError, did_you_mean
 from gateway.routing import read_event_file, route_event, template_context
 from gateway.yamlfile import display_path
@@ -127,7 +128,9 @@ def _check_renders(config: Config, route: Route, samples: list[Sample], report: 
         for send in route.sends:
             report.renders += 1
             try:
-                send.template.render(context)
+                problem = check_body(config.destinations[send.destination].spec, send.template.render(context))
+                if problem:
+                    raise TemplateError(problem, send.template.location(1))
             except TemplateError as exc:
                 message = f"{exc.detail} — rendering for {sample.file}{note}"
                 report.problems.append(Problem(message, exc.location, severity))

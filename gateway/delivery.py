@@ -270,7 +270,7 @@ class DeliveryEngine:
             outcome=kind,
             status_code=status,
             response=mask_text(excerpt, config.secrets)[:MAX_RESPONSE_BYTES] if excerpt else None,
-            error=outcome.reason or None,
+            error=mask_text(outcome.reason, config.secrets) or None,
             next_attempt_at=next_attempt,
         )
         self.metrics.deliveries.labels(delivery.destination, kind).inc()

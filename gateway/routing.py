@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Config, Route
-from gateway.destinations import DRY_RUN_KEY, OutgoingRequest, build_request
+from gateway.destinations import DRY_RUN_KEY, OutgoingRequest, build_request, check_body
 from gateway.errors import EventError, TemplateError
 from gateway.rules import Reason
 
@@ -146,6 +146,9 @@ def _render_sends(config: Config, route: Route, context: dict[str, Any]) -> list
         common = {"route": route.name, "destination": send.destination, "shadow": route.shadow}
         try:
             body = send.template.render(context)
+            problem = check_body(destination.spec, body)
+            if problem:
+                raise TemplateError(problem, send.template.location(1))
             ordering_key = _ordering_key(config, send.destination, context)
         except TemplateError as exc:
             planned.append(PlannedDelivery(body=None, error=str(exc), **common))

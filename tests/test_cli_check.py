@@ -215,3 +215,12 @@ def test_check_json_output_lists_problems(project: Project) -> None:
     problems = json.loads(result.stdout)
     assert problems[0]["location"] == "routes.yaml:14:11"
     assert problems[0]["severity"] == "error"
+
+
+def test_slack_message_over_the_limits_fails_check(project: Project) -> None:
+    """A Slack template producing more than 50 blocks fails check, naming the template."""
+    project.write("templates/slack/longa.json.j2", '{"text": "x", "blocks": [{% for i in range(51) %}{"type": "divider"}{% if not loop.last %},{% endif %}{% endfor %}]}')
+    project.routes(BASE.replace("slack/order_created.json.j2", "slack/longa.json.j2"))
+    result = project.gateway("check")
+    assert result.returncode == 1
+    assert "templates/slack/longa.json.j2:1:1: Slack allows at most 50 blocks in a message; this one has 51" in result.stdout

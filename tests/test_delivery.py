@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -181,8 +182,6 @@ def test_hanging_receiver_times_out_and_is_retried(project: Project, sink: Sink)
 
 
 def _wait_status(gateway: GatewayProcess, event_id: str, status: str, timeout: float = 20) -> dict:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         delivery = attempts(gateway, event_id)
@@ -243,4 +242,50 @@ def test_separate_worker_delivers_what_serve_no_deliver_stores(project: Project,
         if worker is not None:
             worker.terminate()
             worker.wait(30)
+        gateway.kill()
+
+
+def test_hubspot_answers_through_the_engine(project: Project, sink: Sink) -> None:
+    """Against a server answering as HubSpot: the request is HubSpot's, 409 counts as done,
+    and a DAILY 429 parks the delivery until after midnight instead of hammering."""
+    conflict = json.dumps({"status": "error", "category": "CONFLICT", "message": "Contact already exists. Existing ID: 7"}).encode()
+    daily = json.dumps({"status": "error", "errorType": "RATE_LIMIT", "policyName": "DAILY"}).encode()
+    sink.behaviour = lambda request, count: (409, {}, conflict, 0) if request.path.endswith("/contacts") else (429, {}, daily, 0)
+    project.routes(
+        f"""
+        version: 1
+        settings: {{egress_allow: [127.0.0.0/8]}}
+        sources: {{go: {{token: "${{GO_WEBHOOK_TOKEN}}"}}}}
+        destinations:
+          contatos: {{type: hubspot, token: "${{HUBSPOT_TOKEN}}", object: contacts, base_url: "{sink.url('')}"}}
+          negocios: {{type: hubspot, token: "${{HUBSPOT_TOKEN}}", object: deals, base_url: "{sink.url('')}"}}
+        routes:
+          - name: crm
+            when: {{event_id: ORDER_CREATED}}
+            send:
+              - {{to: contatos, template: hubspot/contact.json.j2}}
+              - {{to: negocios, template: hubspot/deal.json.j2}}
+        """
+    )
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN, "HUBSPOT_TOKEN": "pat-na1-segredo"}).start()
+    try:
+        event_id = send(gateway)
+        received = {r.path: r for r in sink.wait_for(2)}
+        contact = received["/crm/v3/objects/contacts"]
+        assert contact.headers["authorization"] == "Bearer pat-na1-segredo"
+        assert all(isinstance(v, str) for v in contact.json()["properties"].values())
+        assert received["/crm/v3/objects/deals"].json()["properties"]["dealname"] == "Pedido 0000593098 - teste"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            shown = json.loads(gateway.cli("events", "show", event_id, "--json").stdout)["deliveries"]
+            if all(d["attempts"] == 1 for d in shown):
+                break
+            time.sleep(0.1)
+        by_destination = {d["destination"]: d for d in shown}
+        assert by_destination["contatos"]["status"] == "delivered"
+        deal = by_destination["negocios"]
+        assert deal["status"] == "pending" and deal["next_attempt_at"] - time.time() > 60
+        assert "daily API limit" in deal["last_error"]
+        assert "pat-na1-segredo" not in gateway.log()
+    finally:
         gateway.kill()

@@ -140,3 +140,77 @@ def test_slack_bot_errors_arrive_as_200(error: str, kind: str) -> None:
 
 def test_slack_bot_success() -> None:
     assert classify(SLACK_BOT, 200, {}, '{"ok": true, "ts": "1"}', NOW).kind == "delivered"
+
+
+# ------------------------------------------------------------------ vendors' own answers
+
+from datetime import datetime  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
+
+from gateway.destinations.slack import check_body as slack_check  # noqa: E402
+
+HUBSPOT = spec({"type": "hubspot", "token": "pat"})
+PIPEDRIVE = spec({"type": "pipedrive", "token": "t", "company": "acme"})
+RDSTATION = spec({"type": "rdstation", "token": "t"})
+
+
+def test_hubspot_conflict_means_already_there() -> None:
+    body = json.dumps({"status": "error", "category": "CONFLICT", "message": "Contact already exists. Existing ID: 501"})
+    outcome = classify(HUBSPOT, 409, {}, body, NOW)
+    assert outcome.kind == "delivered" and "Existing ID: 501" in outcome.reason
+
+
+def test_hubspot_daily_limit_waits_for_midnight_in_brazil() -> None:
+    now = datetime(2026, 11, 27, 15, 0, tzinfo=ZoneInfo("America/Sao_Paulo")).timestamp()
+    body = json.dumps({"status": "error", "errorType": "RATE_LIMIT", "policyName": "DAILY"})
+    outcome = classify(HUBSPOT, 429, {"retry-after": "1"}, body, now)
+    assert outcome.kind == "retry" and outcome.retry_after == 9 * 3600 + 60
+
+
+def test_hubspot_ten_second_limit_retries_soon() -> None:
+    body = json.dumps({"status": "error", "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"})
+    assert classify(HUBSPOT, 429, {}, body, NOW).retry_after == 10.0
+    assert classify(HUBSPOT, 429, {"retry-after": "3"}, body, NOW).retry_after == 3.0
+
+
+@pytest.mark.parametrize(("status", "kind"), [(400, "dead"), (401, "dead"), (403, "dead"), (404, "dead"), (500, "retry"), (502, "retry")])
+def test_hubspot_errors_keep_the_vendor_message(status: int, kind: str) -> None:
+    body = json.dumps({"category": "VALIDATION_ERROR", "message": "Property values were not valid"})
+    outcome = classify(HUBSPOT, status, {}, body, NOW)
+    assert outcome.kind == kind and "HubSpot says Property values were not valid" in outcome.reason
+
+
+def test_pipedrive_rate_limit_reset_header() -> None:
+    outcome = classify(PIPEDRIVE, 429, {"x-ratelimit-reset": "2", "x-ratelimit-remaining": "0"}, '{"success": false}', NOW)
+    assert outcome.kind == "retry" and outcome.retry_after == 2.0
+
+
+@pytest.mark.parametrize(("status", "kind"), [(400, "dead"), (402, "dead"), (410, "dead"), (415, "dead"), (422, "dead"), (500, "retry"), (503, "retry")])
+def test_pipedrive_errors(status: int, kind: str) -> None:
+    outcome = classify(PIPEDRIVE, status, {}, json.dumps({"success": False, "error": "Deal title is required"}), NOW)
+    assert outcome.kind == kind and "Pipedrive says Deal title is required" in outcome.reason
+
+
+@pytest.mark.parametrize(("status", "kind", "words"), [(406, "dead", "contact limit"), (401, "dead", "token is invalid"), (429, "retry", "HTTP 429"), (200, "delivered", "")])
+def test_rdstation_answers(status: int, kind: str, words: str) -> None:
+    outcome = classify(RDSTATION, status, {}, "", NOW)
+    assert outcome.kind == kind and words in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("message", "problem"),
+    [
+        ({"text": "ok", "blocks": [{"type": "divider"}] * 51}, "at most 50 blocks in a message; this one has 51"),
+        ({"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}]}, "block 1: a section's text may have 3,000 characters"),
+        ({"blocks": [{"type": "section", "fields": [{"type": "mrkdwn", "text": "a"}] * 11}]}, "a section may have 10 fields"),
+        ({"blocks": [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}]}, "a header's text may have 150 characters"),
+        ({"text": "x" * 40001}, "Slack cuts 'text' at 40,000 characters"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_slack_limits_are_caught_before_sending(message: object, problem: str) -> None:
+    assert problem in (slack_check(json.dumps(message)) or "")
+
+
+def test_slack_message_within_limits_passes() -> None:
+    assert slack_check(json.dumps({"text": "oi", "blocks": [{"type": "divider"}] * 50})) is None

@@ -49,3 +49,36 @@ def test_slack_messages_speak_portuguese_and_mask_cpf() -> None:
     body = route_event(config, event).deliveries[0].body
     assert "Novo pedido" in body and "Cliente" in body
     assert "12345678909" not in body and "***.456.789-**" in body
+
+
+VENDOR_ENV = {"HUBSPOT_TOKEN": "pat-x", "PIPEDRIVE_TOKEN": "pd-x", "RDSTATION_CRM_TOKEN": "rd-x"}
+
+
+def crm_bodies(vendor: str) -> list[tuple[str, dict]]:
+    config = load_config(REPO / "examples" / "routes" / f"{vendor}.yaml", environ=VENDOR_ENV)
+    found = []
+    for sample in SAMPLES:
+        for delivery in route_event(config, read_event_file(str(sample))).deliveries:
+            assert delivery.error is None, delivery.error
+            found.append((config.destinations[delivery.destination].spec.object, json.loads(delivery.body)))
+    assert found, f"no {vendor} delivery for any sample event"
+    return found
+
+
+def test_hubspot_properties_are_all_strings() -> None:
+    for _, body in crm_bodies("hubspot"):
+        assert body["properties"] and all(isinstance(v, str) for v in body["properties"].values()), body
+
+
+def test_pipedrive_required_fields() -> None:
+    for kind, body in crm_bodies("pipedrive"):
+        required = "title" if kind == "deals" else "name"
+        assert isinstance(body[required], str) and body[required], body
+        if kind == "deals":
+            assert body["currency"] == "BRL"
+
+
+def test_rdstation_envelopes() -> None:
+    for kind, body in crm_bodies("rdstation"):
+        envelope = "deal" if kind == "deals" else "contact"
+        assert isinstance(body[envelope]["name"], str) and body[envelope]["name"], body

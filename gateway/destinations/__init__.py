@@ -27,10 +27,16 @@ def build_request(spec: DestinationSpec, body: str, idempotency_key: str = DRY_R
     return _module(spec).build_request(spec, body, idempotency_key)
 
 
+def check_body(spec: DestinationSpec, body: str) -> str | None:
+    """Why the vendor would refuse this rendered body (its documented limits), or None."""
+    vendor_check = getattr(_module(spec), "check_body", None)
+    return vendor_check(body) if vendor_check else None
+
+
 def classify(spec: DestinationSpec, status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
     """What an answer means for this destination (vendors may read their error bodies)."""
     vendor = getattr(_module(spec), "classify", classify_response)
     return vendor(status, headers, body, now)
 
 
-__all__ = ["TYPES", "AnyDestinationSpec", "DestinationSpec", "Outcome", "OutgoingRequest", "build_request", "classify", "DRY_RUN_KEY"]
+__all__ = ["TYPES", "AnyDestinationSpec", "DestinationSpec", "Outcome", "OutgoingRequest", "build_request", "check_body", "classify", "DRY_RUN_KEY"]

@@ -98,3 +98,14 @@ def classify_response(status: int, headers: dict[str, str], body: str, now: floa
     if status == 410:
         return Outcome("dead", "HTTP 410: the receiver says this address is gone")
     return Outcome("dead", f"HTTP {status}: the receiver refused the request")
+
+
+def json_body(text: str) -> dict:
+    """An answer's JSON object, or {} when it is not one (vendors' error bodies)."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

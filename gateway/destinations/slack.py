@@ -57,3 +57,41 @@ def classify(status: int, headers: dict[str, str], body: str, now: float) -> Out
 
 
 _RETRY_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+
+
+MAX_BLOCKS, MAX_SECTION_TEXT, MAX_FIELDS, MAX_FIELD_TEXT, MAX_HEADER_TEXT, MAX_TEXT = 50, 3000, 10, 2000, 150, 40000
+
+
+def check_body(body: str) -> str | None:
+    """Why Slack would refuse this message (its documented limits), or None."""
+    message = json.loads(body)
+    if not isinstance(message, dict):
+        return "a Slack message must be a JSON object with 'text' and/or 'blocks'"
+    if len(str(message.get("text", ""))) > MAX_TEXT:
+        return f"Slack cuts 'text' at {MAX_TEXT:,} characters; this one has {len(message['text']):,}"
+    blocks = message.get("blocks") or []
+    if len(blocks) > MAX_BLOCKS:
+        return f"Slack allows at most {MAX_BLOCKS} blocks in a message; this one has {len(blocks)}"
+    for number, block in enumerate(blocks, 1):
+        problem = _block_problem(block) if isinstance(block, dict) else "it is not an object"
+        if problem:
+            return f"block {number}: {problem}"
+    return None
+
+
+def _block_problem(block: dict) -> str | None:
+    text = block.get("text")
+    text = str(text.get("text", "")) if isinstance(text, dict) else ""
+    if block.get("type") == "header" and len(text) > MAX_HEADER_TEXT:
+        return f"a header's text may have {MAX_HEADER_TEXT} characters; this one has {len(text)}"
+    if block.get("type") != "section":
+        return None
+    if len(text) > MAX_SECTION_TEXT:
+        return f"a section's text may have {MAX_SECTION_TEXT:,} characters; this one has {len(text):,}"
+    fields = block.get("fields") or []
+    if len(fields) > MAX_FIELDS:
+        return f"a section may have {MAX_FIELDS} fields; this one has {len(fields)}"
+    for field in fields:
+        if isinstance(field, dict) and len(str(field.get("text", ""))) > MAX_FIELD_TEXT:
+            return f"a field's text may have {MAX_FIELD_TEXT:,} characters"
+    return None

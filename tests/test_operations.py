@@ -1,0 +1,62 @@
+"""Operator commands on a real database: events, show, erase, purge, replay selection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from gateway.store import open_store
+from gateway.store.base import PENDING, AttemptResult, NewDelivery, NewEvent
+from tests.conftest import Project
+
+BODY = '{"event_id": "ORDER_CREATED", "data": {"id": "1", "user": {"email": "ana@cliente.com.br"}}}'
+
+
+def seed(database: Path) -> None:
+    """Two events: one old and finished, one recent with a dead delivery."""
+
+    async def run() -> None:
+        store = open_store(f"sqlite:///{database}")
+        await store.open()
+        old, recent = time.time() - 40 * 86400, time.time() - 60
+        await store.add_event(NewEvent("old", "go", "ORDER_CREATED", BODY, old, "v1", (NewDelivery("d-old", "r", "sink", "{}", PENDING),)))
+        await store.add_event(NewEvent("new", "go", "ORDER_CANCEL", BODY, recent, "v1", (NewDelivery("d-new", "r", "sink", "{}", PENDING),)))
+        for delivery, outcome in (("d-old", "delivered"), ("d-new", "dead")):
+            await store.claim_due(time.time(), 10, 30)
+            await store.record_attempt(AttemptResult(delivery, time.time(), 5.0, outcome, 200 if outcome == "delivered" else 400), time.time())
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_events_list_show_erase_purge_and_replay(project: Project) -> None:
+    database = project.root / "data" / "gateway.db"
+    seed(database)
+    env = {"GATEWAY_DATABASE_URL": f"sqlite:///{database}"}
+    listed = project.gateway("events", env=env)
+    assert listed.returncode == 0 and "ORDER_CANCEL" in listed.stdout and "ORDER_CREATED" in listed.stdout
+
+    shown = json.loads(project.gateway("events", "show", "new", "--json", env=env).stdout)
+    assert shown["deliveries"][0]["status"] == "dead" and shown["deliveries"][0]["attempts_log"][0]["status_code"] == 400
+
+    replayed = project.gateway("replay", "--destination", "other", env=env)
+    assert "0 deliveries queued again" in replayed.stdout
+    replayed = project.gateway("replay", "--since", "1h", env=env)
+    assert "1 deliveries queued again" in replayed.stdout
+
+    erased = project.gateway("events", "erase", "new", env=env)
+    assert erased.returncode == 0
+    after = json.loads(project.gateway("events", "show", "new", "--json", env=env).stdout)
+    assert after["body"] is None and after["deliveries"][0]["body"] is None
+    assert "ana@cliente.com.br" not in project.gateway("events", "show", "new", env=env).stdout
+
+    purged = project.gateway("purge", "--older-than", "30d", env=env)
+    assert "purged 1 events older than 30d" in purged.stdout
+    assert project.gateway("events", "show", "old", env=env).returncode == 1
+
+    bad = project.gateway("purge", "--older-than", "30 d", env=env)
+    assert bad.returncode != 0 and "has spaces" in bad.stderr + bad.stdout
+    missing = project.gateway("events", "show", "nope", env=env)
+    assert missing.returncode == 1 and "no event with id nope" in missing.stderr
