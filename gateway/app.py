@@ -9,10 +9,12 @@ Content-Type header: GO is a PHP system and may label a valid JSON event wrongly
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import ipaddress
 import logging
+import signal
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -29,6 +31,7 @@ from gateway.config import Config, Source
 from gateway.delivery import DeliveryEngine, delivery_client
 from gateway.errors import TemplateError
 from gateway.metrics import Metrics
+from gateway.reload import ConfigReloader
 from gateway.routing import RoutingResult, route_event
 from gateway.store import Store, StoreUnavailable
 from gateway.store.base import NewDelivery, NewEvent
@@ -48,6 +51,7 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     concurrency: int = 32
     deliver: bool = True  # False: ingest only, a separate `gateway worker` delivers
+    config_path: str | None = None  # watched for hot reload when set
     engine: DeliveryEngine | None = None
     clock: Any = time.time
 
@@ -193,6 +197,10 @@ async def ingest(request: Request, source: str) -> Response[dict[str, Any]]:
     if runtime.deliver and runtime.engine and stored.deliveries:
         runtime.engine.notify()
     runtime.metrics.events.labels(source, "duplicate" if stored.duplicate else "accepted").inc()
+    if not stored.duplicate:
+        for delivery in new_event.deliveries:
+            if delivery.status != "pending":  # shadow, skipped or failed: recorded, never sent
+                runtime.metrics.deliveries.labels(delivery.destination, delivery.status).inc()
     log.info("event %s %s from %s: %d deliveries%s", stored.id, event["event_id"], source, stored.deliveries, " (duplicate)" if stored.duplicate else "")
     answer = {"event_id": event["event_id"], "id": stored.id, "deliveries": stored.deliveries, "duplicate": stored.duplicate}
     return Response(answer, status_code=200 if stored.duplicate else 202)
@@ -240,6 +248,22 @@ async def _purge_periodically(runtime: Runtime, every_seconds: float = 3600) -> 
         await asyncio.sleep(every_seconds)
 
 
+def _start_reloader(runtime: Runtime) -> asyncio.Task[None] | None:
+    """Watch routes.yaml and templates/, and reload on SIGHUP."""
+    if runtime.config_path is None:
+        return None
+
+    def swap(new: Config) -> None:
+        runtime.config = new
+        runtime.metrics.reloads.labels("applied").inc()
+
+    refused = runtime.metrics.reloads.labels("refused").inc
+    reloader = ConfigReloader(runtime.config_path, lambda: runtime.config, swap, refused=refused)
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals outside the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.request)
+    return asyncio.create_task(reloader.watch())
+
+
 def create_app(runtime: Runtime) -> Litestar:
     """The app; its lifespan opens the store and runs the delivery engine."""
 
@@ -250,10 +274,13 @@ def create_app(runtime: Runtime) -> Litestar:
             runtime.engine = DeliveryEngine(runtime.store, lambda: runtime.config, client, runtime.metrics, concurrency=runtime.concurrency, clock=runtime.clock)
             task = asyncio.create_task(runtime.engine.run()) if runtime.deliver else None
             retention = asyncio.create_task(_purge_periodically(runtime))
+            watcher = _start_reloader(runtime)
             try:
                 yield
             finally:
                 retention.cancel()
+                if watcher:
+                    watcher.cancel()
                 if task:
                     await runtime.engine.stop()
                     await task

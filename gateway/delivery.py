@@ -88,6 +88,7 @@ class CircuitBreaker:
 
 @dataclass
 class _DestinationState:
+    spec: object  # the destination's settings when this state was made
     limiter: AsyncLimiter | None
     circuit: CircuitBreaker = field(default_factory=CircuitBreaker)
     in_flight: int = 0
@@ -188,10 +189,13 @@ class DeliveryEngine:
 
     def _state(self, destination: Destination) -> _DestinationState:
         state = self._destinations.get(destination.name)
-        if state is None:
+        if state is None or state.spec != destination.spec:  # new, or changed by a reload
             rate = destination.spec.rate
             limiter = AsyncLimiter(rate.count, rate.per_seconds) if rate else None
-            state = self._destinations[destination.name] = _DestinationState(limiter)
+            fresh = _DestinationState(destination.spec, limiter)
+            if state is not None:
+                fresh.circuit, fresh.in_flight = state.circuit, state.in_flight
+            state = self._destinations[destination.name] = fresh
         return state
 
     # ----------------------------------------------------------------- one delivery

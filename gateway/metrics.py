@@ -23,6 +23,7 @@ class Metrics:
         self.queue = Gauge("gateway_queue_depth", "Deliveries by status", ["status"], registry=self.registry)
         self.circuit_open = Gauge("gateway_destination_circuit_open", "1 while a destination is backed off as a whole", ["destination"], registry=self.registry)
         self.config = Gauge("gateway_config_info", "The routes.yaml version in force", ["version"], registry=self.registry)
+        self.reloads = Counter("gateway_config_reloads_total", "routes.yaml reloads, by outcome", ["outcome"], registry=self.registry)
 
     def render(self, queue_depth: dict[str, int]) -> bytes:
         for status in ("pending", "sending", "delivered", "dead", "failed", "skipped", "shadow"):

@@ -33,7 +33,7 @@ def serve(config: Config, database_url: str, host: str, port: int, workers: int,
     """Serve until SIGINT/SIGTERM; in-flight deliveries finish or are given back."""
     configure_logging()
     asyncio.run(_preflight(open_store(database_url)))  # a bad database URL is a message, not a traceback
-    runtime = Runtime(config=config, store=open_store(database_url), concurrency=workers, deliver=deliver)
+    runtime = Runtime(config=config, store=open_store(database_url), concurrency=workers, deliver=deliver, config_path=config.file)
     logging.getLogger("gateway").info("config %s (version %s), database %s, listening on %s:%d", config.file, config.version, database_url, host, port)
     uvicorn.run(
         create_app(runtime),

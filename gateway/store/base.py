@@ -102,6 +102,7 @@ class DeliveryRow:
     body: str | None
     created_at: float
     updated_at: float
+    config_version: str | None = None  # the routes.yaml version that rendered the body
     attempt_log: tuple[AttemptRow, ...] = ()
 
 
@@ -172,6 +173,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def requeue(self, selection: DeliveryFilter, now: float) -> int:
         """Make the selected deliveries pending again, due now (replay); returns how many."""
+
+    @abc.abstractmethod
+    async def rerender(self, delivery_id: str, body: str | None, error: str | None, config_version: str, now: float) -> None:
+        """Replace a delivery's body with a new rendering (the old one is kept in the history);
+        pending and due now, or failed with `error` when the new rendering failed too."""
 
     @abc.abstractmethod
     async def list_deliveries(self, selection: DeliveryFilter, limit: int = 1000) -> list[DeliveryRow]: ...

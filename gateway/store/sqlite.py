@@ -31,6 +31,7 @@ from typing import Any
 from gateway.store.base import (
     DEAD,
     DELIVERED,
+    FAILED,
     PENDING,
     SENDING,
     AddResult,
@@ -47,7 +48,7 @@ from gateway.store.base import (
 )
 
 MAX_BATCH = 512
-_DELIVERY_COLUMNS = "id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at"
+_DELIVERY_COLUMNS = "id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at, config_version"
 
 
 @dataclass
@@ -188,6 +189,9 @@ class SQLiteStore(Store):
         sql = f"UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = 0, claimed_until = NULL, updated_at = ? WHERE body IS NOT NULL AND {where}"
         return await self._call(lambda c: c.execute(sql, (PENDING, now, now, *params)).rowcount, durable=True)
 
+    async def rerender(self, delivery_id: str, body: str | None, error: str | None, config_version: str, now: float) -> None:
+        await self._call(lambda c: _rerender(c, delivery_id, body, error, config_version, now), durable=True)
+
     async def list_deliveries(self, selection: DeliveryFilter, limit: int = 1000) -> list[DeliveryRow]:
         where, params = _where(selection)
         sql = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE {where} ORDER BY seq LIMIT ?"
@@ -312,14 +316,14 @@ def _insert_events(connection: sqlite3.Connection, events: list[NewEvent]) -> li
         results.append(AddResult(event.id, False, len(event.deliveries)))
     event_rows = [(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version) for e in stored]
     delivery_rows = [
-        (d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at)
+        (d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at, e.config_version)
         for e in stored
         for d in e.deliveries
     ]
     _insert_rows(connection, "events (id, source, event_type, body, dedupe_key, received_at, config_version)", event_rows)
     _insert_rows(
         connection,
-        "deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at)",
+        "deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)",
         delivery_rows,
     )
     return results
@@ -439,3 +443,16 @@ def _erase_event(connection: sqlite3.Connection, event_id: str) -> bool:
     )
     connection.execute("UPDATE attempts SET response = NULL WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?)", (event_id,))
     return True
+
+
+def _rerender(connection: sqlite3.Connection, delivery_id: str, body: str | None, error: str | None, version: str, now: float) -> None:
+    """Keep the old body in replaced_bodies; the new one is due now (or failed, with why)."""
+    connection.execute(
+        "INSERT INTO replaced_bodies (delivery_id, body, config_version, replaced_at) SELECT id, body, config_version, ? FROM deliveries WHERE id = ?",
+        (now, delivery_id),
+    )
+    status = PENDING if error is None else FAILED
+    connection.execute(
+        "UPDATE deliveries SET body = ?, status = ?, last_error = ?, config_version = ?, attempts = 0, next_attempt_at = ?, claimed_until = NULL, updated_at = ? WHERE id = ?",
+        (body, status, error, version, now, now, delivery_id),
+    )

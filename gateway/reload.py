@@ -1,0 +1,87 @@
+"""Hot reload: routes.yaml and the templates folder are watched, and SIGHUP asks for a reload.
+
+The new config is loaded by the same loader as `gateway check` (in a thread, so ingest goes on)
+and swapped in whole, between two events: an event is routed entirely by one version. An
+invalid config never replaces a valid one; the log says why in the same file:line words as
+`check`, and the running routes stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError
+
+log = logging.getLogger("gateway.reload")
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+class ConfigReloader:
+    def __init__(
+        self,
+        config_path: str,
+        current: Callable[[], Config],
+        swap: Callable[[Config], None],
+        interval: float = 1.0,
+        refused: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config_path = config_path
+        self.current = current
+        self.swap = swap
+        self.refused = refused
+        self.interval = interval
+        self._requested = asyncio.Event()
+        self._seen = self.fingerprint()
+
+    def request(self) -> None:
+        """Reload at once (SIGHUP)."""
+        self._requested.set()
+
+    def fingerprint(self) -> Fingerprint:
+        """What changes when routes.yaml or any template changes (path, mtime, size)."""
+        paths = [Path(self.config_path)]
+        templates = self.current().path(self.current().settings.templates)
+        if templates.is_dir():
+            paths.extend(sorted(p for p in templates.rglob("*") if p.is_file()))
+        found = []
+        for path in paths:
+            with contextlib.suppress(OSError):
+                stat = path.stat()
+                found.append((str(path), stat.st_mtime_ns, stat.st_size))
+        return tuple(found)
+
+    async def watch(self) -> None:
+        """Poll for changes (a few stat() calls a second) until cancelled."""
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._requested.wait(), timeout=self.interval)
+            forced = self._requested.is_set()
+            self._requested.clear()
+            fingerprint = await asyncio.to_thread(self.fingerprint)
+            if forced or fingerprint != self._seen:
+                self._seen = fingerprint
+                await self.reload()
+
+    async def reload(self) -> bool:
+        """Load and swap in the config; False (and the old one kept) when it is invalid."""
+        running = self.current()
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path, os.environ)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused, routes version %s stays in force: %s", running.version, problem)
+            self.refused()
+            return False
+        if new.version == running.version:
+            return False
+        for warning in new.warnings:
+            log.warning("%s", warning)
+        self.swap(new)
+        log.info("routes reloaded: version %s -> %s (%d routes)", running.version, new.version, len(new.routes))
+        return True

@@ -1,0 +1,128 @@
+"""Changing routes.yaml under a running gateway: hot reload, refused broken edits, shadow routes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import EVENTS, Project
+from tests.harness import GatewayProcess, Sink
+
+TOKEN = "token-de-teste-123"
+
+
+def routes(sink: Sink, path: str, shadow: bool = False, destination: str = "sink") -> str:
+    return f"""
+    version: 1
+    settings: {{egress_allow: [127.0.0.0/8]}}
+    sources: {{go: {{token: "${{GO_WEBHOOK_TOKEN}}", dedupe: false}}}}
+    destinations:
+      sink: {{type: http, url: "{sink.url(path)}"}}
+    routes:
+      - name: pedidos
+        shadow: {str(shadow).lower()}
+        when: {{event_id: ORDER_CREATED}}
+        send: {{to: {destination}, body: '{{"id": "{{{{ data.id }}}}"}}'}}
+    """
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink()
+    yield server
+    server.close()
+
+
+def version(gateway: GatewayProcess) -> str:
+    return httpx.get(gateway.url("/readyz")).json()["config_version"]
+
+
+def wait_for_version_change(gateway: GatewayProcess, old: str, timeout: float = 15) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = version(gateway)
+        if current != old:
+            return current
+        time.sleep(0.1)
+    raise AssertionError(f"the config version stayed {old} for {timeout} s:\n{gateway.log()[-2000:]}")
+
+
+def post(gateway: GatewayProcess, order: str) -> str:
+    body = json.loads((EVENTS / "order_created.json").read_text())
+    body["data"]["id"] = order
+    response = gateway.post(f"/hooks/go?token={TOKEN}", json.dumps(body))
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def test_edit_is_applied_without_restart_and_broken_edit_is_refused(project: Project, sink: Sink) -> None:
+    project.routes(routes(sink, "/antes"))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    try:
+        post(gateway, "1")
+        sink.wait_for(1, path="/antes")
+        first = version(gateway)
+
+        project.routes(routes(sink, "/depois"))
+        second = wait_for_version_change(gateway, first)
+        event_id = post(gateway, "2")
+        assert sink.wait_for(1, path="/depois")[0].json() == {"id": "2"}
+        shown = json.loads(gateway.cli("events", "show", event_id, "--json").stdout)
+        assert shown["config_version"] == second and shown["deliveries"][0]["config_version"] == second
+
+        project.routes(routes(sink, "/depois", destination="snk"))  # a typo: must not replace the running routes
+        os.kill(gateway.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while "reload refused" not in gateway.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "reload refused, routes version" in gateway.log()
+        assert "routes.yaml:10:16: route 'pedidos' sends to unknown destination 'snk' (did you mean 'sink'?)" in gateway.log()
+        assert version(gateway) == second
+        post(gateway, "3")
+        assert [r.json()["id"] for r in sink.wait_for(2, path="/depois")] == ["2", "3"]
+        metrics = httpx.get(gateway.url("/metrics")).text
+        assert 'gateway_config_reloads_total{outcome="applied"} 1.0' in metrics
+        assert 'gateway_config_reloads_total{outcome="refused"}' in metrics
+    finally:
+        gateway.kill()
+
+
+def test_template_edit_is_picked_up(project: Project, sink: Sink) -> None:
+    project.write("templates/meu.json.j2", '{"versao": 1, "id": "{{ data.id }}"}')
+    project.routes(routes(sink, "/in").replace("""body: '{"id": "{{ data.id }}"}'""", "template: meu.json.j2"))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    try:
+        first = version(gateway)
+        project.write("templates/meu.json.j2", '{"versao": 2, "id": "{{ data.id }}"}')
+        wait_for_version_change(gateway, first)
+        post(gateway, "9")
+        assert sink.wait_for(1)[0].json() == {"versao": 2, "id": "9"}
+    finally:
+        gateway.kill()
+
+
+def test_shadow_route_records_without_sending_until_flipped(project: Project, sink: Sink) -> None:
+    project.routes(routes(sink, "/in", shadow=True))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    try:
+        event_id = post(gateway, "sombra")
+        shown = json.loads(gateway.cli("events", "show", event_id, "--json").stdout)
+        assert shown["deliveries"][0]["status"] == "shadow"
+        assert json.loads(shown["deliveries"][0]["body"]) == {"id": "sombra"}
+        assert 'gateway_deliveries_total{destination="sink",outcome="shadow"} 1.0' in httpx.get(gateway.url("/metrics")).text
+        time.sleep(1.5)
+        assert sink.received == []
+
+        old = version(gateway)
+        project.routes(routes(sink, "/in", shadow=False))
+        wait_for_version_change(gateway, old)
+        post(gateway, "ao-vivo")
+        assert [r.json()["id"] for r in sink.wait_for(1)] == ["ao-vivo"]
+    finally:
+        gateway.kill()
