@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from gateway import checker, dryrun, operations, ruletests
+from gateway import checker, dryrun, operations, plan, ruletests
 from gateway.config import Config, load_config
 from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter
 from gateway.units import Duration
@@ -217,21 +217,32 @@ def events_erase(database_url: str, event_id: str) -> int:
 
 
 @main.command()
+@config_option
 @database_option
-@click.option("--status", "statuses", multiple=True, default=["dead"], show_default=True, type=click.Choice(["dead", "delivered", "skipped", "shadow"]), help="Which deliveries to send again.")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(["dead", "failed", "delivered", "skipped", "shadow"]), help="Which deliveries (default: dead; with --rerender, dead and failed).")
 @click.option("--destination", help="Only deliveries to this destination.")
 @click.option("--since", "since", help="Only deliveries created in the last period, like 2h or 3d.")
 @click.option("--id", "ids", multiple=True, help="Only this delivery or event id (repeatable).")
-def replay(database_url: str, statuses: tuple[str, ...], destination: str | None, since: str | None, ids: tuple[str, ...]) -> int:
-    """Send dead (or selected) deliveries again, with their stored bodies."""
+@click.option("--rerender", is_flag=True, help="Render again with today's routes.yaml and templates (after a template fix).")
+def replay(config_path: str, database_url: str, statuses: tuple[str, ...], destination: str | None, since: str | None, ids: tuple[str, ...], rerender: bool) -> int:
+    """Send dead (or selected) deliveries again: their stored bodies, or re-rendered ones."""
     try:
         after = time.time() - Duration.parse(since).seconds if since else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--since") from None
-    selection = DeliveryFilter(statuses=statuses, destination=destination, since=after, ids=ids)
-    count = operations.with_store(database_url, lambda store: operations.replay(store, selection, _console(stderr=True)))
-    _console().print(f"{count} deliveries queued again")
-    return EXIT_OK
+    chosen = statuses or (("dead", "failed") if rerender else ("dead",))
+    selection = DeliveryFilter(statuses=chosen, destination=destination, since=after, ids=ids)
+    progress = _console(stderr=True)
+    if not rerender:
+        count = operations.with_store(database_url, lambda store: operations.replay(store, selection, progress))
+        _console().print(f"{count} deliveries queued again")
+        return EXIT_OK
+    config = load_config(config_path)
+    count, notes = operations.with_store(database_url, lambda store: operations.rerender(store, config, selection, progress))
+    for note in notes:
+        progress.print(f"[yellow]{escape(note)}[/]")
+    _console().print(f"{count} deliveries re-rendered with routes version {config.version} and queued again")
+    return EXIT_ERRORS if notes else EXIT_OK
 
 
 @main.command()
@@ -247,6 +258,35 @@ def purge(config_path: str, database_url: str, older_than: str | None) -> int:
     count = operations.with_store(database_url, lambda store: store.purge(time.time() - age.seconds))
     _console().print(f"purged {count} events older than {age}")
     return EXIT_OK
+
+
+@main.command("plan")
+@config_option
+@database_option
+@click.argument("new_config", metavar="NEW.yaml")
+@click.option("--last", default=100, show_default=True, help="How many stored events to replay through both configs.")
+@click.option("--since", help="Stored events received in the last period instead, like 2h or 3d.")
+@click.option("--event", "event_files", multiple=True, help="An event file to use instead of stored events (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plan_command(config_path: str, database_url: str, new_config: str, last: int, since: str | None, event_files: tuple[str, ...], as_json: bool) -> int:
+    """Show what NEW.yaml would change for real events: routes that start or stop firing,
+    and body diffs. Exit 2 when something changes, 0 when nothing does, 1 on an invalid config."""
+    running = load_config(config_path)
+    proposed = load_config(new_config)
+    if event_files:
+        events = [plan.PlannedEvent(name, next(iter(running.sources), "go"), read_event_file(name), time.time()) for name in event_files]
+    else:
+        try:
+            after = time.time() - Duration.parse(since).seconds if since else None
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from None
+        events = operations.with_store(database_url, lambda store: operations.stored_events(store, last, after))
+    report = plan.plan(running, proposed, events)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
+    else:
+        plan.print_report(_console(), report)
+    return EXIT_CHANGES if report.changed else EXIT_OK
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -18,6 +18,9 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from gateway.config import Config
+from gateway.plan import PlannedEvent
+from gateway.routing import route_event
 from gateway.store import DeliveryFilter, Store, open_store
 from gateway.store.base import EventRow
 
@@ -90,3 +93,43 @@ async def replay(store: Store, selection: DeliveryFilter, console: Console) -> i
             done += await store.requeue(DeliveryFilter(statuses=selection.statuses, ids=chunk), time.time())
             progress.update(task, advance=len(chunk))
     return done
+
+
+async def stored_events(store: Store, limit: int, since: float | None) -> list[Any]:
+    """Stored events with their payloads (erased ones are left out), oldest first, for `plan`."""
+    rows = await store.list_events(limit=limit, since=since)
+    return [PlannedEvent(r.id, r.source, json.loads(r.body), r.received_at) for r in reversed(rows) if r.body is not None]
+
+
+async def rerender(store: Store, config: Config, selection: DeliveryFilter, console: Console) -> tuple[int, list[str]]:
+    """Render the selected deliveries again with the config in force now; (queued, notes)."""
+    rows = await store.list_deliveries(selection, limit=1_000_000)
+    queued, notes = 0, []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("re-rendering", total=len(rows))
+        for row in rows:
+            note = await _rerender_one(store, config, row)
+            if note:
+                notes.append(f"{row.id}: {note}")
+            else:
+                queued += 1
+            progress.update(task, advance=1)
+    return queued, notes
+
+
+async def _rerender_one(store: Store, config: Config, row: Any) -> str | None:
+    """Re-render one delivery; why not, or None when it is queued (or failed again, recorded)."""
+    event = await store.get_event(row.event_id)
+    if event is None or event.body is None:
+        return "its event's payload was purged or erased; nothing to render from"
+    received = datetime.fromtimestamp(event.received_at, timezone.utc)
+    routed = route_event(config, json.loads(event.body), source=event.source, received_at=received, explain=True, only_route=row.route)
+    if not routed.verdicts:
+        return f"route '{row.route}' is no longer in {config.file}"
+    if not routed.verdicts[0].matched:
+        return f"route '{row.route}' no longer matches this event: " + "; ".join(r.text for r in routed.verdicts[0].reasons)
+    fresh = next((d for d in routed.deliveries if d.destination == row.destination), None)
+    if fresh is None:
+        return f"route '{row.route}' no longer sends to '{row.destination}'"
+    await store.rerender(row.id, fresh.body, fresh.error, config.version, time.time())
+    return f"the template still fails: {fresh.error}" if fresh.error else None

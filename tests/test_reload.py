@@ -126,3 +126,53 @@ def test_shadow_route_records_without_sending_until_flipped(project: Project, si
         assert [r.json()["id"] for r in sink.wait_for(1)] == ["ao-vivo"]
     finally:
         gateway.kill()
+
+
+def test_rerender_after_a_template_fix_delivers_the_corrected_body(project: Project, sink: Sink) -> None:
+    """A delivery dead because of a template bug arrives fixed after `replay --rerender`;
+    the old body stays in the history. A delivery whose template failed is re-rendered too."""
+    import sqlite3
+
+    sink.behaviour = lambda request, count: (200, {}, b"ok", 0) if "pedido" in request.json() else (400, {}, b"falta o pedido", 0)
+    project.write("templates/erp.json.j2", '{"pedio": "{{ data.code }}"}')  # the bug: a misspelt field
+    project.write("templates/outro.json.j2", '{"nome": "{{ data.user.nome }}"}')  # fails to render
+    project.routes(
+        f"""
+        version: 1
+        settings: {{egress_allow: [127.0.0.0/8]}}
+        sources: {{go: {{token: "${{GO_WEBHOOK_TOKEN}}"}}}}
+        destinations:
+          sink: {{type: http, url: "{sink.url('/in')}"}}
+        routes:
+          - name: pedidos
+            when: {{event_id: ORDER_CREATED}}
+            send: {{to: sink, template: erp.json.j2}}
+          - name: outro
+            when: {{event_id: ORDER_CREATED}}
+            send: {{to: sink, template: outro.json.j2}}
+        """
+    )
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    try:
+        event_id = post(gateway, "42")
+        sink.wait_for(1)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            statuses = {d["route"]: d["status"] for d in json.loads(gateway.cli("events", "show", event_id, "--json").stdout)["deliveries"]}
+            if statuses.get("pedidos") == "dead":
+                break
+            time.sleep(0.1)
+        assert statuses == {"pedidos": "dead", "outro": "failed"}
+
+        project.write("templates/erp.json.j2", '{"pedido": "{{ data.code }}"}')
+        project.write("templates/outro.json.j2", '{"pedido": "outro", "nome": "{{ data.user.name }}"}')
+        replayed = gateway.cli("replay", "--rerender")
+        assert replayed.returncode == 0, replayed.stderr
+        assert "2 deliveries re-rendered" in replayed.stdout
+        bodies = [r.json() for r in sink.wait_for(3)[1:]]
+        assert sorted(bodies, key=str) == sorted([{"pedido": "0000593098"}, {"pedido": "outro", "nome": "teste"}], key=str)
+    finally:
+        gateway.kill()
+    with sqlite3.connect(project.root / "data" / "gateway.db") as db:
+        history = dict(db.execute("SELECT d.route, r.body FROM replaced_bodies r JOIN deliveries d ON d.id = r.delivery_id").fetchall())
+    assert history == {"pedidos": '{"pedio": "0000593098"}', "outro": None}
