@@ -64,6 +64,9 @@ def print_event(console: Console, event: EventRow) -> None:
             console.print(f"  last error: {escape(delivery.last_error)}")
         if delivery.status == "pending" and delivery.next_attempt_at:
             console.print(f"  next attempt: {when(delivery.next_attempt_at)}")
+        for body, version, replaced_at in delivery.replaced_bodies:
+            shown = escape(body) if body is not None else "(the template had failed)"
+            console.print(f"  body replaced by a re-render at {when(replaced_at)}; before (version {version}): {shown}", highlight=False)
         for attempt in delivery.attempt_log:
             status = attempt.status_code if attempt.status_code is not None else "-"
             detail = f" {escape(attempt.error)}" if attempt.error else ""
@@ -76,7 +79,14 @@ def event_as_json(event: EventRow) -> str:
 
     data = {
         **{k: v for k, v in event.__dict__.items() if k != "deliveries"},
-        "deliveries": [{**{k: v for k, v in d.__dict__.items() if k != "attempt_log"}, "attempts_log": attempts(d)} for d in event.deliveries],
+        "deliveries": [
+            {
+                **{k: v for k, v in d.__dict__.items() if k not in ("attempt_log", "replaced_bodies")},
+                "attempts_log": attempts(d),
+                "replaced_bodies": [{"body": b, "config_version": v, "replaced_at": t} for b, v, t in d.replaced_bodies],
+            }
+            for d in event.deliveries
+        ],
     }
     return json.dumps(data, ensure_ascii=False, indent=2)
 

@@ -171,8 +171,34 @@ def test_rerender_after_a_template_fix_delivers_the_corrected_body(project: Proj
         assert "2 deliveries re-rendered" in replayed.stdout
         bodies = [r.json() for r in sink.wait_for(3)[1:]]
         assert sorted(bodies, key=str) == sorted([{"pedido": "0000593098"}, {"pedido": "outro", "nome": "teste"}], key=str)
+        shown = {d["route"]: d for d in json.loads(gateway.cli("events", "show", event_id, "--json").stdout)["deliveries"]}
+        assert shown["pedidos"]["replaced_bodies"][0]["body"] == '{"pedio": "0000593098"}'
+        assert '{"pedio": "0000593098"}' in gateway.cli("events", "show", event_id).stdout
     finally:
         gateway.kill()
     with sqlite3.connect(project.root / "data" / "gateway.db") as db:
         history = dict(db.execute("SELECT d.route, r.body FROM replaced_bodies r JOIN deliveries d ON d.id = r.delivery_id").fetchall())
     assert history == {"pedidos": '{"pedio": "0000593098"}', "outro": None}
+
+
+def test_reload_during_deliveries_loses_and_duplicates_nothing(project: Project, sink: Sink) -> None:
+    """Deliveries in flight when the routes change arrive exactly once."""
+    from tests.harness import always
+
+    sink.behaviour = always(200, delay=0.3)
+    project.routes(routes(sink, "/in"))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    try:
+        for number in range(20):
+            post(gateway, f"voo-{number}")
+        old = version(gateway)
+        project.routes(routes(sink, "/in").replace("name: pedidos", "name: pedidos-renomeada"))
+        wait_for_version_change(gateway, old)
+        post(gateway, "depois")
+        received = sink.wait_for(21, timeout=60)
+        time.sleep(1.0)  # anything sent twice would have arrived by now
+        ids = [r.json()["id"] for r in sink.received]
+        assert sorted(ids) == sorted([f"voo-{n}" for n in range(20)] + ["depois"]), ids
+        assert len(received) == len(ids) == 21
+    finally:
+        gateway.kill()

@@ -104,6 +104,7 @@ class DeliveryRow:
     updated_at: float
     config_version: str | None = None  # the routes.yaml version that rendered the body
     attempt_log: tuple[AttemptRow, ...] = ()
+    replaced_bodies: tuple[tuple[str | None, str | None, float], ...] = ()  # (body, version, when), by re-renders
 
 
 @dataclass(frozen=True)

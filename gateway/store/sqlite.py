@@ -429,7 +429,8 @@ def _get_event(connection: sqlite3.Connection, event_id: str) -> EventRow | None
         attempts = connection.execute(
             "SELECT number, started_at, duration_ms, status_code, response, error, outcome FROM attempts WHERE delivery_id = ? ORDER BY number", (delivery[0],)
         ).fetchall()
-        deliveries.append(DeliveryRow(*delivery, attempt_log=tuple(AttemptRow(*a) for a in attempts)))
+        replaced = connection.execute("SELECT body, config_version, replaced_at FROM replaced_bodies WHERE delivery_id = ? ORDER BY id", (delivery[0],)).fetchall()
+        deliveries.append(DeliveryRow(*delivery, attempt_log=tuple(AttemptRow(*a) for a in attempts), replaced_bodies=tuple(replaced)))
     return EventRow(*row, deliveries=tuple(deliveries))
 
 
@@ -442,6 +443,7 @@ def _erase_event(connection: sqlite3.Connection, event_id: str) -> bool:
         (PENDING, SENDING, DEAD, PENDING, SENDING, event_id),
     )
     connection.execute("UPDATE attempts SET response = NULL WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?)", (event_id,))
+    connection.execute("UPDATE replaced_bodies SET body = NULL WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?)", (event_id,))
     return True
 
 
