@@ -121,6 +121,10 @@ def _parse_event(body: bytes) -> dict[str, Any]:
         event = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise GatewayHTTPError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec raises it for some bytes inside strings
+        raise GatewayHTTPError(400, "invalid_json", f"the body is not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise GatewayHTTPError(400, "invalid_json", "the body is nested too deeply to be a GO event") from None
     if not isinstance(event, dict):
         raise GatewayHTTPError(400, "not_an_object", f"the body must be a JSON object, not {type(event).__name__}")
     if not isinstance(event.get("event_id"), str) or not event["event_id"]:

@@ -57,6 +57,7 @@ class _Job:
     future: asyncio.Future[Any]
     durable: bool  # needs synchronous=FULL (it is acknowledged to someone outside)
     event: NewEvent | None = None  # add_event jobs are written together, in bulk
+    attempt: tuple[AttemptResult, float] | None = None  # so are record_attempt jobs
 
 
 class SQLiteStore(Store):
@@ -125,8 +126,9 @@ class SQLiteStore(Store):
             self._set_durability(connection, any(job.durable for job in batch))
             connection.execute("BEGIN IMMEDIATE")
             outcomes.extend(_add_events_in_bulk(connection, [job for job in batch if job.event is not None]))
+            outcomes.extend(_in_bulk(connection, [job for job in batch if job.attempt is not None], _record_attempts))
             for job in batch:
-                if job.event is None:
+                if job.run is not None:
                     outcomes.append(_run_in_savepoint(connection, job))
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -169,7 +171,12 @@ class SQLiteStore(Store):
         return await self._call(lambda c: _claim_due(c, now, limit, now + lease_seconds, exclude_destinations))
 
     async def record_attempt(self, result: AttemptResult, now: float) -> None:
-        await self._call(lambda c: _record_attempt(c, result, now))
+        if self._thread is None or not self._thread.is_alive():
+            raise StoreUnavailable("the store is not open")
+        assert self._loop is not None
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._jobs.put(_Job(None, future, durable=False, attempt=(result, now)))
+        await future
 
     async def release(self, delivery_ids: list[str], now: float) -> None:
         if delivery_ids:
@@ -285,18 +292,23 @@ _SQLITE_MAX_VARIABLES = 32766
 
 def _add_events_in_bulk(connection: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
     """Store a batch's events: duplicates answered, the rest inserted with multi-row INSERTs."""
+    return _in_bulk(connection, jobs, lambda c, batch: _insert_events(c, [job.event for job in batch]))  # type: ignore[misc]
+
+
+def _in_bulk(connection: sqlite3.Connection, jobs: list[_Job], write: Callable[[sqlite3.Connection, list[_Job]], list[Any]]) -> list[tuple[_Job, Any, BaseException | None]]:
+    """Run `write` for several jobs at once, in one savepoint; its results go to each job."""
     if not jobs:
         return []
-    connection.execute("SAVEPOINT events")
+    connection.execute("SAVEPOINT bulk")
     try:
-        results = _insert_events(connection, [job.event for job in jobs])  # type: ignore[misc]
+        results = write(connection, jobs)
     except sqlite3.OperationalError:
         raise
     except Exception as exc:  # noqa: BLE001 — reported to each of these callers, the batch's other work goes on
-        connection.execute("ROLLBACK TO events")
-        connection.execute("RELEASE events")
+        connection.execute("ROLLBACK TO bulk")
+        connection.execute("RELEASE bulk")
         return [(job, None, exc) for job in jobs]
-    connection.execute("RELEASE events")
+    connection.execute("RELEASE bulk")
     return [(job, result, None) for job, result in zip(jobs, results)]
 
 
@@ -388,18 +400,28 @@ def _claim_due(connection: sqlite3.Connection, now: float, limit: int, lease_unt
     return [ClaimedDelivery(*row) for row in connection.execute(sql, params).fetchall()]
 
 
-def _record_attempt(connection: sqlite3.Connection, result: AttemptResult, now: float) -> None:
-    number = connection.execute("SELECT count(*) FROM attempts WHERE delivery_id = ?", (result.delivery_id,)).fetchone()[0] + 1
-    connection.execute(
-        "INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, response, error, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (result.delivery_id, number, result.started_at, result.duration_ms, result.status_code, result.response, result.error, result.outcome),
-    )
-    status = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD}[result.outcome]
-    error = None if status == DELIVERED else (result.error or f"HTTP {result.status_code}")
-    connection.execute(
-        "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, claimed_until = NULL, last_error = ?, updated_at = ? WHERE id = ?",
-        (status, result.next_attempt_at, error, now, result.delivery_id),
-    )
+def _record_attempts(connection: sqlite3.Connection, jobs: list[_Job]) -> list[None]:
+    """Record a batch's attempts and move their deliveries on: three statements in all."""
+    items = [job.attempt for job in jobs if job.attempt is not None]
+    ids = sorted({result.delivery_id for result, _ in items})
+    counts = dict(connection.execute(f"SELECT delivery_id, count(*) FROM attempts WHERE delivery_id IN ({','.join('?' * len(ids))}) GROUP BY delivery_id", ids))
+    attempts, changes = [], []
+    for result, now in items:
+        counts[result.delivery_id] = counts.get(result.delivery_id, 0) + 1
+        attempts.append((result.delivery_id, counts[result.delivery_id], result.started_at, result.duration_ms, result.status_code, result.response, result.error, result.outcome))
+        status = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD}[result.outcome]
+        error = None if status == DELIVERED else (result.error or f"HTTP {result.status_code}")
+        changes.append((result.delivery_id, status, result.next_attempt_at, error, now))
+    _insert_rows(connection, "attempts (delivery_id, number, started_at, duration_ms, status_code, response, error, outcome)", attempts)
+    for start in range(0, len(changes), _SQLITE_MAX_VARIABLES // 5):
+        chunk = changes[start : start + _SQLITE_MAX_VARIABLES // 5]
+        connection.execute(
+            f"WITH changes (id, status, next_at, error, at) AS (VALUES {','.join(['(?, ?, ?, ?, ?)'] * len(chunk))}) "
+            "UPDATE deliveries SET status = changes.status, attempts = attempts + 1, next_attempt_at = changes.next_at, "
+            "claimed_until = NULL, last_error = changes.error, updated_at = changes.at FROM changes WHERE deliveries.id = changes.id",
+            [value for change in chunk for value in change],
+        )
+    return [None] * len(jobs)
 
 
 def _where(selection: DeliveryFilter) -> tuple[str, list[Any]]:
