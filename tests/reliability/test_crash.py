@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import EVENTS, Project
-from tests.harness import GatewayProcess, Sink, always
+from tests.harness import GatewayProcess, Sink, gated
 
 pytestmark = pytest.mark.slow
 TOKEN = "token-de-teste-123"
@@ -64,12 +65,14 @@ def wait_until_all_delivered(sink: Sink, accepted: set[str], timeout: float) -> 
 
 def test_kill_9_during_delivery_loses_nothing(project: Project) -> None:
     """kill -9 while 500 events are being delivered to a slow sink, restart: all arrive."""
-    sink = Sink(always(200, delay=0.2))  # 8 at a time: at least 12.5 s for 500, so the kill lands mid-way
+    gate = threading.Event()
+    sink = Sink(gated(gate, delay=0.05))  # 8 at a time: at least 3 s for 500 once the gate opens
     project.routes(routes(sink))
     gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}, workers=8).start()
     try:
         accepted = post_many(gateway, 500)
         assert len(accepted) == 500
+        gate.set()
         sink.wait_for(100)
         gateway.kill()
         delivered_before_restart = len(keys_by_order(sink))
@@ -86,11 +89,13 @@ def test_kill_9_during_delivery_loses_nothing(project: Project) -> None:
 
 def test_sigterm_finishes_or_releases_in_flight_work(project: Project) -> None:
     """SIGTERM under load exits within 30 s and leaves no delivery claimed; a restart finishes."""
-    sink = Sink(always(200, delay=0.2))
+    gate = threading.Event()
+    sink = Sink(gated(gate, delay=0.2))  # 8 at a time: at least 5 s for 200 once the gate opens
     project.routes(routes(sink))
     gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}, workers=8).start()
     try:
         accepted = post_many(gateway, 200)
+        gate.set()
         sink.wait_for(20)
         started = time.monotonic()
         assert gateway.terminate(timeout=40) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after a clean stop
