@@ -105,7 +105,7 @@ async def replay(store: Store, selection: DeliveryFilter, console: Console) -> i
     return done
 
 
-async def stored_events(store: Store, limit: int, since: float | None) -> list[Any]:
+async def stored_events(store: Store, limit: int, since: float | None) -> list[PlannedEvent]:
     """Stored events with their payloads (erased ones are left out), oldest first, for `plan`."""
     rows = await store.list_events(limit=limit, since=since)
     return [PlannedEvent(r.id, r.source, json.loads(r.body), r.received_at) for r in reversed(rows) if r.body is not None]

@@ -46,17 +46,6 @@ def always(status: int = 200, body: bytes = b"ok", headers: dict[str, str] | Non
     return lambda request, count: (status, headers or {}, body, delay)
 
 
-def gated(gate: threading.Event, delay: float, limit: float = 60.0) -> Behaviour:
-    """Hold every request until `gate` opens (at most `limit` s), then answer 200 after `delay`:
-    a test decides when deliveries may complete, whatever the machine's speed."""
-
-    def behaviour(request: Received, count: int) -> tuple[int, dict[str, str], bytes, float]:
-        gate.wait(limit)
-        return 200, {}, b"ok", delay
-
-    return behaviour
-
-
 @dataclass
 class Sink:
     """A threaded HTTP server on 127.0.0.1 that records every request it answers."""
@@ -141,6 +130,7 @@ class GatewayProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = root / "gateway.log"
         self.start_args: list[str] = []  # extra `serve` options
+        self.accepted: set[str] = set()  # what a test posted and the gateway acknowledged
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 — closed when the process ends

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import EVENTS, Project
-from tests.harness import GatewayProcess, Sink, gated
+from tests.harness import GatewayProcess, Sink, always
 
 pytestmark = pytest.mark.slow
 TOKEN = "token-de-teste-123"
@@ -50,6 +49,19 @@ def post_many(gateway: GatewayProcess, count: int) -> set[str]:
         return {order for order in pool.map(post, range(count)) if order}
 
 
+def store_first(project: Project, count: int) -> GatewayProcess:
+    """Store `count` events with delivery off, then restart on the same database delivering:
+    the interruption then always lands mid-delivery, however fast the machine posts."""
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}, workers=8)
+    gateway.start_args = ["--no-deliver"]
+    gateway.start()
+    gateway.accepted = post_many(gateway, count)
+    assert len(gateway.accepted) == count
+    gateway.terminate()
+    gateway.start_args = []
+    return gateway.start()
+
+
 def keys_by_order(sink: Sink) -> dict[str, set[str]]:
     keys: dict[str, set[str]] = defaultdict(set)
     for request in list(sink.received):
@@ -65,14 +77,11 @@ def wait_until_all_delivered(sink: Sink, accepted: set[str], timeout: float) -> 
 
 def test_kill_9_during_delivery_loses_nothing(project: Project) -> None:
     """kill -9 while 500 events are being delivered to a slow sink, restart: all arrive."""
-    gate = threading.Event()
-    sink = Sink(gated(gate, delay=0.05))  # 8 at a time: at least 3 s for 500 once the gate opens
+    sink = Sink(always(200, delay=0.05))  # 8 at a time: at least 3 s for 500
     project.routes(routes(sink))
-    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}, workers=8).start()
+    gateway = store_first(project, 500)
     try:
-        accepted = post_many(gateway, 500)
-        assert len(accepted) == 500
-        gate.set()
+        accepted = gateway.accepted
         sink.wait_for(100)
         gateway.kill()
         delivered_before_restart = len(keys_by_order(sink))
@@ -89,13 +98,11 @@ def test_kill_9_during_delivery_loses_nothing(project: Project) -> None:
 
 def test_sigterm_finishes_or_releases_in_flight_work(project: Project) -> None:
     """SIGTERM under load exits within 30 s and leaves no delivery claimed; a restart finishes."""
-    gate = threading.Event()
-    sink = Sink(gated(gate, delay=0.2))  # 8 at a time: at least 5 s for 200 once the gate opens
+    sink = Sink(always(200, delay=0.2))  # 8 at a time: at least 5 s for 200
     project.routes(routes(sink))
-    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}, workers=8).start()
+    gateway = store_first(project, 200)
     try:
-        accepted = post_many(gateway, 200)
-        gate.set()
+        accepted = gateway.accepted
         sink.wait_for(20)
         started = time.monotonic()
         assert gateway.terminate(timeout=40) in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after a clean stop
