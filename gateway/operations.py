@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
-from rich.table import Table
 
 from gateway.config import Config
 from gateway.plan import PlannedEvent
@@ -49,10 +48,9 @@ def when(timestamp: float | None) -> str:
 
 
 def print_events(console: Console, events: list[EventRow]) -> None:
-    table = Table("id", "received", "event", "source", "config")
+    """One line per event, never cut (ids are copied into `events show`), easy to grep."""
     for event in events:
-        table.add_row(event.id, when(event.received_at), event.event_type, event.source, event.config_version)
-    console.print(table)
+        console.print(f"{event.id}  {when(event.received_at)}  {event.event_type:<28} {event.source:<8} config {event.config_version}", highlight=False, soft_wrap=True)
 
 
 def print_event(console: Console, event: EventRow) -> None:

@@ -35,8 +35,11 @@ def test_events_list_show_erase_purge_and_replay(project: Project) -> None:
     database = project.root / "data" / "gateway.db"
     seed(database)
     env = {"GATEWAY_DATABASE_URL": f"sqlite:///{database}"}
-    listed = project.gateway("events", env=env)
+    listed = project.gateway("events", env={**env, "COLUMNS": "60"})
     assert listed.returncode == 0 and "ORDER_CANCEL" in listed.stdout and "ORDER_CREATED" in listed.stdout
+    full_id = "0123456789abcdef0123456789abcdef"
+    asyncio.run(_add_plain_event(database, full_id))
+    assert full_id in project.gateway("events", env={**env, "COLUMNS": "60"}).stdout  # never cut, even when narrow
 
     shown = json.loads(project.gateway("events", "show", "new", "--json", env=env).stdout)
     assert shown["deliveries"][0]["status"] == "dead" and shown["deliveries"][0]["attempts_log"][0]["status_code"] == 400
@@ -60,3 +63,10 @@ def test_events_list_show_erase_purge_and_replay(project: Project) -> None:
     assert bad.returncode != 0 and "has spaces" in bad.stderr + bad.stdout
     missing = project.gateway("events", "show", "nope", env=env)
     assert missing.returncode == 1 and "no event with id nope" in missing.stderr
+
+
+async def _add_plain_event(database: Path, event_id: str) -> None:
+    store = open_store(f"sqlite:///{database}")
+    await store.open()
+    await store.add_event(NewEvent(event_id, "go", "ORDER_CREATED", BODY, time.time(), "v1"))
+    await store.close()
