@@ -32,7 +32,7 @@ from gateway.delivery import DeliveryEngine, delivery_client
 from gateway.errors import TemplateError
 from gateway.metrics import Metrics
 from gateway.reload import ConfigReloader
-from gateway.routing import RoutingResult, route_event
+from gateway.routing import RoutingResult, route_event, template_context
 from gateway.store import Store, StoreUnavailable
 from gateway.store.base import NewDelivery, NewEvent
 
@@ -138,7 +138,7 @@ def _dedupe_key(source: Source, body: bytes, event: dict[str, Any], received_at:
     if source.dedupe_key is None:
         return hashlib.sha256(body).hexdigest()
     try:
-        return source.dedupe_key.render({"event": event, "data": event.get("data"), "event_id": event["event_id"], "source": source.name, "received_at": received_at})
+        return source.dedupe_key.render(template_context(event, source.name, received_at, route=""))
     except TemplateError as exc:
         log.warning("dedupe key of source %s failed (%s); using the body hash", source.name, exc)
         return hashlib.sha256(body).hexdigest()

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Config, Route, load_config
-from gateway.destinations import check_body
 from gateway.errors import ConfigError, EventError, Problem, TemplateError, did_you_mean
-from gateway.routing import read_event_file, route_event, template_context
+from gateway.routing import read_event_file, render_send, route_event, template_context
 from gateway.yamlfile import display_path
 from gateway.rules import MISSING, field_matches, kind, lookup, show, type_hint
 
@@ -128,9 +127,7 @@ def _check_renders(config: Config, route: Route, samples: list[Sample], report: 
         for send in route.sends:
             report.renders += 1
             try:
-                problem = check_body(config.destinations[send.destination].spec, send.template.render(context))
-                if problem:
-                    raise TemplateError(problem, send.template.location(1))
+                render_send(config, send, context)
             except TemplateError as exc:
                 message = f"{exc.detail} — rendering for {sample.file}{note}"
                 report.problems.append(Problem(message, exc.location, severity))

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Config, Route
+from gateway.config import Config, Route, Send
 from gateway.destinations import DRY_RUN_KEY, OutgoingRequest, build_request, check_body
 from gateway.errors import EventError, TemplateError
 from gateway.rules import Reason
@@ -139,16 +139,22 @@ def _judge(route: Route, event: Mapping[str, Any], source: str, explain: bool) -
     return RouteVerdict(route, not reasons, tuple(reasons))
 
 
+def render_send(config: Config, send: Send, context: dict[str, Any]) -> str:
+    """The body for one send, checked against its vendor's limits; TemplateError with file:line."""
+    body = send.template.render(context)
+    problem = check_body(config.destinations[send.destination].spec, body)
+    if problem:
+        raise TemplateError(problem, send.template.location(1))
+    return body
+
+
 def _render_sends(config: Config, route: Route, context: dict[str, Any]) -> list[PlannedDelivery]:
     planned = []
     for send in route.sends:
         destination = config.destinations[send.destination]
         common = {"route": route.name, "destination": send.destination, "shadow": route.shadow}
         try:
-            body = send.template.render(context)
-            problem = check_body(destination.spec, body)
-            if problem:
-                raise TemplateError(problem, send.template.location(1))
+            body = render_send(config, send, context)
             ordering_key = _ordering_key(config, send.destination, context)
         except TemplateError as exc:
             planned.append(PlannedDelivery(body=None, error=str(exc), **common))

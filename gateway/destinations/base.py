@@ -8,6 +8,7 @@ only see `OutgoingRequest`; nothing outside `destinations/` knows a vendor.
 from __future__ import annotations
 
 import email.utils
+import json
 from dataclasses import dataclass, field
 
 import msgspec
@@ -102,8 +103,6 @@ def classify_response(status: int, headers: dict[str, str], body: str, now: floa
 
 def json_body(text: str) -> dict:
     """An answer's JSON object, or {} when it is not one (vendors' error bodies)."""
-    import json
-
     try:
         value = json.loads(text)
     except ValueError:

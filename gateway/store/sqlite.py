@@ -53,9 +53,9 @@ _DELIVERY_COLUMNS = "id, event_id, route, destination, status, attempts, next_at
 
 @dataclass
 class _Job:
-    run: Callable[[sqlite3.Connection], Any] | None
     future: asyncio.Future[Any]
     durable: bool  # needs synchronous=FULL (it is acknowledged to someone outside)
+    run: Callable[[sqlite3.Connection], Any] | None = None
     event: NewEvent | None = None  # add_event jobs are written together, in bulk
     attempt: tuple[AttemptResult, float] | None = None  # so are record_attempt jobs
 
@@ -129,7 +129,7 @@ class SQLiteStore(Store):
             outcomes.extend(_in_bulk(connection, [job for job in batch if job.attempt is not None], _record_attempts))
             for job in batch:
                 if job.run is not None:
-                    outcomes.append(_run_in_savepoint(connection, job))
+                    outcomes.extend(_in_bulk(connection, [job], lambda c, one: [one[0].run(c)]))
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
             _rollback(connection)
@@ -147,11 +147,15 @@ class SQLiteStore(Store):
             self._synchronous = wanted
 
     async def _call(self, run: Callable[[sqlite3.Connection], Any], durable: bool = False) -> Any:
+        return await self._submit(run=run, durable=durable)
+
+    async def _submit(self, **job: Any) -> Any:
+        """Queue a job for the writer thread and wait for its result."""
         if self._thread is None or not self._thread.is_alive():
             raise StoreUnavailable("the store is not open")
         assert self._loop is not None
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._jobs.put(_Job(run, future, durable))
+        self._jobs.put(_Job(future=future, **job))
         return await future
 
     # ----------------------------------------------------------------- operations
@@ -160,23 +164,13 @@ class SQLiteStore(Store):
         await self._call(lambda c: c.execute("SELECT 1").fetchone())
 
     async def add_event(self, event: NewEvent) -> AddResult:
-        if self._thread is None or not self._thread.is_alive():
-            raise StoreUnavailable("the store is not open")
-        assert self._loop is not None
-        future: asyncio.Future[AddResult] = self._loop.create_future()
-        self._jobs.put(_Job(None, future, durable=True, event=event))
-        return await future
+        return await self._submit(durable=True, event=event)
 
     async def claim_due(self, now: float, limit: int, lease_seconds: float, exclude_destinations: frozenset[str] = frozenset()) -> list[ClaimedDelivery]:
         return await self._call(lambda c: _claim_due(c, now, limit, now + lease_seconds, exclude_destinations))
 
     async def record_attempt(self, result: AttemptResult, now: float) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            raise StoreUnavailable("the store is not open")
-        assert self._loop is not None
-        future: asyncio.Future[None] = self._loop.create_future()
-        self._jobs.put(_Job(None, future, durable=False, attempt=(result, now)))
-        await future
+        await self._submit(durable=False, attempt=(result, now))
 
     async def release(self, delivery_ids: list[str], now: float) -> None:
         if delivery_ids:
@@ -244,20 +238,6 @@ def _rollback(connection: sqlite3.Connection) -> None:
         pass  # no transaction was open
 
 
-def _run_in_savepoint(connection: sqlite3.Connection, job: _Job) -> tuple[_Job, Any, BaseException | None]:
-    connection.execute("SAVEPOINT job")
-    try:
-        result = job.run(connection)
-    except sqlite3.OperationalError:
-        raise  # disk full, I/O error: the whole batch fails and every caller hears it
-    except Exception as exc:  # noqa: BLE001 — this job's own failure, reported to its caller only
-        connection.execute("ROLLBACK TO job")
-        connection.execute("RELEASE job")
-        return job, None, exc
-    connection.execute("RELEASE job")
-    return job, result, None
-
-
 def _settle_all(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
     for job, result, error in outcomes:
         if job.future.cancelled():
@@ -296,7 +276,11 @@ def _add_events_in_bulk(connection: sqlite3.Connection, jobs: list[_Job]) -> lis
 
 
 def _in_bulk(connection: sqlite3.Connection, jobs: list[_Job], write: Callable[[sqlite3.Connection, list[_Job]], list[Any]]) -> list[tuple[_Job, Any, BaseException | None]]:
-    """Run `write` for several jobs at once, in one savepoint; its results go to each job."""
+    """Run `write` for several jobs at once, in one savepoint; its results go to each job.
+
+    A failure of their own (a constraint, a bug) goes to these callers only and the batch's
+    other work goes on; disk full or an I/O error fails the whole batch, and every caller hears it.
+    """
     if not jobs:
         return []
     connection.execute("SAVEPOINT bulk")
@@ -304,7 +288,7 @@ def _in_bulk(connection: sqlite3.Connection, jobs: list[_Job], write: Callable[[
         results = write(connection, jobs)
     except sqlite3.OperationalError:
         raise
-    except Exception as exc:  # noqa: BLE001 — reported to each of these callers, the batch's other work goes on
+    except Exception as exc:  # noqa: BLE001 — see the docstring
         connection.execute("ROLLBACK TO bulk")
         connection.execute("RELEASE bulk")
         return [(job, None, exc) for job in jobs]
