@@ -17,10 +17,10 @@ import logging
 import signal
 import time
 import uuid
-from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -189,7 +189,7 @@ async def ingest(request: Request, source: str) -> Response[dict[str, Any]]:
     _check_token(request, found)
     body = await request.body()
     event = _parse_event(body)
-    received_at = datetime.fromtimestamp(runtime.clock(), timezone.utc)
+    received_at = datetime.fromtimestamp(runtime.clock(), UTC)
     routed = route_event(config, event, source=source, received_at=received_at)
     new_event = _new_event(found, body, event, routed, received_at, config)
     try:
@@ -274,7 +274,7 @@ def create_app(runtime: Runtime) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.store.open()
-        async with delivery_client(runtime.concurrency) as client:
+        async with delivery_client(runtime.concurrency, lambda: runtime.config.egress_allow) as client:
             runtime.engine = DeliveryEngine(runtime.store, lambda: runtime.config, client, runtime.metrics, concurrency=runtime.concurrency, clock=runtime.clock)
             task = asyncio.create_task(runtime.engine.run()) if runtime.deliver else None
             retention = asyncio.create_task(_purge_periodically(runtime))

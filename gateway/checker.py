@@ -10,19 +10,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.config import Config, Route, load_config
 from gateway.errors import ConfigError, EventError, Problem, TemplateError, did_you_mean
 from gateway.routing import read_event_file, render_send, route_event, template_context
-from gateway.yamlfile import display_path
 from gateway.rules import MISSING, field_matches, kind, lookup, show, type_hint
-
+from gateway.yamlfile import display_path
 
 # `received_at` while rendering samples: fixed, so check output is the same on every run.
-SAMPLE_TIME = datetime(2021, 3, 2, 21, 2, 53, tzinfo=timezone.utc)
+SAMPLE_TIME = datetime(2021, 3, 2, 21, 2, 53, tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from rich.markup import escape
 
 from gateway import checker, dryrun, operations, plan, ruletests
 from gateway.config import Config, load_config
-from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter
-from gateway.units import Duration
 from gateway.errors import ConfigError, GatewayError, Problem, did_you_mean
 from gateway.routing import read_event_file, route_event
+from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter
+from gateway.units import Duration
 
 DEFAULT_CONFIG = "routes.yaml"
 EXIT_OK, EXIT_ERRORS, EXIT_CHANGES, EXIT_INTERNAL = 0, 1, 2, 70

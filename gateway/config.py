@@ -19,8 +19,8 @@ from typing import Any, Union
 from gateway.destinations import TYPES as DESTINATION_TYPES
 from gateway.destinations.base import DestinationSpec
 from gateway.errors import ConfigError, Location, Problem, TemplateError, did_you_mean, one_of
-from gateway.schema import Schema, SchemaReader
 from gateway.rules import Condition, RouteIndex, RuleCompiler, indexed_event_ids
+from gateway.schema import Schema, SchemaReader
 from gateway.templates import CompiledTemplate, TemplateEngine
 from gateway.units import Duration
 from gateway.yamlfile import KeyPath as YamlPath
@@ -37,6 +37,8 @@ GO_EVENT_IDS = (
 TOP_LEVEL_KEYS = ("version", "settings", "sources", "destinations", "routes")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
+# Settings that name things rather than unlock them: values from the environment here are shown.
+_NEVER_SECRET = frozenset({"company", "channel", "object", "action", "find_in", "upsert_by", "method", "timeout", "rate", "concurrency"})
 _SECRET_MIN_LENGTH = 6
 
 
@@ -175,7 +177,7 @@ class _Interpolation:
                 )
                 return whole
             if name in self.environ:
-                if len(self.environ[name]) >= _SECRET_MIN_LENGTH:
+                if len(self.environ[name]) >= _SECRET_MIN_LENGTH and at[-1] not in _NEVER_SECRET:
                     self.secrets.add(self.environ[name])
                 return self.environ[name]
             if default is not None:

@@ -17,9 +17,10 @@ import contextlib
 import http.cookiejar
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import aiohttp
 import httpx
 from aiolimiter import AsyncLimiter
 from httpx_aiohttp import AiohttpTransport
@@ -28,10 +29,10 @@ from gateway import destinations
 from gateway.config import Config, Destination
 from gateway.destinations import http as http_destination
 from gateway.destinations.base import Outcome
-from gateway.egress import EgressDenied, check_url
+from gateway.egress import CheckedResolver, EgressDenied, Network, check_url
 from gateway.masking import mask_text
 from gateway.metrics import Metrics
-from gateway.retry import RetryPolicy
+from gateway.retry import MAX_RETRY_AFTER_SECONDS, RetryPolicy
 from gateway.store.base import AttemptResult, ClaimedDelivery, Store, StoreUnavailable
 
 log = logging.getLogger("gateway.delivery")
@@ -44,15 +45,27 @@ CLAIM_BATCH = 64
 IDLE_SECONDS = 2.0
 
 
-def delivery_client(concurrency: int) -> httpx.AsyncClient:
+def delivery_client(concurrency: int, egress_allow: Callable[[], Iterable[Network]] = tuple) -> httpx.AsyncClient:
     """The one HTTP client every delivery shares: httpx's API on aiohttp's connection pool.
 
     httpcore's pool polls every pooled socket on each request (encode/httpcore#924, #928),
     which made it three quarters of the engine's CPU time in bench_ingest; aiohttp's pool does
-    not. Redirects are never followed and nothing is read from the environment (proxies).
+    not. Names are resolved through the egress guard (`egress_allow()` gives the private ranges
+    allowed now), so the checked address is the connected one. Redirects are never followed
+    and nothing is read from the environment (proxies).
     """
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
-    client = httpx.AsyncClient(transport=AiohttpTransport(limits=limits, trust_env=False), follow_redirects=False, trust_env=False)
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=limits.max_connections or 0,
+            keepalive_timeout=limits.keepalive_expiry,
+            ssl=httpx.create_ssl_context(trust_env=False),
+            resolver=CheckedResolver(egress_allow),
+        )
+        return aiohttp.ClientSession(connector=connector, trust_env=False)
+
+    client = httpx.AsyncClient(transport=AiohttpTransport(client=session, trust_env=False), follow_redirects=False, trust_env=False)
     client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))  # one receiver's cookies never reach another delivery
     return client
 
@@ -92,6 +105,7 @@ class _DestinationState:
     limiter: AsyncLimiter | None
     circuit: CircuitBreaker = field(default_factory=CircuitBreaker)
     in_flight: int = 0
+    gone: str | None = None  # why it is stopped: it answered 410 Gone
 
 
 class DeliveryEngine:
@@ -195,8 +209,23 @@ class DeliveryEngine:
             fresh = _DestinationState(destination.spec, limiter)
             if state is not None:
                 fresh.circuit, fresh.in_flight = state.circuit, state.in_flight
+            self.metrics.destination_stopped.labels(destination.name).set(0)
             state = self._destinations[destination.name] = fresh
         return state
+
+    def _stop_gone(self, destination: Destination, state: _DestinationState) -> None:
+        """410 Gone means the address will not come back: stop sending there instead of
+        burning every pending delivery's attempts on it. A changed destination (hot reload)
+        or a restart starts again; `gateway replay` sends the stopped deliveries."""
+        if state.gone:
+            return
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.clock()))
+        state.gone = (
+            f"destination '{destination.name}' answered 410 Gone at {when} and is stopped; fix its address in routes.yaml"
+            f" (or restart once it is back), then `gateway replay --destination {destination.name}`"
+        )
+        self.metrics.destination_stopped.labels(destination.name).set(1)
+        log.error("destination %s answered 410 Gone: no more deliveries go there until routes.yaml changes it or the gateway restarts", destination.name)
 
     # ----------------------------------------------------------------- one delivery
 
@@ -208,9 +237,14 @@ class DeliveryEngine:
             outcome, status, excerpt = Outcome("dead", f"destination '{delivery.destination}' {why}"), None, None
         else:
             state = self._state(destination)
-            if state.limiter is not None:
-                await state.limiter.acquire()
-            outcome, status, excerpt = await self._attempt(delivery, destination, config)
+            if state.gone:
+                outcome, status, excerpt = Outcome("dead", f"not sent: {state.gone}"), None, None
+            else:
+                if state.limiter is not None:
+                    await state.limiter.acquire()
+                outcome, status, excerpt = await self._attempt(delivery, destination, config)
+                if status == 410:
+                    self._stop_gone(destination, state)
             if state.circuit.record(outcome, self.clock()):
                 log.warning("destination %s backed off after repeated failures (until %.0f)", destination.name, state.circuit.open_until)
             self.metrics.circuit_open.labels(destination.name).set(1 if state.circuit.is_open(self.clock()) else 0)
@@ -218,23 +252,46 @@ class DeliveryEngine:
         await self._record(delivery, destination, config, outcome, status, excerpt, started, duration)
 
     async def _attempt(self, delivery: ClaimedDelivery, destination: Destination, config: Config) -> tuple[Outcome, int | None, str | None]:
-        request = destinations.build_request(destination.spec, delivery.body, delivery.id)
-        secret = getattr(destination.spec, "sign", None)
-        if secret:
-            request = http_destination.sign(request, secret, delivery.id, int(self.clock()))
-        allowed = config.egress_allow
-        timeout = destination.spec.timeout.seconds
+        """One attempt: for an update, the search that finds the record, then the request
+        itself; both within the destination's timeout and through the egress guard."""
+        spec = destination.spec
+        timeout = spec.timeout.seconds
         try:
-            await check_url(request.url, allowed)
             async with asyncio.timeout(timeout):
+                record_id = None
+                search = destinations.find_request(spec, delivery.body)
+                if search is not None:
+                    found = await self._search(search, destination, delivery.body, config, timeout)
+                    if not isinstance(found, str):
+                        return found
+                    record_id = found
+                request = destinations.build_request(spec, delivery.body, delivery.id, record_id)
+                secret = getattr(spec, "sign", None)
+                if secret:
+                    request = http_destination.sign(request, secret, delivery.id, int(self.clock()))
+                await check_url(request.url, config.egress_allow, resolve=False)
                 status, headers, excerpt = await self._send(request, timeout)
         except EgressDenied as exc:
             return Outcome("dead", f"address not allowed: {exc}"), None, None
         except TimeoutError:
             return Outcome("retry", f"no complete answer within {timeout:g} s"), None, None
+        except httpx.UnsupportedProtocol as exc:
+            return Outcome("dead", mask_text(f"the address cannot be used: {exc}", config.secrets)), None, None
         except httpx.HTTPError as exc:
             return Outcome("retry", mask_text(f"{type(exc).__name__}: {exc}", config.secrets)), None, None
-        return destinations.classify(destination.spec, status, headers, excerpt, self.clock()), status, excerpt
+        return destinations.classify(spec, status, headers, excerpt, self.clock()), status, excerpt
+
+    async def _search(
+        self, search: destinations.OutgoingRequest, destination: Destination, body: str, config: Config, timeout: float
+    ) -> str | tuple[Outcome, int | None, str | None]:
+        """The record id an update changes, or the attempt's result when the search failed."""
+        await check_url(search.url, config.egress_allow, resolve=False)
+        status, headers, answer = await self._send(search, timeout)
+        if not 200 <= status < 300:
+            outcome = destinations.classify(destination.spec, status, headers, answer, self.clock())
+            return Outcome(outcome.kind, f"searching for the record: {outcome.reason}", outcome.retry_after), status, answer
+        found = destinations.found_record(destination.spec, body, answer)
+        return found if isinstance(found, str) else (found, status, answer)
 
     async def _send(self, request: destinations.OutgoingRequest, timeout: float) -> tuple[int, dict[str, str], str]:
         """Send and keep at most MAX_RESPONSE_BYTES of the answer (a huge answer is cut off)."""
@@ -262,6 +319,11 @@ class DeliveryEngine:
         next_attempt = None
         kind = outcome.kind
         if kind == "retry":
+            if outcome.retry_after is not None and outcome.retry_after > MAX_RETRY_AFTER_SECONDS:
+                log.warning(
+                    "delivery %s: %s asked to wait %.0f s; waiting %.0f s, the most the gateway allows",
+                    delivery.id, delivery.destination, outcome.retry_after, MAX_RETRY_AFTER_SECONDS,
+                )
             policy = RetryPolicy.from_spec(destination.spec.retry) if destination else RetryPolicy()
             next_attempt = policy.next_attempt_at(now, delivery.attempts + 1, outcome.retry_after)
             if next_attempt is None:

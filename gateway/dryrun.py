@@ -17,17 +17,26 @@ from rich.console import Console
 from rich.markup import escape
 
 from gateway.config import Config
-from gateway.destinations import OutgoingRequest
+from gateway.destinations import Outcome, OutgoingRequest, build_request, find_request, found_record
 from gateway.egress import EgressDenied, check_url
 from gateway.masking import mask_request, mask_text
 from gateway.routing import PlannedDelivery, RoutingResult, build_delivery_request
 
 RESPONSE_PREVIEW_CHARS = 500
+MAX_RESPONSE_BYTES = 64 * 1024  # what a search answer may be read up to, as in the engine
 
 
 def masked_request(config: Config, delivery: PlannedDelivery) -> OutgoingRequest | None:
     request = build_delivery_request(config, delivery)
     return mask_request(request, config.secrets) if request else None
+
+
+def masked_search(config: Config, delivery: PlannedDelivery) -> OutgoingRequest | None:
+    """For an update: the search that finds the record first."""
+    if delivery.body is None:
+        return None
+    search = find_request(config.destinations[delivery.destination].spec, delivery.body)
+    return mask_request(search, config.secrets) if search else None
 
 
 def as_json(config: Config, result: RoutingResult, sent: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -39,6 +48,7 @@ def as_json(config: Config, result: RoutingResult, sent: dict[int, dict[str, Any
             if delivery.route != verdict.route.name:
                 continue
             request = masked_request(config, delivery)
+            search = masked_search(config, delivery)
             deliveries.append(
                 {
                     "destination": delivery.destination,
@@ -48,6 +58,7 @@ def as_json(config: Config, result: RoutingResult, sent: dict[int, dict[str, Any
                     "error": delivery.error,
                     "ordering_key": delivery.ordering_key,
                     "request": asdict(request) if request else None,
+                    **({"search": asdict(search)} if search else {}),
                     **({"sent": sent[index]} if sent and index in sent else {}),
                 }
             )
@@ -92,6 +103,10 @@ def _print_delivery(console: Console, config: Config, delivery: PlannedDelivery,
         return
     if delivery.skipped:
         console.print(f"    [yellow]would be skipped: {escape(delivery.skipped)}[/]")
+    search = masked_search(config, delivery)
+    if search is not None:
+        console.print(f"    [dim]first finds the record:[/] [cyan]{search.method} {escape(search.url)}[/]")
+        console.print("    [dim]then changes it:[/]")
     request = masked_request(config, delivery)
     assert request is not None  # a delivery without an error has a body
     console.print(f"    [cyan]{request.method} {escape(request.url)}[/]")
@@ -117,21 +132,37 @@ def send_for_real(config: Config, result: RoutingResult) -> dict[int, dict[str, 
         for index, delivery in enumerate(result.deliveries):
             if delivery.status != "pending":
                 continue
-            request = build_delivery_request(config, delivery, idempotency_key=str(uuid.uuid4()))
-            assert request is not None
+            assert delivery.body is not None
             try:
-                asyncio.run(check_url(request.url, config.egress_allow))  # the same guard as real deliveries
+                answers[index] = _deliver_once(client, config, delivery.destination, delivery.body)
             except EgressDenied as exc:
                 answers[index] = {"status": None, "error": f"address not allowed: {exc}"}
-                continue
-            timeout = config.destinations[delivery.destination].spec.timeout.seconds
-            answers[index] = _send_once(client, request, timeout, config.secrets)
     return answers
 
 
-def _send_once(client: httpx.Client, request: OutgoingRequest, timeout: float, secrets: frozenset[str]) -> dict[str, Any]:
+def _deliver_once(client: httpx.Client, config: Config, destination: str, body: str) -> dict[str, Any]:
+    """The search (for an update) and the request, through the same egress guard as the engine."""
+    spec = config.destinations[destination].spec
+    timeout = spec.timeout.seconds
+    record_id = None
+    search = find_request(spec, body)
+    if search is not None:
+        asyncio.run(check_url(search.url, config.egress_allow))
+        answer = _send_once(client, search, timeout, config.secrets, keep=MAX_RESPONSE_BYTES)
+        if answer.get("status") is None or not 200 <= answer["status"] < 300:
+            return {**answer, "error": f"the search for the record failed: {answer.get('error') or answer.get('status')}"}
+        found = found_record(spec, body, answer["body"])
+        if isinstance(found, Outcome):
+            return {"status": None, "error": found.reason}
+        record_id = found
+    request = build_request(spec, body, str(uuid.uuid4()), record_id)
+    asyncio.run(check_url(request.url, config.egress_allow))
+    return _send_once(client, request, timeout, config.secrets)
+
+
+def _send_once(client: httpx.Client, request: OutgoingRequest, timeout: float, secrets: frozenset[str], keep: int = RESPONSE_PREVIEW_CHARS) -> dict[str, Any]:
     try:
         response = client.request(request.method, request.url, headers=request.headers, content=request.body.encode(), timeout=timeout)
     except httpx.HTTPError as exc:
         return {"status": None, "error": mask_text(f"{type(exc).__name__}: {exc}", secrets)}
-    return {"status": response.status_code, "body": mask_text(response.text[:RESPONSE_PREVIEW_CHARS], secrets)}
+    return {"status": response.status_code, "body": mask_text(response.text[:keep], secrets)}

@@ -3,6 +3,9 @@ unless routes.yaml allows a range explicitly (`settings.egress_allow`).
 
 The check is on the *resolved* addresses, not the URL text, so `http://2130706433/`,
 `http://127.1/` and names that resolve inside the network are caught like `127.0.0.1`.
+Deliveries resolve names through `CheckedResolver`, so the addresses checked are the ones the
+connection uses: a name that answers a public address to a check and a private one to the
+connection (DNS rebinding) gets nowhere.
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from gateway.errors import GatewayError
 
@@ -44,8 +50,12 @@ def blocked_reason(address: str, allowed: Iterable[Network]) -> str | None:
     return None
 
 
-async def check_url(url: str, allowed: Iterable[Network]) -> None:
-    """Raise EgressDenied unless every address `url`'s host resolves to may be reached."""
+async def check_url(url: str, allowed: Iterable[Network], resolve: bool = True) -> None:
+    """Raise EgressDenied unless every address `url`'s host resolves to may be reached.
+
+    With `resolve=False` only the scheme and IP literals are checked: the caller connects
+    through CheckedResolver, which checks names at connection time.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise EgressDenied(f"only http:// and https:// addresses can receive deliveries, not '{parts.scheme}:'")
@@ -55,6 +65,8 @@ async def check_url(url: str, allowed: Iterable[Network]) -> None:
         reason = blocked_reason(literal, allowed)
         if reason:
             raise EgressDenied(f"{parts.hostname} -> {reason}")
+        return
+    if not resolve and not _numeric(parts.hostname):
         return
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -67,9 +79,34 @@ async def check_url(url: str, allowed: Iterable[Network]) -> None:
             raise EgressDenied(f"{parts.hostname} -> {reason}")
 
 
+def _numeric(host: str) -> bool:
+    """Odd numeric forms like 127.1, 2130706433 or 0x7f.1: resolved here, whatever the caller."""
+    return all(c in "0123456789abcdefx.:[]" for c in host.lower())
+
+
 def _ip_literal(host: str) -> str | None:
     """The host if it is written as a standard IP address (odd forms go through the resolver)."""
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return None
+
+
+class CheckedResolver(AbstractResolver):
+    """aiohttp's resolver, refusing a name when any of its addresses may not be reached."""
+
+    def __init__(self, allowed: Callable[[], Iterable[Network]], base: AbstractResolver | None = None) -> None:
+        self._allowed = allowed
+        self._resolver = base or ThreadedResolver()  # created inside the event loop
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._resolver.resolve(host, port, family)
+        allowed = tuple(self._allowed())
+        for result in results:
+            reason = blocked_reason(result["host"], allowed)
+            if reason:
+                raise EgressDenied(f"{host} -> {reason}")
+        return results
+
+    async def close(self) -> None:
+        await self._resolver.close()

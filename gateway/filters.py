@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation, ROUND_HALF_UP
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -136,9 +136,9 @@ def go_date(value: Any, tz: str = DEFAULT_TZ, format: str | None = None) -> date
         except ValueError:
             raise ValueError(f"go_date cannot read {value!r} as a date") from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
     elif isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
     else:
         raise ValueError(f"go_date needs GO's date object or a date string, got {value!r}")
     local = moment.astimezone(_zone(tz))

@@ -22,6 +22,9 @@ class Metrics:
         )
         self.queue = Gauge("gateway_queue_depth", "Deliveries by status", ["status"], registry=self.registry)
         self.circuit_open = Gauge("gateway_destination_circuit_open", "1 while a destination is backed off as a whole", ["destination"], registry=self.registry)
+        self.destination_stopped = Gauge(
+            "gateway_destination_stopped", "1 while a destination is stopped because it answered 410 Gone", ["destination"], registry=self.registry
+        )
         self.config = Gauge("gateway_config_info", "The routes.yaml version in force", ["version"], registry=self.registry)
         self.reloads = Counter("gateway_config_reloads_total", "routes.yaml reloads, by outcome", ["outcome"], registry=self.registry)
 

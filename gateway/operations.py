@@ -10,7 +10,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from rich.console import Console
@@ -44,7 +44,7 @@ def with_store(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
 def when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
-    return datetime.fromtimestamp(timestamp, timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(timestamp, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def print_events(console: Console, events: list[EventRow]) -> None:
@@ -130,7 +130,7 @@ async def _rerender_one(store: Store, config: Config, row: Any) -> str | None:
     event = await store.get_event(row.event_id)
     if event is None or event.body is None:
         return "its event's payload was purged or erased; nothing to render from"
-    received = datetime.fromtimestamp(event.received_at, timezone.utc)
+    received = datetime.fromtimestamp(event.received_at, UTC)
     routed = route_event(config, json.loads(event.body), source=event.source, received_at=received, explain=True, only_route=row.route)
     if not routed.verdicts:
         return f"route '{row.route}' is no longer in {config.file}"

@@ -11,7 +11,7 @@ import difflib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -60,7 +60,7 @@ def plan(old: Config, new: Config, events: list[PlannedEvent]) -> PlanReport:
     report = PlanReport(old.version, new.version)
     for event in events:
         report.events += 1
-        received = datetime.fromtimestamp(event.received_at, timezone.utc)
+        received = datetime.fromtimestamp(event.received_at, UTC)
         before = _by_key(route_event(old, event.body, source=event.source, received_at=received).deliveries)
         after = _by_key(route_event(new, event.body, source=event.source, received_at=received).deliveries)
         _compare(report, event.id, before, after)

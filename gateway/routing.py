@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,7 @@ def route_event(
     without it only candidate routes are evaluated, which is what ingest needs.
     """
     source = source or next(iter(config.sources), "go")
-    received_at = received_at or datetime.now(timezone.utc)
+    received_at = received_at or datetime.now(UTC)
     event_id = str(event.get("event_id"))
     routes = config.routes if explain else config.index.candidates(event_id)
     verdicts: list[RouteVerdict] = []

@@ -66,7 +66,7 @@ async def _work(config: Config, database_url: str, workers: int) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     try:
-        async with delivery_client(workers) as client:
+        async with delivery_client(workers, lambda: config.egress_allow) as client:
             engine = DeliveryEngine(store, lambda: config, client, Metrics(), concurrency=workers)
             task = asyncio.create_task(engine.run())
             logging.getLogger("gateway").info("worker delivering for %s (version %s) from %s", config.file, config.version, database_url)

@@ -130,7 +130,7 @@ class GatewaySandbox(ImmutableSandboxedEnvironment):
             _check_format(left)
         return _check_size(super().call_binop(context, operator, left, right))
 
-    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         _check_deadline()
         for argument in (*args, *kwargs.values()):
             _check_size(argument)

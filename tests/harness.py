@@ -33,6 +33,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    method: str = "POST"
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -53,6 +54,7 @@ class Sink:
     behaviour: Behaviour = field(default_factory=always)
     received: list[Received] = field(default_factory=list)
     port: int = 0
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -61,9 +63,9 @@ class Sink:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
-                request = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length), time.time())
+                request = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length), time.time(), self.command)
                 with sink._lock:
                     sink.received.append(request)
                     count = sum(1 for r in sink.received if r.path == request.path)
@@ -77,19 +79,19 @@ class Sink:
                 self.end_headers()
                 self.wfile.write(body)
 
-            do_PUT = do_PATCH = do_POST  # noqa: N815
+            do_PUT = do_PATCH = do_GET = do_DELETE = do_POST
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = _QuietServer(("127.0.0.1", self.port), Handler)
+        self._server = _QuietServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
     def url(self, path: str = "/in") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def bodies(self, path: str | None = None) -> list[Any]:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from pytest_httpserver import HTTPServer
 
 from tests.conftest import EVENTS, REPO, Project, run_gateway
@@ -183,3 +184,61 @@ def test_dry_run_send_obeys_the_egress_guard(project: Project, httpserver: HTTPS
     delivery = json.loads(result.stdout)["routes"][0]["deliveries"][0]
     assert delivery["sent"]["status"] is None and "address not allowed" in delivery["sent"]["error"]
     assert httpserver.log == []
+
+
+VENDOR_SECRETS = {
+    "SLACK_BOT_TOKEN": "xoxb-111-SEGREDO",
+    "ERP_URL": "https://erp.example.com/webhooks/go",
+    "ERP_TOKEN": "erp-SEGREDO",
+    "HUBSPOT_TOKEN": "pat-na1-SEGREDO",
+    "PIPEDRIVE_TOKEN": "pd-SEGREDO",
+    "PIPEDRIVE_COMPANY": "minhaempresa",
+    "RDSTATION_CRM_TOKEN": "rd-SEGREDO",
+}
+
+# (example, event, destination, method, url, header with the secret or None, search url or None)
+VENDOR_REQUESTS = [
+    ("slack", "financial_payment_discharge.json", "slack-financeiro", "POST", "https://slack.com/api/chat.postMessage", "Authorization", None),
+    ("http", "financial_payment_discharge.json", "erp", "POST", "https://erp.example.com/***", "Authorization", None),  # a URL from the environment may hold a key, as Slack's do
+    ("hubspot", "order_created.json", "hubspot-contatos", "POST", "https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert", "Authorization", None),
+    ("hubspot", "order_cancel.json", "hubspot-negocios", "POST", "https://api.hubapi.com/crm/v3/objects/deals/batch/upsert", "Authorization", None),
+    ("pipedrive", "order_created.json", "pipedrive-negocios", "POST", "https://minhaempresa.pipedrive.com/api/v2/deals", "x-api-token", None),
+    (
+        "pipedrive",
+        "financial_payment_discharge.json",
+        "pipedrive-negocios-fechar",
+        "PATCH",
+        "https://minhaempresa.pipedrive.com/api/v2/deals/{id found by the search}",
+        "x-api-token",
+        "https://minhaempresa.pipedrive.com/api/v2/deals/search?term=Pedido+0000593098&fields=title&limit=10",
+    ),
+    ("rdstation", "order_created.json", "rd-contatos", "POST", "https://crm.rdstation.com/api/v1/contacts?token=***", None, None),
+    (
+        "rdstation",
+        "order_cancel.json",
+        "rd-negociacoes-fechar",
+        "PUT",
+        "https://crm.rdstation.com/api/v1/deals/{id found by the search}?token=***",
+        None,
+        "https://crm.rdstation.com/api/v1/deals?name=Pedido%200000593098&token=***",
+    ),
+]
+
+
+@pytest.mark.parametrize(("example", "event", "destination", "method", "url", "secret_header", "search_url"), VENDOR_REQUESTS, ids=lambda v: v if "/" not in str(v) else None)
+def test_dry_run_shows_each_vendors_exact_request_with_the_secret_masked(
+    example: str, event: str, destination: str, method: str, url: str, secret_header: str | None, search_url: str | None
+) -> None:
+    """Every shipped example, through `gateway dry-run --json` as a user runs it: the vendor's
+    method, URL and auth, the secret replaced by *** (in headers and in the query string)."""
+    result = run_gateway("dry-run", "--json", "--config", f"examples/routes/{example}.yaml", f"examples/events/{event}", cwd=REPO, env=VENDOR_SECRETS)
+    assert result.returncode == 0, result.stderr
+    assert "SEGREDO" not in result.stdout + result.stderr
+    deliveries = [d for r in json.loads(result.stdout)["routes"] if r["matched"] for d in r["deliveries"] if d["destination"] == destination]
+    assert len(deliveries) == 1 and deliveries[0]["status"] == "pending"
+    request = deliveries[0]["request"]
+    assert (request["method"], request["url"]) == (method, url)
+    if secret_header:
+        assert request["headers"][secret_header] in ("***", "Bearer ***")
+    assert json.loads(request["body"])
+    assert (deliveries[0].get("search") or {}).get("url") == search_url

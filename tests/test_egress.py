@@ -40,3 +40,59 @@ def test_odd_spellings_of_loopback_are_caught_after_resolution(url: str) -> None
 def test_only_http_and_https(url: str) -> None:
     with pytest.raises(EgressDenied, match="only http"):
         asyncio.run(check_url(url, ()))
+
+
+# ------------------------------------------------------------------ DNS rebinding
+
+import socket
+from collections.abc import Iterator
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from gateway.egress import CheckedResolver
+from tests.harness import Sink
+
+
+class Rebinding(AbstractResolver):
+    """A name server that answers an allowed address first and loopback afterwards."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = answers
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        address = self.answers.pop(0)
+        return [ResolveResult(hostname=host, host=address, port=port, family=socket.AF_INET, proto=0, flags=socket.AI_NUMERICHOST)]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def sink_on_127_0_0_2() -> Iterator[Sink]:
+    server = Sink(host="127.0.0.2")
+    yield server
+    server.close()
+
+
+def test_each_connection_is_checked_on_the_address_it_uses(sink_on_127_0_0_2: Sink) -> None:
+    """The address checked is the address connected to: when the name later resolves to a
+    forbidden address, that connection is refused (no check-then-connect gap)."""
+    allowed = (ipaddress.ip_network("127.0.0.2/32"),)
+    url = f"http://rebind.test:{sink_on_127_0_0_2.port}/in"
+
+    async def twice() -> tuple[int, BaseException | None]:
+        resolver = CheckedResolver(lambda: allowed, base=Rebinding(["127.0.0.2", "127.0.0.1"]))
+        connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.post(url, data=b"{}") as first:
+                status = first.status
+            try:
+                async with session.post(url, data=b"{}"):
+                    return status, None
+            except EgressDenied as exc:
+                return status, exc
+
+    status, refused = asyncio.run(twice())
+    assert status == 200 and len(sink_on_127_0_0_2.received) == 1
+    assert refused is not None and "rebind.test -> 127.0.0.1 is in the private or reserved range 127.0.0.0/8" in str(refused)

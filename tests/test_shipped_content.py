@@ -8,6 +8,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from gateway.config import load_config
+from gateway.destinations.base import contains_words
 from gateway.routing import read_event_file, route_event
 from tests.conftest import EVENTS, REPO
 
@@ -54,31 +55,65 @@ def test_slack_messages_speak_portuguese_and_mask_cpf() -> None:
 VENDOR_ENV = {"HUBSPOT_TOKEN": "pat-x", "PIPEDRIVE_TOKEN": "pd-x", "RDSTATION_CRM_TOKEN": "rd-x"}
 
 
-def crm_bodies(vendor: str) -> list[tuple[str, dict]]:
+def crm_bodies(vendor: str) -> list[tuple[str, object, dict]]:
+    """(event type, destination settings, rendered body) for every sample event."""
     config = load_config(REPO / "examples" / "routes" / f"{vendor}.yaml", environ=VENDOR_ENV)
     found = []
     for sample in SAMPLES:
-        for delivery in route_event(config, read_event_file(str(sample))).deliveries:
+        event = read_event_file(str(sample))
+        for delivery in route_event(config, event).deliveries:
             assert delivery.error is None, delivery.error
-            found.append((config.destinations[delivery.destination].spec.object, json.loads(delivery.body)))
+            found.append((event["event_id"], config.destinations[delivery.destination].spec, json.loads(delivery.body)))
     assert found, f"no {vendor} delivery for any sample event"
     return found
 
 
-def test_hubspot_properties_are_all_strings() -> None:
-    for _, body in crm_bodies("hubspot"):
+@pytest.mark.parametrize("vendor", ["hubspot", "pipedrive", "rdstation"])
+def test_each_crm_follows_an_order_from_created_to_lost_or_won(vendor: str) -> None:
+    """ORDER_CREATED makes a contact and a deal; ORDER_CANCEL loses the deal and
+    FINANCIAL_PAYMENT_DISCHARGE wins it."""
+    by_event: dict[str, list[str]] = {}
+    for event_id, destination, _ in crm_bodies(vendor):
+        by_event.setdefault(event_id, []).append(f"{destination.object}:{getattr(destination, 'action', 'upsert')}")
+    assert set(by_event) == {"ORDER_CREATED", "ORDER_CANCEL", "FINANCIAL_PAYMENT_DISCHARGE"}
+    assert len(by_event["ORDER_CREATED"]) == 2 and any(kind.startswith("deals") for kind in by_event["ORDER_CREATED"])
+    assert len(by_event["ORDER_CANCEL"]) == len(by_event["FINANCIAL_PAYMENT_DISCHARGE"]) == 1
+
+
+def test_hubspot_properties_are_strings_and_deals_share_the_order_key() -> None:
+    stages = {}
+    for event_id, destination, body in crm_bodies("hubspot"):
         assert body["properties"] and all(isinstance(v, str) for v in body["properties"].values()), body
+        assert body["properties"][destination.upsert_by], f"{event_id}: no value for upsert_by {destination.upsert_by}"
+        if destination.object == "deals":
+            assert body["properties"]["go_order_code"] == "0000593098"
+            stages[event_id] = body["properties"]["dealstage"]
+    assert stages["ORDER_CANCEL"] == "closedlost" and stages["FINANCIAL_PAYMENT_DISCHARGE"] == "closedwon"
 
 
-def test_pipedrive_required_fields() -> None:
-    for kind, body in crm_bodies("pipedrive"):
-        required = "title" if kind == "deals" else "name"
-        assert isinstance(body[required], str) and body[required], body
-        if kind == "deals":
-            assert body["currency"] == "BRL"
+def test_pipedrive_required_fields_and_updates_find_the_created_deal() -> None:
+    titles, updates = [], {}
+    for event_id, destination, body in crm_bodies("pipedrive"):
+        if destination.action == "update":
+            updates[event_id] = body
+        elif destination.object == "deals":
+            assert isinstance(body["title"], str) and body["title"] and body["currency"] == "BRL"
+            titles.append(body["title"])
+        else:
+            assert isinstance(body["name"], str) and body["name"], body
+    assert updates["ORDER_CANCEL"]["set"]["status"] == "lost" and updates["FINANCIAL_PAYMENT_DISCHARGE"]["set"]["status"] == "won"
+    assert all(contains_words(titles[0], update["find"]) for update in updates.values())
 
 
-def test_rdstation_envelopes() -> None:
-    for kind, body in crm_bodies("rdstation"):
-        envelope = "deal" if kind == "deals" else "contact"
+def test_rdstation_envelopes_and_updates_find_the_created_deal() -> None:
+    names, updates = [], {}
+    for event_id, destination, body in crm_bodies("rdstation"):
+        if destination.action == "update":
+            updates[event_id] = body
+            continue
+        envelope = "deal" if destination.object == "deals" else "contact"
         assert isinstance(body[envelope]["name"], str) and body[envelope]["name"], body
+        if envelope == "deal":
+            names.append(body["deal"]["name"])
+    assert updates["ORDER_CANCEL"]["set"]["deal"]["win"] is False and updates["FINANCIAL_PAYMENT_DISCHARGE"]["set"]["deal"]["win"] is True
+    assert all(contains_words(names[0], update["find"]) for update in updates.values())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from gateway.destinations import hubspot, http, pipedrive, rdstation, slack
-from gateway.destinations.base import DRY_RUN_KEY, DestinationSpec, Outcome, OutgoingRequest, classify_response
+from gateway.destinations import http, hubspot, pipedrive, rdstation, slack
+from gateway.destinations.base import DRY_RUN_KEY, FOUND_ID, DestinationSpec, Outcome, OutgoingRequest, classify_response
 
 TYPES: dict[str, ModuleType] = {
     "slack": slack,
@@ -22,15 +22,29 @@ def _module(spec: DestinationSpec) -> ModuleType:
     return TYPES[spec.__struct_config__.tag]  # type: ignore[index]
 
 
-def build_request(spec: DestinationSpec, body: str, idempotency_key: str = DRY_RUN_KEY) -> OutgoingRequest:
-    """The HTTP request that delivers `body` to the destination described by `spec`."""
-    return _module(spec).build_request(spec, body, idempotency_key)
+def build_request(spec: DestinationSpec, body: str, idempotency_key: str = DRY_RUN_KEY, record_id: str | None = None) -> OutgoingRequest:
+    """The HTTP request that delivers `body` to the destination described by `spec`
+    (for an update, to the record its search found: `record_id`)."""
+    if record_id is None:
+        return _module(spec).build_request(spec, body, idempotency_key)
+    return _module(spec).build_request(spec, body, idempotency_key, record_id)
 
 
 def check_body(spec: DestinationSpec, body: str) -> str | None:
     """Why the vendor would refuse this rendered body (its documented limits), or None."""
     vendor_check = getattr(_module(spec), "check_body", None)
-    return vendor_check(body) if vendor_check else None
+    return vendor_check(spec, body) if vendor_check else None
+
+
+def find_request(spec: DestinationSpec, body: str) -> OutgoingRequest | None:
+    """The search an update must make before it knows which record to change, or None."""
+    finder = getattr(_module(spec), "find_request", None)
+    return finder(spec, body) if finder else None
+
+
+def found_record(spec: DestinationSpec, body: str, answer: str) -> str | Outcome:
+    """The record id in a search's (2xx) answer, or the outcome when there is not exactly one."""
+    return _module(spec).found_record(spec, body, answer)
 
 
 def classify(spec: DestinationSpec, status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
@@ -39,4 +53,4 @@ def classify(spec: DestinationSpec, status: int, headers: dict[str, str], body: 
     return vendor(status, headers, body, now)
 
 
-__all__ = ["TYPES", "AnyDestinationSpec", "DestinationSpec", "Outcome", "OutgoingRequest", "build_request", "check_body", "classify", "DRY_RUN_KEY"]
+__all__ = ["DRY_RUN_KEY", "FOUND_ID", "TYPES", "AnyDestinationSpec", "DestinationSpec", "Outcome", "OutgoingRequest", "build_request", "check_body", "classify", "find_request", "found_record"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 from dataclasses import dataclass, field
 
 import msgspec
@@ -108,3 +109,57 @@ def json_body(text: str) -> dict:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+# ---------------------------------------------------------------- updates found by a search
+#
+# GO knows its order code, not the CRM's record id. A destination with `action: update` first
+# searches for the record (one GET), then changes it. Its rendered body says both:
+#     {"find": "<search term>", "set": {<the fields to change>}}
+
+#: where the record id goes in an update's URL until the search has found it (dry-run shows this)
+FOUND_ID = "{id found by the search}"
+
+
+@dataclass(frozen=True)
+class Update:
+    find: str
+    changes: dict
+
+
+def read_update(body: str) -> Update | str:
+    """The search term and the changes of an update body, or why the body is not one."""
+    value = json_body(body)
+    find, changes = value.get("find"), value.get("set")
+    if not isinstance(find, str) or not find.strip():
+        return "an update needs \"find\": the text that identifies the record, like \"Pedido {{ data.code }}\""
+    if not isinstance(changes, dict) or not changes:
+        return "an update needs \"set\": an object with the fields to change, like {\"status\": \"won\"}"
+    return Update(find.strip(), changes)
+
+
+def checked_update(body: str) -> Update:
+    """The update in a body that `check_update` accepted when it was rendered."""
+    update = read_update(body)
+    assert not isinstance(update, str), update
+    return update
+
+
+def check_update(action: str, body: str) -> str | None:
+    """`check_body` for a destination with `action: update`: why the body is not an update."""
+    if action != "update":
+        return None
+    update = read_update(body)
+    return update if isinstance(update, str) else None
+
+
+def not_found(what: str, term: str) -> Outcome:
+    """No record matches yet: the route that creates it may not have been delivered. Try again
+    later; when the attempts run out the delivery is dead and says what was searched."""
+    return Outcome("retry", f"no {what} matching '{term}' yet (the route that creates it may still be on its way)")
+
+
+def contains_words(text: str, term: str) -> bool:
+    """Whether `term` appears in `text` as whole words: 'Pedido 12' is in 'Pedido 12 - Ana',
+    not in 'Pedido 123'. Case is ignored."""
+    return re.search(rf"(?<!\w){re.escape(term)}(?!\w)", text, re.IGNORECASE) is not None

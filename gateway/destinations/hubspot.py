@@ -1,12 +1,28 @@
-"""HubSpot CRM v3 with a private-app token: contacts, deals and notes."""
+"""HubSpot CRM v3 with a private-app token: contacts, deals and notes.
+
+`upsert_by: <property>` sends through `POST /crm/v3/objects/{object}/batch/upsert`, which
+creates the record or updates the one whose unique property has that value. That is how one
+GO order stays one deal: created on ORDER_CREATED, marked lost on ORDER_CANCEL and won on
+FINANCIAL_PAYMENT_DISCHARGE, and a redelivery never makes a second one.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from gateway.destinations.base import DELIVERED, DestinationSpec, Outcome, OutgoingRequest, classify_response, json_body, json_headers, parse_retry_after
+from gateway.destinations.base import (
+    DELIVERED,
+    DestinationSpec,
+    Outcome,
+    OutgoingRequest,
+    classify_response,
+    json_body,
+    json_headers,
+    parse_retry_after,
+)
 from gateway.units import Rate
 
 # HubSpot's daily limit resets at midnight in the account's time zone; ours are in Brazil.
@@ -17,21 +33,44 @@ class Spec(DestinationSpec, tag="hubspot", kw_only=True):
     token: str
     object: Literal["contacts", "deals", "notes"] = "contacts"
     base_url: str = "https://api.hubapi.com"
+    upsert_by: str | None = None  # a unique property (email, go_order_code): create or update
     rate: Rate | None = Rate(100, 10.0, "100/10s")  # the Free/Starter burst limit
 
     def problems(self) -> list[tuple[str, str]]:
+        if self.upsert_by and self.object == "notes":
+            return [("upsert_by", "notes have no unique property to upsert by; remove 'upsert_by'")]
         return []
 
 
 def build_request(spec: Spec, body: str, idempotency_key: str) -> OutgoingRequest:
     url = f"{spec.base_url.rstrip('/')}/crm/v3/objects/{spec.object}"
-    return OutgoingRequest("POST", url, json_headers(idempotency_key, Authorization=f"Bearer {spec.token}"), body)
+    headers = json_headers(idempotency_key, Authorization=f"Bearer {spec.token}")
+    if spec.upsert_by is None:
+        return OutgoingRequest("POST", url, headers, body)
+    properties = json_body(body).get("properties", {})
+    upsert = {"inputs": [{"idProperty": spec.upsert_by, "id": properties.get(spec.upsert_by), "properties": properties}]}
+    return OutgoingRequest("POST", f"{url}/batch/upsert", headers, json.dumps(upsert, ensure_ascii=False))
+
+
+def check_body(spec: Spec, body: str) -> str | None:
+    """HubSpot wants every property value as a string, and an upsert needs its key property."""
+    properties = json_body(body).get("properties")
+    if not isinstance(properties, dict):
+        return 'a HubSpot body is {"properties": {...}}'
+    wrong = [name for name, value in properties.items() if not isinstance(value, str)]
+    if wrong:
+        return f"HubSpot property values must be text: put quotes around the value of {', '.join(wrong)}"
+    if spec.upsert_by and not properties.get(spec.upsert_by):
+        return f"upsert_by is '{spec.upsert_by}', so the template must give properties.{spec.upsert_by} a value"
+    return None
 
 
 def classify(status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
     """409 'already exists' is done; a DAILY 429 waits for the daily reset, not a few seconds."""
     answer = json_body(body)
     message = str(answer.get("message", "")).strip()
+    if status == 207 or (status == 200 and answer.get("numErrors")):
+        return _batch_failure(answer)
     if status == 409:
         return Outcome(DELIVERED.kind, f"HubSpot: already exists ({message[:120]})")
     if status == 429:
@@ -49,3 +88,10 @@ def _seconds_to_midnight(now: float) -> float:
     local = datetime.fromtimestamp(now, DAILY_RESET_ZONE)
     midnight = datetime.combine(local.date() + timedelta(days=1), time(0, 0), DAILY_RESET_ZONE)
     return midnight.timestamp() - now + 60  # a minute after, not at the stroke of midnight
+
+
+def _batch_failure(answer: dict) -> Outcome:
+    """A batch answer (207) whose one input failed: HubSpot rejected the record itself."""
+    errors = answer.get("errors") or [{}]
+    first = errors[0] if isinstance(errors[0], dict) else {}
+    return Outcome("dead", f"HubSpot refused the record: {str(first.get('message', 'no message'))[:200]}")

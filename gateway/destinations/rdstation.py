@@ -1,25 +1,80 @@
-"""RD Station CRM (v1): contacts and deals; the token travels in the query string."""
+"""RD Station CRM (v1): contacts and deals; the token travels in the query string.
+
+`action: update` lists the records whose name (deals) or e-mail (contacts) matches `find`
+(`GET /api/v1/{object}?name=…`), then changes the one found with `PUT /api/v1/{object}/{id}`.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from gateway.destinations.base import DestinationSpec, Outcome, OutgoingRequest, classify_response, json_headers
+from gateway.destinations.base import (
+    FOUND_ID,
+    DestinationSpec,
+    Outcome,
+    OutgoingRequest,
+    check_update,
+    checked_update,
+    classify_response,
+    contains_words,
+    json_body,
+    json_headers,
+    not_found,
+)
+
+# RD Station CRM v1 list filters: deals by name, contacts by e-mail.
+SEARCH_PARAMETER = {"deals": "name", "contacts": "email"}
 
 
 class Spec(DestinationSpec, tag="rdstation", kw_only=True):
     token: str
     object: Literal["contacts", "deals"] = "contacts"
+    action: Literal["create", "update"] = "create"
     base_url: str = "https://crm.rdstation.com/api/v1"
 
     def problems(self) -> list[tuple[str, str]]:
         return []
 
 
-def build_request(spec: Spec, body: str, idempotency_key: str) -> OutgoingRequest:
-    url = f"{spec.base_url.rstrip('/')}/{spec.object}?token={quote(spec.token, safe='')}"
-    return OutgoingRequest("POST", url, json_headers(idempotency_key), body)
+def _url(spec: Spec, path: str, **query: str) -> str:
+    return f"{spec.base_url.rstrip('/')}/{path}?{urlencode({**query, 'token': spec.token}, quote_via=quote)}"
+
+
+def build_request(spec: Spec, body: str, idempotency_key: str, record_id: str = FOUND_ID) -> OutgoingRequest:
+    if spec.action == "create":
+        return OutgoingRequest("POST", _url(spec, spec.object), json_headers(idempotency_key), body)
+    update = checked_update(body)
+    return OutgoingRequest("PUT", _url(spec, f"{spec.object}/{record_id}"), json_headers(idempotency_key), json.dumps(update.changes, ensure_ascii=False))
+
+
+def check_body(spec: Spec, body: str) -> str | None:
+    return check_update(spec.action, body)
+
+
+def find_request(spec: Spec, body: str) -> OutgoingRequest | None:
+    if spec.action != "update":
+        return None
+    update = checked_update(body)
+    return OutgoingRequest("GET", _url(spec, spec.object, **{SEARCH_PARAMETER[spec.object]: update.find}), {"Accept": "application/json"})
+
+
+def found_record(spec: Spec, body: str, answer: str) -> str | Outcome:
+    """The id of the one record whose name (or e-mail) holds `find`; several are refused."""
+    update = checked_update(body)
+    listed = json_body(answer).get(spec.object)
+    records = [r for r in listed if isinstance(r, dict) and (r.get("id") or r.get("_id"))] if isinstance(listed, list) else []
+    if spec.object == "deals":
+        records = [r for r in records if contains_words(str(r.get("name", "")), update.find)]
+    else:
+        records = [r for r in records if any(str(e.get("email", "")).casefold() == update.find.casefold() for e in r.get("emails") or [] if isinstance(e, dict))]
+    ids = sorted({str(r.get("id") or r.get("_id")) for r in records})
+    if not ids:
+        return not_found(f"RD Station {spec.object[:-1]}", update.find)
+    if len(ids) > 1:
+        return Outcome("dead", f"RD Station: {len(ids)} {spec.object} match '{update.find}' (ids {', '.join(ids[:5])}); make 'find' identify one record")
+    return ids[0]
 
 
 _MEANINGS = {

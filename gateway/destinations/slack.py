@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from gateway.destinations.base import DELIVERED, DestinationSpec, Outcome, OutgoingRequest, classify_response, json_headers, parse_retry_after
+from gateway.destinations.base import (
+    DELIVERED,
+    DestinationSpec,
+    Outcome,
+    OutgoingRequest,
+    classify_response,
+    json_headers,
+    parse_retry_after,
+)
 from gateway.units import Rate
 
 
@@ -62,7 +70,7 @@ _RETRY_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "serv
 MAX_BLOCKS, MAX_SECTION_TEXT, MAX_FIELDS, MAX_FIELD_TEXT, MAX_HEADER_TEXT, MAX_TEXT = 50, 3000, 10, 2000, 150, 40000
 
 
-def check_body(body: str) -> str | None:
+def check_body(spec: Spec | None, body: str) -> str | None:
     """Why Slack would refuse this message (its documented limits), or None."""
     message = json.loads(body)
     if not isinstance(message, dict):

@@ -1,0 +1,160 @@
+"""HubSpot CRM v3: the requests (create, upsert) and what HubSpot's answers mean."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.destinations import build_request, check_body, classify
+from tests.conftest import Project
+from tests.destinations import NOW, deliveries_when, post_event, spec, start_gateway
+from tests.harness import Sink
+
+HUBSPOT = spec({"type": "hubspot", "token": "pat"})
+DEALS = spec({"type": "hubspot", "token": "pat", "object": "deals", "upsert_by": "go_order_code"})
+
+
+def test_hubspot() -> None:
+    request = build_request(spec({"type": "hubspot", "token": "pat-1", "object": "deals"}), "{}", "k")
+    assert request.url == "https://api.hubapi.com/crm/v3/objects/deals"
+    assert request.headers["Authorization"] == "Bearer pat-1"
+
+
+def test_hubspot_conflict_means_already_there() -> None:
+    body = json.dumps({"status": "error", "category": "CONFLICT", "message": "Contact already exists. Existing ID: 501"})
+    outcome = classify(HUBSPOT, 409, {}, body, NOW)
+    assert outcome.kind == "delivered" and "Existing ID: 501" in outcome.reason
+
+
+def test_hubspot_daily_limit_waits_for_midnight_in_brazil() -> None:
+    now = datetime(2026, 11, 27, 15, 0, tzinfo=ZoneInfo("America/Sao_Paulo")).timestamp()
+    body = json.dumps({"status": "error", "errorType": "RATE_LIMIT", "policyName": "DAILY"})
+    outcome = classify(HUBSPOT, 429, {"retry-after": "1"}, body, now)
+    assert outcome.kind == "retry" and outcome.retry_after == 9 * 3600 + 60
+
+
+def test_hubspot_ten_second_limit_retries_soon() -> None:
+    body = json.dumps({"status": "error", "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"})
+    assert classify(HUBSPOT, 429, {}, body, NOW).retry_after == 10.0
+    assert classify(HUBSPOT, 429, {"retry-after": "3"}, body, NOW).retry_after == 3.0
+
+
+@pytest.mark.parametrize(("status", "kind"), [(400, "dead"), (401, "dead"), (403, "dead"), (404, "dead"), (500, "retry"), (502, "retry")])
+def test_hubspot_errors_keep_the_vendor_message(status: int, kind: str) -> None:
+    body = json.dumps({"category": "VALIDATION_ERROR", "message": "Property values were not valid"})
+    outcome = classify(HUBSPOT, status, {}, body, NOW)
+    assert outcome.kind == kind and "HubSpot says Property values were not valid" in outcome.reason
+
+
+def test_upsert_goes_to_batch_upsert_keyed_by_the_unique_property() -> None:
+    body = json.dumps({"properties": {"go_order_code": "0001", "dealstage": "closedwon"}})
+    request = build_request(DEALS, body, "k")
+    assert (request.method, request.url) == ("POST", "https://api.hubapi.com/crm/v3/objects/deals/batch/upsert")
+    assert json.loads(request.body) == {"inputs": [{"idProperty": "go_order_code", "id": "0001", "properties": {"go_order_code": "0001", "dealstage": "closedwon"}}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"dealname": "x"}, 'a HubSpot body is {"properties": {...}}'),
+        ({"properties": {"go_order_code": "1", "amount": 10}}, "put quotes around the value of amount"),
+        ({"properties": {"dealname": "x"}}, "must give properties.go_order_code a value"),
+        ({"properties": {"go_order_code": "", "dealname": "x"}}, "must give properties.go_order_code a value"),
+    ],
+)
+def test_bodies_hubspot_would_refuse_are_caught_at_render(body: dict, problem: str) -> None:
+    assert problem in (check_body(DEALS, json.dumps(body)) or "")
+
+
+def test_a_failed_batch_input_is_dead_with_hubspots_reason() -> None:
+    answer = {"status": "COMPLETE", "results": [], "numErrors": 1, "errors": [{"status": "error", "category": "VALIDATION_ERROR", "message": "Property go_order_code is not unique"}]}
+    outcome = classify(DEALS, 207, {}, json.dumps(answer), NOW)
+    assert outcome.kind == "dead" and "Property go_order_code is not unique" in outcome.reason
+
+
+def test_notes_cannot_be_upserted() -> None:
+    assert spec({"type": "hubspot", "token": "t", "object": "notes", "upsert_by": "x"}).problems()
+
+
+# ------------------------------------------------------------------ through a running gateway
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink()
+    yield server
+    server.close()
+
+
+ROUTES = """
+version: 1
+settings: {{egress_allow: [127.0.0.0/8]}}
+sources: {{go: {{token: "${{GO_WEBHOOK_TOKEN}}", dedupe: false}}}}
+destinations:
+  contatos: {{type: hubspot, token: "${{HUBSPOT_TOKEN}}", object: contacts, base_url: "{url}"{contact_extra}}}
+  negocios: {{type: hubspot, token: "${{HUBSPOT_TOKEN}}", object: deals, base_url: "{url}"{deal_extra}}}
+routes:
+  - name: crm
+    when: {{event_id: ORDER_CREATED}}
+    send:
+      - {{to: contatos, template: hubspot/contact.json.j2}}
+      - {{to: negocios, template: hubspot/deal.json.j2}}
+  - name: perdido
+    when: {{event_id: ORDER_CANCEL}}
+    send: {{to: negocios, template: hubspot/deal_lost.json.j2}}
+  - name: ganho
+    when: {{event_id: FINANCIAL_PAYMENT_DISCHARGE}}
+    send: {{to: negocios, template: hubspot/deal_won.json.j2}}
+"""
+SECRET = "pat-na1-segredo"
+
+
+def test_conflict_is_done_and_daily_limit_waits_for_midnight(project: Project, sink: Sink) -> None:
+    """Against a server answering as HubSpot: the request is HubSpot's, 409 counts as done,
+    and a DAILY 429 parks the delivery until after midnight instead of hammering."""
+    conflict = json.dumps({"status": "error", "category": "CONFLICT", "message": "Contact already exists. Existing ID: 7"}).encode()
+    daily = json.dumps({"status": "error", "errorType": "RATE_LIMIT", "policyName": "DAILY"}).encode()
+    sink.behaviour = lambda request, count: (409, {}, conflict, 0) if request.path.endswith("/contacts") else (429, {}, daily, 0)
+    gateway = start_gateway(project, ROUTES.format(url=sink.url(""), contact_extra="", deal_extra=""), {"HUBSPOT_TOKEN": SECRET})
+    try:
+        event_id = post_event(gateway, "order_created.json")
+        received = {r.path: r for r in sink.wait_for(2)}
+        contact = received["/crm/v3/objects/contacts"]
+        assert contact.headers["authorization"] == f"Bearer {SECRET}"
+        assert all(isinstance(v, str) for v in contact.json()["properties"].values())
+        assert received["/crm/v3/objects/deals"].json()["properties"]["dealname"] == "Pedido 0000593098 - teste"
+        shown = deliveries_when(gateway, event_id, lambda ds: all(d["attempts"] == 1 for d in ds))
+        by_destination = {d["destination"]: d for d in shown}
+        assert by_destination["contatos"]["status"] == "delivered"
+        deal = by_destination["negocios"]
+        assert deal["status"] == "pending" and deal["next_attempt_at"] - time.time() > 60
+        assert "daily API limit" in deal["last_error"]
+        assert SECRET not in gateway.log()
+    finally:
+        gateway.kill()
+
+
+def test_one_order_is_one_deal_created_lost_and_won_by_upsert(project: Project, sink: Sink) -> None:
+    """The shipped deal templates upsert by go_order_code: creation, cancellation and payment of
+    one order all address the same deal, and the stages are HubSpot's closedlost/closedwon."""
+    upserted = json.dumps({"status": "COMPLETE", "results": [{"id": "9001", "new": False, "properties": {}}]}).encode()
+    sink.behaviour = lambda request, count: (200, {"content-type": "application/json"}, upserted, 0)
+    routes = ROUTES.format(url=sink.url(""), contact_extra=", upsert_by: email", deal_extra=", upsert_by: go_order_code")
+    gateway = start_gateway(project, routes, {"HUBSPOT_TOKEN": SECRET})
+    try:
+        for sample in ("order_created.json", "order_cancel.json", "financial_payment_discharge.json"):
+            event_id = post_event(gateway, sample, code="0000000777")
+            assert all(d["status"] == "delivered" for d in deliveries_when(gateway, event_id, lambda ds: all(d["status"] == "delivered" for d in ds)))
+        deals = [r.json()["inputs"] for r in sink.received if r.path == "/crm/v3/objects/deals/batch/upsert"]
+        assert [len(inputs) for inputs in deals] == [1, 1, 1]
+        assert {(i[0]["idProperty"], i[0]["id"]) for i in deals} == {("go_order_code", "0000000777")}
+        assert [i[0]["properties"]["dealstage"] for i in deals] == ["appointmentscheduled", "closedlost", "closedwon"]
+        contact = next(r for r in sink.received if r.path == "/crm/v3/objects/contacts/batch/upsert").json()["inputs"][0]
+        assert (contact["idProperty"], contact["id"]) == ("email", "teste@teste.com")
+    finally:
+        gateway.kill()
