@@ -77,3 +77,80 @@ def test_slack_limits_are_caught_before_sending(message: object, problem: str) -
 
 def test_slack_message_within_limits_passes() -> None:
     assert slack_check(SLACK, json.dumps({"text": "oi", "blocks": [{"type": "divider"}] * 50})) is None
+
+
+# ------------------------------------------------------------------ through a running gateway
+
+from collections.abc import Iterator  # noqa: E402
+
+from tests.conftest import Project  # noqa: E402
+from tests.destinations import deliveries_when, post_event, start_gateway  # noqa: E402
+from tests.harness import Received, Sink  # noqa: E402
+
+BOT_TOKEN = "xoxb-123-segredo"
+
+
+def fake_slack(request: Received, count: int) -> tuple[int, dict[str, str], bytes, float]:
+    """Answers as Slack does: webhooks with plain-text bodies, chat.postMessage with JSON and
+    HTTP 200 even for errors; the first webhook post is rate limited."""
+    if request.path == "/services/T1/B1/revogado":
+        return 404, {}, b"no_service", 0
+    if request.path.startswith("/services/"):
+        return (429, {"Retry-After": "1"}, b"", 0) if count == 1 else (200, {"content-type": "text/html"}, b"ok", 0)
+    if request.path == "/api/chat.postMessage":
+        if request.headers.get("authorization") != f"Bearer {BOT_TOKEN}":
+            return 200, {}, b'{"ok": false, "error": "invalid_auth"}', 0
+        channel = request.json().get("channel")
+        if channel == "#arquivado":
+            return 200, {}, b'{"ok": false, "error": "is_archived"}', 0
+        return 200, {}, json.dumps({"ok": True, "channel": "C1", "ts": "1.2"}).encode(), 0
+    return 404, {}, b"", 0
+
+
+SLACK_ROUTES = """
+version: 1
+settings: {{egress_allow: [127.0.0.0/8]}}
+sources: {{go: {{token: "${{GO_WEBHOOK_TOKEN}}", dedupe: false}}}}
+destinations:
+  webhook: {{type: slack, url: "{url}/services/T1/B1/x", rate: 100/s}}
+  revogado: {{type: slack, url: "{url}/services/T1/B1/revogado"}}
+  vendas: {{type: slack, token: "${{SLACK_BOT_TOKEN}}", channel: "#vendas", base_url: "{url}/api"}}
+  arquivado: {{type: slack, token: "${{SLACK_BOT_TOKEN}}", channel: "#arquivado", base_url: "{url}/api"}}
+routes:
+  - name: tudo
+    when: {{event_id: ORDER_CREATED}}
+    send:
+      - {{to: webhook, template: slack/order_created.json.j2}}
+      - {{to: revogado, template: slack/order_created.json.j2}}
+      - {{to: vendas, template: slack/order_created.json.j2}}
+      - {{to: arquivado, template: slack/order_created.json.j2}}
+"""
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink()
+    yield server
+    server.close()
+
+
+def test_slack_answers_through_the_engine(project: Project, sink: Sink) -> None:
+    sink.behaviour = fake_slack
+    gateway = start_gateway(project, SLACK_ROUTES.format(url=sink.url("")), {"SLACK_BOT_TOKEN": BOT_TOKEN})
+    try:
+        event_id = post_event(gateway, "order_created.json")
+        shown = deliveries_when(gateway, event_id, lambda ds: all(d["status"] in ("delivered", "dead") for d in ds))
+        by_destination = {d["destination"]: d for d in shown}
+        webhook = [r for r in sink.received if r.path == "/services/T1/B1/x"]
+        assert by_destination["webhook"]["status"] == "delivered" and len(webhook) == 2
+        assert webhook[1].at - webhook[0].at >= 1.0  # Retry-After: 1
+        assert webhook[0].body == webhook[1].body and webhook[0].json()["blocks"]
+        assert (by_destination["revogado"]["status"], by_destination["revogado"]["attempts"]) == ("dead", 1)
+        assert "no_service" in by_destination["revogado"]["last_error"]
+        bot = next(r for r in sink.received if r.path == "/api/chat.postMessage" and r.json()["channel"] == "#vendas")
+        assert bot.headers["content-type"].startswith("application/json") and bot.json()["text"]
+        assert by_destination["vendas"]["status"] == "delivered"
+        assert (by_destination["arquivado"]["status"], by_destination["arquivado"]["last_error"]) == ("dead", "Slack: is_archived")
+        assert BOT_TOKEN not in gateway.log()
+    finally:
+        gateway.kill()
