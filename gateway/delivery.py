@@ -150,6 +150,14 @@ class DeliveryEngine:
                 log.exception("delivery engine error, trying again in 1 s")
                 await self._sleep(1.0)
 
+    async def deliver_due(self) -> int:
+        """Claim what is due now, send it and wait until every attempt is recorded; the number
+        of deliveries attempted. One pass of `run` without the waiting: for a controlled clock."""
+        started = await self._claim()
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight.values()))
+        return started
+
     async def _claim(self) -> int:
         free = self.concurrency - len(self._in_flight)
         # Claim in batches: one claim per freed slot would cost one transaction per delivery.

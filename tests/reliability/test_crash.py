@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import sqlite3
+import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from gateway.delivery import LEASE_MARGIN_SECONDS
 from tests.conftest import EVENTS, Project
-from tests.harness import GatewayProcess, Sink, always
+from tests.harness import GatewayProcess, Received, Sink, always
 
 pytestmark = pytest.mark.slow
 TOKEN = "token-de-teste-123"
@@ -187,6 +190,39 @@ def test_five_kills_while_5000_events_are_ingested_and_delivered(project: Projec
         assert all(len(k) == 1 for k in keys.values()), "a redelivery carried a different Idempotency-Key"
         duplicates = len(sink.received) - len(keys)
         print(f"5 kills, 5000 events: {sender.retried_posts} posts retried, {duplicates} redeliveries, 0 lost")
+    finally:
+        gateway.kill()
+        sink.close()
+
+
+def test_crash_after_the_receiver_answered_but_before_it_was_recorded(project: Project) -> None:
+    """The receiver answers 200 to a gateway that is frozen (SIGSTOP) and then killed: the
+    answer is never recorded. After a restart the delivery is sent again, with the same
+    Idempotency-Key, once its claim expires; nothing is lost."""
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}, workers=8)
+
+    def freeze_then_kill(request: Received, count: int) -> tuple[int, dict[str, str], bytes, float]:
+        if count == 1:
+            assert gateway.process is not None
+            os.kill(gateway.process.pid, signal.SIGSTOP)  # it cannot read the answer below
+            threading.Timer(0.5, os.kill, (gateway.process.pid, signal.SIGKILL)).start()
+        return 200, {}, b"ok", 0
+
+    sink = Sink(freeze_then_kill)
+    project.routes(routes(sink).replace("timeout: 2s", "timeout: 1s"))
+    try:
+        gateway.start()
+        event_id = post_many(gateway, 1)
+        sink.wait_for(1)
+        assert gateway.process is not None and gateway.process.wait(timeout=10) == -signal.SIGKILL
+        with sqlite3.connect(project.root / "data" / "gateway.db") as db:
+            assert db.execute("SELECT status, attempts FROM deliveries").fetchall() == [("sending", 0)]  # the 200 was never recorded
+        gateway.kill()
+        gateway.start()
+        first, second = sink.wait_for(2, timeout=60)[:2]
+        assert first.headers["idempotency-key"] == second.headers["idempotency-key"]
+        assert second.at - first.at >= 1 + LEASE_MARGIN_SECONDS - 1  # not before the claim expired
+        assert keys_by_order(sink) == {next(iter(event_id)): {first.headers["idempotency-key"]}}
     finally:
         gateway.kill()
         sink.close()
