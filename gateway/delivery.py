@@ -30,7 +30,7 @@ from gateway.config import Config, Destination
 from gateway.destinations import http as http_destination
 from gateway.destinations.base import Outcome
 from gateway.egress import CheckedResolver, EgressDenied, Network, check_url
-from gateway.masking import mask_text
+from gateway.masking import mask_personal_data, mask_text
 from gateway.metrics import Metrics
 from gateway.retry import MAX_RETRY_AFTER_SECONDS, RetryPolicy
 from gateway.store.base import AttemptResult, ClaimedDelivery, Store, StoreUnavailable
@@ -344,12 +344,12 @@ class DeliveryEngine:
             outcome=kind,
             status_code=status,
             response=mask_text(excerpt, config.secrets)[:MAX_RESPONSE_BYTES] if excerpt else None,
-            error=mask_text(outcome.reason, config.secrets) or None,
+            error=mask_personal_data(mask_text(outcome.reason, config.secrets)) or None,
             next_attempt_at=next_attempt,
         )
         self.metrics.deliveries.labels(delivery.destination, kind).inc()
         self.metrics.attempt_seconds.labels(delivery.destination).observe(duration)
-        log.info("delivery %s to %s: %s %s", delivery.id, delivery.destination, kind, outcome.reason)
+        log.info("delivery %s to %s: %s %s", delivery.id, delivery.destination, kind, result.error or "")
         try:
             await self.store.record_attempt(result, now)
         except StoreUnavailable as exc:

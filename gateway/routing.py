@@ -18,6 +18,7 @@ from typing import Any
 from gateway.config import Config, Route, Send
 from gateway.destinations import DRY_RUN_KEY, OutgoingRequest, build_request, check_body
 from gateway.errors import EventError, TemplateError
+from gateway.masking import mask_personal_data
 from gateway.rules import Reason
 
 MAX_EVENT_BYTES = 1024 * 1024
@@ -157,7 +158,7 @@ def _render_sends(config: Config, route: Route, context: dict[str, Any]) -> list
             body = render_send(config, send, context)
             ordering_key = _ordering_key(config, send.destination, context)
         except TemplateError as exc:
-            planned.append(PlannedDelivery(body=None, error=str(exc), **common))
+            planned.append(PlannedDelivery(body=None, error=mask_personal_data(str(exc)), **common))
             continue
         planned.append(PlannedDelivery(body=body, skipped=_skip_reason(destination.inactive), ordering_key=ordering_key, **common))
     return planned
