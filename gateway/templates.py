@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import msgspec
 from jinja2 import StrictUndefined, TemplateNotFound, TemplateSyntaxError
 from jinja2.filters import do_center, do_format, do_indent
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError
@@ -229,6 +230,11 @@ class CompiledTemplate:
 
     def _check_json(self, output: str) -> None:
         try:
+            msgspec.json.decode(output)  # the fast check; json below only to say where it fails
+            return
+        except msgspec.DecodeError:
+            pass
+        try:
             json.loads(output)
         except json.JSONDecodeError as exc:
             lines = output.splitlines() or [""]
@@ -238,6 +244,7 @@ class CompiledTemplate:
                 f"of the output (`{shown}`); check commas and quotes, and use '| tojson' for lists, objects and null",
                 self.location(exc.lineno),
             ) from None
+        raise TemplateError("the rendered body has NaN or Infinity, which JSON does not allow; check the numbers it prints", self.location(1))
 
     def _failing_line(self, exc: BaseException) -> int:
         line = getattr(exc, "lineno", None)

@@ -103,6 +103,13 @@ def test_json_templates_keep_tojson_raw_and_map_scalars(engine: TemplateEngine) 
     assert body == {"user": {"name": "Ana", "phone": None}, "total": 10, "ok": True, "phone": ""}
 
 
+def test_nan_in_a_json_body_is_refused(engine: TemplateEngine) -> None:
+    """Python's json reads NaN; receivers do not. The body must be strict JSON."""
+    with pytest.raises(TemplateError) as info:
+        render(engine, '{"total": NaN}', json_mode=True)
+    assert "NaN or Infinity, which JSON does not allow" in str(info.value)
+
+
 def test_invalid_json_names_template_and_output_line(engine: TemplateEngine) -> None:
     with pytest.raises(TemplateError) as info:
         render(engine, '{"text": {{ data.user.phone }}}', json_mode=True)

@@ -8,7 +8,6 @@ only see `OutgoingRequest`; nothing outside `destinations/` knows a vendor.
 from __future__ import annotations
 
 import email.utils
-import json
 import re
 from dataclasses import dataclass, field
 
@@ -103,10 +102,10 @@ def classify_response(status: int, headers: dict[str, str], body: str, now: floa
 
 
 def json_body(text: str) -> dict:
-    """An answer's JSON object, or {} when it is not one (vendors' error bodies)."""
+    """A body's JSON object, or {} when it is not one (vendors' error bodies)."""
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
         return {}
     return value if isinstance(value, dict) else {}
 

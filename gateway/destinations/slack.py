@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import msgspec
+
 from gateway.destinations.base import (
     DELIVERED,
     DestinationSpec,
@@ -72,7 +74,7 @@ MAX_BLOCKS, MAX_SECTION_TEXT, MAX_FIELDS, MAX_FIELD_TEXT, MAX_HEADER_TEXT, MAX_T
 
 def check_body(spec: Spec | None, body: str) -> str | None:
     """Why Slack would refuse this message (its documented limits), or None."""
-    message = json.loads(body)
+    message = msgspec.json.decode(body)
     if not isinstance(message, dict):
         return "a Slack message must be a JSON object with 'text' and/or 'blocks'"
     if len(str(message.get("text", ""))) > MAX_TEXT:
