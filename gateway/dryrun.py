@@ -17,13 +17,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from gateway.config import Config
+from gateway.delivery import MAX_RESPONSE_BYTES
 from gateway.destinations import Outcome, OutgoingRequest, build_request, find_request, found_record
 from gateway.egress import EgressDenied, check_url
 from gateway.masking import mask_request, mask_text
 from gateway.routing import PlannedDelivery, RoutingResult, build_delivery_request
 
 RESPONSE_PREVIEW_CHARS = 500
-MAX_RESPONSE_BYTES = 64 * 1024  # what a search answer may be read up to, as in the engine
 
 
 def masked_request(config: Config, delivery: PlannedDelivery) -> OutgoingRequest | None:

@@ -4,24 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
 import uvicorn
+from pythonjsonlogger.json import JsonFormatter
 
 from gateway.app import Runtime, create_app
 from gateway.config import Config
 from gateway.delivery import DeliveryEngine, delivery_client
+from gateway.masking import mask_personal_data
 from gateway.metrics import Metrics
 from gateway.store import Store, open_store
 
 SHUTDOWN_GRACE_SECONDS = 30
 
 
-def configure_logging() -> None:
-    """One line per record on stderr. httpx logs full URLs (with tokens) at INFO: silenced."""
+class PersonalDataFilter(logging.Filter):
+    """Masks e-mails, CPF/CNPJ and phone numbers in every record: the gateway's own messages
+    never carry them, and this keeps a library's or a future message's from slipping through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_personal_data(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def configure_logging(log_format: str | None = None) -> None:
+    """One line per record on stderr: text, or JSON objects with GATEWAY_LOG_FORMAT=json (for
+    log collectors). httpx logs full URLs (with tokens) at INFO: silenced."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if (log_format or os.environ.get("GATEWAY_LOG_FORMAT", "text")).lower() == "json":
+        renamed = {"asctime": "time", "levelname": "level", "name": "logger"}
+        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields=renamed))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(PersonalDataFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

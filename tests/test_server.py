@@ -1,0 +1,42 @@
+"""Running the gateway: log lines, as text or JSON, never carry personal data."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from gateway.server import PersonalDataFilter
+from tests.conftest import EVENTS, Project
+from tests.harness import GatewayProcess
+
+TOKEN = "token-de-teste-123"
+
+
+def test_json_logs_are_one_object_per_line(project: Project) -> None:
+    project.routes(
+        """
+        version: 1
+        sources: {go: {token: "${GO_WEBHOOK_TOKEN}"}}
+        destinations:
+          nowhere: {type: http, url: "http://127.0.0.1:9/in"}
+        routes:
+          - name: tudo
+            when: {event_id: ORDER_CREATED}
+            send: {to: nowhere, body: '{"email": "{{ data.user.email }}"}'}
+        """
+    )
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN, "GATEWAY_LOG_FORMAT": "json"}).start()
+    try:
+        assert gateway.post(f"/hooks/go?token={TOKEN}", (EVENTS / "order_created.json").read_text()).status_code == 202
+    finally:
+        gateway.terminate()
+    records = [json.loads(line) for line in gateway.log().splitlines() if line.strip()]
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r["logger"] == "gateway.ingest" and "ORDER_CREATED from go: 1 deliveries" in r["message"] for r in records)
+    assert "teste@teste.com" not in gateway.log() and TOKEN not in gateway.log()
+
+
+def test_personal_data_is_masked_in_any_log_record() -> None:
+    record = logging.LogRecord("lib", logging.WARNING, __file__, 1, "could not reach %s for CPF %s", ("ana@example.com", "123.456.789-09"), None)
+    assert PersonalDataFilter().filter(record) is True
+    assert record.getMessage() == "could not reach *** for CPF ***"
