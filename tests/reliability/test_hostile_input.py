@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import EVENTS, Project
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, rss_bytes
 
 TOKEN = "token-de-teste-123"
 EVENT = (EVENTS / "order_created.json").read_bytes()
@@ -132,3 +132,24 @@ def test_arbitrary_bodies_never_cause_a_server_error(gateway: GatewayProcess, bo
     response = gateway.post(f"/hooks/go?token={TOKEN}", body)
     assert response.status_code < 500, response.text
     assert "error" in response.json() or response.status_code in (200, 202)
+
+
+def test_memory_stays_bounded_under_hostile_bodies(gateway: GatewayProcess) -> None:
+    """Twenty rounds of the heaviest bodies within and over the limit: 100,000 keys, nesting
+    50,000 deep, a 40 MB chunked body. The gateway's resident memory grows by less than 64 MB."""
+    assert gateway.process is not None
+    many_keys = b'{"event_id": "X", ' + b",".join(b'"%d":1' % i for i in range(100_000)) + b"}"
+    assert len(many_keys) < 1024 * 1024
+    deep = b'{"event_id": "X", "d": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+
+    def oversized() -> Iterator[bytes]:
+        for _ in range(640):
+            yield b"a" * 65536
+
+    before = rss_bytes(gateway.process.pid)
+    for _ in range(20):
+        assert gateway.post(f"/hooks/go?token={TOKEN}", many_keys).status_code == 202  # a valid, odd event: stored
+        assert gateway.post(f"/hooks/go?token={TOKEN}", deep).status_code == 400
+        assert httpx.post(gateway.url(f"/hooks/go?token={TOKEN}"), content=oversized(), timeout=30).status_code == 413
+    growth = rss_bytes(gateway.process.pid) - before
+    assert growth < 64 * 1024 * 1024, f"grew by {growth / 1e6:.0f} MB"

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import EVENTS, Project
-from tests.harness import GatewayProcess, Sink, always
+from tests.harness import GatewayProcess, Sink, always, rss_bytes
 
 pytestmark = pytest.mark.slow
 TOKEN = "token-de-teste-123"
@@ -87,11 +87,6 @@ class RawReceiver:
     def close(self) -> None:
         self._closing.set()
         self._listener.close()
-
-
-def rss_bytes(pid: int) -> int:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) * 1024
 
 
 def post(client: httpx.Client, gateway: GatewayProcess, number: int) -> float:
