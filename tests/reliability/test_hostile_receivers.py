@@ -164,7 +164,7 @@ def test_huge_trickling_and_sleeping_receivers(project: Project, receivers: dict
         assert growth < 64 * 1024 * 1024, f"the gateway grew by {growth / 1e6:.0f} MB"
         # ingest is not slowed down: a blocked event loop would show seconds here
         assert statistics.median(during) < statistics.median(baseline) + 0.25, (statistics.median(baseline), statistics.median(during))
-        assert max(during) < 2.0
+        assert max(during) < 5.0  # a loop blocked by a receiver would stall for its whole 30 s
     finally:
         gateway.kill()
         healthy.close()

@@ -67,7 +67,7 @@ def test_failing_and_hanging_destinations_do_not_slow_a_healthy_one(project: Pro
         metrics = httpx.get(gateway.url("/metrics")).text
 
         assert statistics.median(during) < statistics.median(before) + 0.25, (statistics.median(before), statistics.median(during))
-        assert max(during) < 2.0, during
+        assert max(during) < 5.0, during  # generous: the median above is the measure; this catches a stall
         # backed off as a whole: 20 deliveries retried every 0.1-1 s would be well over 60
         # requests in 5 s; the circuit breaker lets a handful through, then waits
         assert 5 <= len(failures) < PER_PHASE, len(failures)
