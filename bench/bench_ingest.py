@@ -110,7 +110,7 @@ def main() -> None:
         write_project(folder)
         sink_port, bare_port, gw_port = free_port(), free_port(), free_port()
         sink_url = f"http://127.0.0.1:{sink_port}"
-        sink = uvicorn("sink_app:app", sink_port, ROOT / "bench")
+        sink = subprocess.Popen([PYTHON, str(ROOT / "bench" / "sink_app.py"), str(sink_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         bare = uvicorn("bare_app:app", bare_port, ROOT / "bench")
         processes = [sink, bare]
         try:
@@ -121,25 +121,30 @@ def main() -> None:
             env = {"SINK_URL": f"{sink_url}/in", "PYTHONPATH": str(ROOT)}
             together = measure_gateway(folder, gw_port, env, processes)
             split = measure_gateway(folder, free_port(), env, processes, separate_worker=True)
+            alone = measure_gateway(folder, free_port(), env, processes, separate_worker=True, worker=False)
             drain = measure_drain(folder, sink_url)
         finally:
             for process in processes:
                 process.terminate()
-        report(baseline, together, split, drain)
+        report(baseline, together, split, alone, drain)
 
 
-def measure_gateway(folder: Path, port: int, env: dict[str, str], processes: list, separate_worker: bool = False) -> dict[str, float]:
+def measure_gateway(folder: Path, port: int, env: dict[str, str], processes: list, separate_worker: bool = False, worker: bool = True) -> dict[str, float]:
+    """wrk against `gateway serve`: delivering itself, or `--no-deliver` with a `gateway worker`
+    beside it, or (worker=False) `--no-deliver` alone, which is ingest's own cost."""
     for leftover in folder.glob("gw.db*"):
         leftover.unlink()
     server = gateway(folder, port, env, *(["--no-deliver"] if separate_worker else []))
     processes.append(server)
-    if separate_worker:
+    started = 1
+    if separate_worker and worker:
         worker_log = open(folder / "worker.log", "ab")  # noqa: SIM115
-        worker = subprocess.Popen([PYTHON, "-m", "gateway", "worker", "--db", f"sqlite:///{folder / 'gw.db'}"], cwd=folder, env={**os.environ, **env}, stdout=worker_log, stderr=worker_log)
-        processes.append(worker)
+        command = [PYTHON, "-m", "gateway", "worker", "--db", f"sqlite:///{folder / 'gw.db'}"]
+        processes.append(subprocess.Popen(command, cwd=folder, env={**os.environ, **env}, stdout=worker_log, stderr=worker_log))
+        started = 2
     wait_up(f"http://127.0.0.1:{port}/healthz")
     result = wrk(f"http://127.0.0.1:{port}/hooks/go?token={TOKEN}") if "--drain-only" not in sys.argv else {"rps": 1, "p50": 0, "p99": 0, "errors": 0}
-    for process in processes[-2 if separate_worker else -1:]:
+    for process in processes[-started:]:
         process.terminate()
         process.wait(60)
     return result
@@ -186,13 +191,14 @@ def measure_drain(folder: Path, sink_url: str) -> dict[str, float]:
         up.wait(60)
 
 
-def report(baseline: dict[str, float], together: dict[str, float], split: dict[str, float], drain: dict[str, float]) -> None:
+def report(baseline: dict[str, float], together: dict[str, float], split: dict[str, float], alone: dict[str, float], drain: dict[str, float]) -> None:
     print(f"ingest, wrk -t2 -c{CONNECTIONS} -d{DURATION}:")
     print(f"{'endpoint':44} {'req/s':>9} {'vs bare':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     rows = (
         ("bare Litestar JSON endpoint", baseline),
         ("/hooks/go, serve (delivering too)", together),
         ("/hooks/go, serve --no-deliver + worker", split),
+        ("/hooks/go, serve --no-deliver (ingest alone)", alone),
     )
     for name, row in rows:
         print(f"{name:44} {row['rps']:9.0f} {row['rps'] / baseline['rps']:8.2f} {row['p50']:8.2f} {row['p99']:8.2f} {row['errors']:8.0f}")

@@ -104,9 +104,10 @@ def _check_token(request: Request, source: Source) -> None:
     if source.token is None:
         return
     given = request.query_params.getall("token", [])
-    header = request.headers.get("authorization", "")
-    if not given and header.lower().startswith("bearer "):
-        given = [header[7:].strip()]
+    if not given:  # GO sends the token in the query; the header is read only when it does not
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            given = [header[7:].strip()]
     if len(given) != 1:
         detail = "add ?token=<your token> to the URL registered in GO" if not given else "send the token once"
         raise GatewayHTTPError(401, "unauthorized", f"missing or repeated token: {detail}")
