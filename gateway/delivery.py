@@ -250,7 +250,13 @@ class DeliveryEngine:
             else:
                 if state.limiter is not None:
                     await state.limiter.acquire()
-                outcome, status, excerpt = await self._attempt(delivery, destination, config)
+                try:
+                    outcome, status, excerpt = await self._attempt(delivery, destination, config)
+                except ValueError as exc:  # a stored body this destination cannot send (it changed since)
+                    outcome, status, excerpt = Outcome("dead", f"cannot build the request: {exc}"), None, None
+                except Exception as exc:  # recorded and retried on schedule, never lost in a dead task
+                    log.exception("delivery %s to %s failed unexpectedly", delivery.id, destination.name)
+                    outcome, status, excerpt = Outcome("retry", f"internal error: {type(exc).__name__}"), None, None
                 if status == 410:
                     self._stop_gone(destination, state)
             if state.circuit.record(outcome, self.clock()):

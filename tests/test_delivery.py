@@ -319,3 +319,38 @@ def test_separate_worker_delivers_what_serve_no_deliver_stores(project: Project,
             worker.terminate()
             worker.wait(30)
         gateway.kill()
+
+
+def test_a_stored_body_the_changed_destination_cannot_send_is_dead_with_the_fix(project: Project, sink: Sink) -> None:
+    """Bodies rendered for `action: create`, then the destination becomes `action: update`
+    (hot reload): the delivery is dead at once with the reason and the command that fixes it,
+    instead of failing in a loop."""
+    routes = """
+    version: 1
+    settings: {{egress_allow: [127.0.0.0/8]}}
+    sources: {{go: {{token: "${{GO_WEBHOOK_TOKEN}}"}}}}
+    destinations:
+      negocios: {{type: pipedrive, token: tok, company: acme, object: deals, base_url: "{url}"{extra}}}
+    routes:
+      - name: crm
+        when: {{event_id: ORDER_CREATED}}
+        send: {{to: negocios, template: pipedrive/deal.json.j2}}
+    """
+    project.routes(routes.format(url=sink.url("/api/v2"), extra=""))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN})
+    gateway.start_args = ["--no-deliver"]
+    gateway.start()
+    try:
+        event_id = send(gateway)
+    finally:
+        gateway.terminate()
+    project.routes(routes.format(url=sink.url("/api/v2"), extra=", action: update"))
+    gateway.start_args = []
+    gateway.start()
+    try:
+        delivery = _wait_status(gateway, event_id, "dead")
+        assert delivery["last_error"].startswith('cannot build the request: an update needs "find"')
+        assert "gateway replay --rerender" in delivery["last_error"]
+        assert sink.received == []
+    finally:
+        gateway.kill()

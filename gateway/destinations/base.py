@@ -138,9 +138,11 @@ def read_update(body: str) -> Update | str:
 
 
 def checked_update(body: str) -> Update:
-    """The update in a body that `check_update` accepted when it was rendered."""
+    """The update in a body that `check_update` accepted when it was rendered; ValueError when
+    the body was rendered for something else (the destination changed since)."""
     update = read_update(body)
-    assert not isinstance(update, str), update
+    if isinstance(update, str):
+        raise ValueError(f"{update}; the body was rendered before the destination changed: `gateway replay --rerender` renders it again")
     return update
 
 

@@ -54,7 +54,8 @@ def build_request(spec: Spec, body: str, idempotency_key: str) -> OutgoingReques
 
 def check_body(spec: Spec, body: str) -> str | None:
     """HubSpot wants every property value as a string, and an upsert needs its key property."""
-    properties = json_body(body).get("properties")
+    record = json_body(body)
+    properties = record.get("properties")
     if not isinstance(properties, dict):
         return 'a HubSpot body is {"properties": {...}}'
     wrong = [name for name, value in properties.items() if not isinstance(value, str)]
@@ -62,6 +63,9 @@ def check_body(spec: Spec, body: str) -> str | None:
         return f"HubSpot property values must be text: put quotes around the value of {', '.join(wrong)}"
     if spec.upsert_by and not properties.get(spec.upsert_by):
         return f"upsert_by is '{spec.upsert_by}', so the template must give properties.{spec.upsert_by} a value"
+    extra = sorted(set(record) - {"properties"})
+    if spec.upsert_by and extra:
+        return f"HubSpot's upsert takes only \"properties\"; remove {', '.join(extra)} or 'upsert_by'"
     return None
 
 

@@ -65,6 +65,7 @@ def test_upsert_goes_to_batch_upsert_keyed_by_the_unique_property() -> None:
         ({"properties": {"go_order_code": "1", "amount": 10}}, "put quotes around the value of amount"),
         ({"properties": {"dealname": "x"}}, "must give properties.go_order_code a value"),
         ({"properties": {"go_order_code": "", "dealname": "x"}}, "must give properties.go_order_code a value"),
+        ({"properties": {"go_order_code": "1"}, "associations": []}, 'upsert takes only "properties"; remove associations'),
     ],
 )
 def test_bodies_hubspot_would_refuse_are_caught_at_render(body: dict, problem: str) -> None:
