@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 
 from gateway.destinations import build_request, classify
 from gateway.destinations.slack import check_body as slack_check
 from gateway.units import Rate
-from tests.destinations import NOW, spec
+from tests.conftest import Project
+from tests.destinations import NOW, deliveries_when, post_event, spec, start_gateway
+from tests.harness import Received, Sink
 
 SLACK = spec({"type": "slack", "url": "https://hooks.slack.com/services/T/B/x"})
 SLACK_BOT = spec({"type": "slack", "token": "xoxb", "channel": "#c"})
@@ -80,12 +83,6 @@ def test_slack_message_within_limits_passes() -> None:
 
 
 # ------------------------------------------------------------------ through a running gateway
-
-from collections.abc import Iterator  # noqa: E402
-
-from tests.conftest import Project  # noqa: E402
-from tests.destinations import deliveries_when, post_event, start_gateway  # noqa: E402
-from tests.harness import Received, Sink  # noqa: E402
 
 BOT_TOKEN = "xoxb-123-segredo"
 
