@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
+from collections.abc import Iterator
 
+import aiohttp
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
-from gateway.egress import EgressDenied, blocked_reason, check_url
+from gateway.egress import CheckedResolver, EgressDenied, blocked_reason, check_url
+from tests.harness import Sink
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
@@ -43,15 +48,6 @@ def test_only_http_and_https(url: str) -> None:
 
 
 # ------------------------------------------------------------------ DNS rebinding
-
-import socket
-from collections.abc import Iterator
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-
-from gateway.egress import CheckedResolver
-from tests.harness import Sink
 
 
 class Rebinding(AbstractResolver):
