@@ -28,7 +28,7 @@ from httpx_aiohttp import AiohttpTransport
 from gateway import destinations
 from gateway.config import Config, Destination
 from gateway.destinations import http as http_destination
-from gateway.destinations.base import Outcome
+from gateway.destinations.base import DestinationSpec, Outcome
 from gateway.egress import CheckedResolver, EgressDenied, Network, check_url
 from gateway.masking import mask_personal_data, mask_text
 from gateway.metrics import Metrics
@@ -68,6 +68,65 @@ def delivery_client(concurrency: int, egress_allow: Callable[[], Iterable[Networ
     client = httpx.AsyncClient(transport=AiohttpTransport(client=session, trust_env=False), follow_redirects=False, trust_env=False)
     client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))  # one receiver's cookies never reach another delivery
     return client
+
+
+Answer = tuple[Outcome, int | None, str | None]  # what an attempt means, its HTTP status, the answer kept
+
+
+async def attempt(client: httpx.AsyncClient, spec: DestinationSpec, body: str, key: str, config: Config, clock: Callable[[], float] = time.time) -> Answer:
+    """Send one delivery once: for an update, the search that finds the record first, then the
+    request itself; both within the destination's timeout and through the egress guard. Used by
+    the engine and by `gateway dry-run --send`, so both behave the same."""
+    timeout = spec.timeout.seconds
+    try:
+        async with asyncio.timeout(timeout):
+            record_id = None
+            search = destinations.find_request(spec, body)
+            if search is not None:
+                found = await _search(client, spec, search, body, config, clock)
+                if not isinstance(found, str):
+                    return found
+                record_id = found
+            request = destinations.build_request(spec, body, key, record_id)
+            secret = getattr(spec, "sign", None)
+            if secret:
+                request = http_destination.sign(request, secret, key, int(clock()))
+            await check_url(request.url, config.egress_allow, resolve=False)
+            status, headers, excerpt = await _send(client, request, timeout)
+    except EgressDenied as exc:
+        return Outcome("dead", f"address not allowed: {exc}"), None, None
+    except TimeoutError:
+        return Outcome("retry", f"no complete answer within {timeout:g} s"), None, None
+    except httpx.UnsupportedProtocol as exc:
+        return Outcome("dead", mask_text(f"the address cannot be used: {exc}", config.secrets)), None, None
+    except httpx.HTTPError as exc:
+        return Outcome("retry", mask_text(f"{type(exc).__name__}: {exc}", config.secrets)), None, None
+    return destinations.classify(spec, status, headers, excerpt, clock()), status, excerpt
+
+
+async def _search(
+    client: httpx.AsyncClient, spec: DestinationSpec, search: destinations.OutgoingRequest, body: str, config: Config, clock: Callable[[], float]
+) -> str | Answer:
+    """The record id an update changes, or the attempt's result when the search failed."""
+    await check_url(search.url, config.egress_allow, resolve=False)
+    status, headers, answer = await _send(client, search, spec.timeout.seconds)
+    if not 200 <= status < 300:
+        outcome = destinations.classify(spec, status, headers, answer, clock())
+        return Outcome(outcome.kind, f"searching for the record: {outcome.reason}", outcome.retry_after), status, answer
+    found = destinations.found_record(spec, body, answer)
+    return found if isinstance(found, str) else (found, status, answer)
+
+
+async def _send(client: httpx.AsyncClient, request: destinations.OutgoingRequest, timeout: float) -> tuple[int, dict[str, str], str]:
+    """Send and keep at most MAX_RESPONSE_BYTES of the answer (a huge answer is cut off)."""
+    async with client.stream(request.method, request.url, headers=request.headers, content=request.body.encode(), timeout=timeout) as response:
+        kept = bytearray()
+        async for chunk in response.aiter_raw():
+            kept.extend(chunk[: MAX_RESPONSE_BYTES - len(kept)])
+            if len(kept) >= MAX_RESPONSE_BYTES:
+                break
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        return response.status_code, headers, kept.decode("utf-8", "replace")
 
 
 @dataclass
@@ -251,7 +310,7 @@ class DeliveryEngine:
                 if state.limiter is not None:
                     await state.limiter.acquire()
                 try:
-                    outcome, status, excerpt = await self._attempt(delivery, destination, config)
+                    outcome, status, excerpt = await attempt(self.client, destination.spec, delivery.body, delivery.id, config, self.clock)
                 except ValueError as exc:  # a stored body this destination cannot send (it changed since)
                     outcome, status, excerpt = Outcome("dead", f"cannot build the request: {exc}"), None, None
                 except Exception as exc:  # recorded and retried on schedule, never lost in a dead task
@@ -264,59 +323,6 @@ class DeliveryEngine:
             self.metrics.circuit_open.labels(destination.name).set(1 if state.circuit.is_open(self.clock()) else 0)
         duration = time.monotonic() - began
         await self._record(delivery, destination, config, outcome, status, excerpt, started, duration)
-
-    async def _attempt(self, delivery: ClaimedDelivery, destination: Destination, config: Config) -> tuple[Outcome, int | None, str | None]:
-        """One attempt: for an update, the search that finds the record, then the request
-        itself; both within the destination's timeout and through the egress guard."""
-        spec = destination.spec
-        timeout = spec.timeout.seconds
-        try:
-            async with asyncio.timeout(timeout):
-                record_id = None
-                search = destinations.find_request(spec, delivery.body)
-                if search is not None:
-                    found = await self._search(search, destination, delivery.body, config, timeout)
-                    if not isinstance(found, str):
-                        return found
-                    record_id = found
-                request = destinations.build_request(spec, delivery.body, delivery.id, record_id)
-                secret = getattr(spec, "sign", None)
-                if secret:
-                    request = http_destination.sign(request, secret, delivery.id, int(self.clock()))
-                await check_url(request.url, config.egress_allow, resolve=False)
-                status, headers, excerpt = await self._send(request, timeout)
-        except EgressDenied as exc:
-            return Outcome("dead", f"address not allowed: {exc}"), None, None
-        except TimeoutError:
-            return Outcome("retry", f"no complete answer within {timeout:g} s"), None, None
-        except httpx.UnsupportedProtocol as exc:
-            return Outcome("dead", mask_text(f"the address cannot be used: {exc}", config.secrets)), None, None
-        except httpx.HTTPError as exc:
-            return Outcome("retry", mask_text(f"{type(exc).__name__}: {exc}", config.secrets)), None, None
-        return destinations.classify(spec, status, headers, excerpt, self.clock()), status, excerpt
-
-    async def _search(
-        self, search: destinations.OutgoingRequest, destination: Destination, body: str, config: Config, timeout: float
-    ) -> str | tuple[Outcome, int | None, str | None]:
-        """The record id an update changes, or the attempt's result when the search failed."""
-        await check_url(search.url, config.egress_allow, resolve=False)
-        status, headers, answer = await self._send(search, timeout)
-        if not 200 <= status < 300:
-            outcome = destinations.classify(destination.spec, status, headers, answer, self.clock())
-            return Outcome(outcome.kind, f"searching for the record: {outcome.reason}", outcome.retry_after), status, answer
-        found = destinations.found_record(destination.spec, body, answer)
-        return found if isinstance(found, str) else (found, status, answer)
-
-    async def _send(self, request: destinations.OutgoingRequest, timeout: float) -> tuple[int, dict[str, str], str]:
-        """Send and keep at most MAX_RESPONSE_BYTES of the answer (a huge answer is cut off)."""
-        async with self.client.stream(request.method, request.url, headers=request.headers, content=request.body.encode(), timeout=timeout) as response:
-            kept = bytearray()
-            async for chunk in response.aiter_raw():
-                kept.extend(chunk[: MAX_RESPONSE_BYTES - len(kept)])
-                if len(kept) >= MAX_RESPONSE_BYTES:
-                    break
-            headers = {k.lower(): v for k, v in response.headers.items()}
-            return response.status_code, headers, kept.decode("utf-8", "replace")
 
     async def _record(
         self,

@@ -12,14 +12,12 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.markup import escape
 
 from gateway.config import Config
-from gateway.delivery import MAX_RESPONSE_BYTES
-from gateway.destinations import Outcome, OutgoingRequest, build_request, find_request, found_record
-from gateway.egress import EgressDenied, check_url
+from gateway.delivery import attempt, delivery_client
+from gateway.destinations import OutgoingRequest, find_request
 from gateway.masking import mask_request, mask_text
 from gateway.routing import PlannedDelivery, RoutingResult, build_delivery_request
 
@@ -118,7 +116,7 @@ def _print_delivery(console: Console, config: Config, delivery: PlannedDelivery,
     console.print(_indent(request.body, "    "), highlight=False, markup=False)
     if sent:
         status = sent.get("status") or sent.get("error")
-        console.print(f"    [bold]sent:[/] {escape(str(status))} {escape(sent.get('body', ''))}")
+        console.print(f"    [bold]sent:[/] {escape(str(status))} {escape(sent.get('body', ''))} [bold]→ {sent['outcome']}[/] {escape(sent.get('reason', ''))}")
 
 
 def _indent(text: str, prefix: str) -> str:
@@ -126,43 +124,24 @@ def _indent(text: str, prefix: str) -> str:
 
 
 def send_for_real(config: Config, result: RoutingResult) -> dict[int, dict[str, Any]]:
-    """`--send`: deliver every pending delivery once, now; returns what each destination said."""
+    """`--send`: deliver every pending delivery once, now, exactly as the engine would (same
+    client, egress guard, search for updates and answer classification); what each said."""
+    return asyncio.run(_send_pending(config, result))
+
+
+async def _send_pending(config: Config, result: RoutingResult) -> dict[int, dict[str, Any]]:
     answers: dict[int, dict[str, Any]] = {}
-    with httpx.Client(follow_redirects=False) as client:
+    async with delivery_client(4, lambda: config.egress_allow) as client:
         for index, delivery in enumerate(result.deliveries):
             if delivery.status != "pending":
                 continue
             assert delivery.body is not None
-            try:
-                answers[index] = _deliver_once(client, config, delivery.destination, delivery.body)
-            except EgressDenied as exc:
-                answers[index] = {"status": None, "error": f"address not allowed: {exc}"}
+            spec = config.destinations[delivery.destination].spec
+            outcome, status, excerpt = await attempt(client, spec, delivery.body, str(uuid.uuid4()), config)
+            answer: dict[str, Any] = {"status": status, "outcome": outcome.kind}
+            if excerpt is not None:
+                answer["body"] = mask_text(excerpt[:RESPONSE_PREVIEW_CHARS], config.secrets)
+            if outcome.reason:
+                answer["error" if status is None else "reason"] = mask_text(outcome.reason, config.secrets)
+            answers[index] = answer
     return answers
-
-
-def _deliver_once(client: httpx.Client, config: Config, destination: str, body: str) -> dict[str, Any]:
-    """The search (for an update) and the request, through the same egress guard as the engine."""
-    spec = config.destinations[destination].spec
-    timeout = spec.timeout.seconds
-    record_id = None
-    search = find_request(spec, body)
-    if search is not None:
-        asyncio.run(check_url(search.url, config.egress_allow))
-        answer = _send_once(client, search, timeout, config.secrets, keep=MAX_RESPONSE_BYTES)
-        if answer.get("status") is None or not 200 <= answer["status"] < 300:
-            return {**answer, "error": f"the search for the record failed: {answer.get('error') or answer.get('status')}"}
-        found = found_record(spec, body, answer["body"])
-        if isinstance(found, Outcome):
-            return {"status": None, "error": found.reason}
-        record_id = found
-    request = build_request(spec, body, str(uuid.uuid4()), record_id)
-    asyncio.run(check_url(request.url, config.egress_allow))
-    return _send_once(client, request, timeout, config.secrets)
-
-
-def _send_once(client: httpx.Client, request: OutgoingRequest, timeout: float, secrets: frozenset[str], keep: int = RESPONSE_PREVIEW_CHARS) -> dict[str, Any]:
-    try:
-        response = client.request(request.method, request.url, headers=request.headers, content=request.body.encode(), timeout=timeout)
-    except httpx.HTTPError as exc:
-        return {"status": None, "error": mask_text(f"{type(exc).__name__}: {exc}", secrets)}
-    return {"status": response.status_code, "body": mask_text(response.text[:keep], secrets)}

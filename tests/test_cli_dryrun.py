@@ -121,7 +121,7 @@ def test_dry_run_send_delivers_for_real(project: Project, httpserver: HTTPServer
     result = project.gateway("dry-run", "--send", "--json", "examples/events/order_created.json", env={"ERP_TOKEN": "abcdef123"})
     assert result.returncode == 0, result.stderr
     delivery = json.loads(result.stdout)["routes"][0]["deliveries"][0]
-    assert delivery["sent"] == {"status": 200, "body": "recebido"}
+    assert delivery["sent"] == {"status": 200, "body": "recebido", "outcome": "delivered"}
     request, _ = httpserver.log[0]
     assert json.loads(request.data) == {"pedido": "0000593098"}
     assert request.headers["Idempotency-Key"]

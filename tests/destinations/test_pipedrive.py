@@ -240,3 +240,18 @@ def test_a_wrong_token_is_dead_with_pipedrives_words(project: Project, sink: Sin
         assert len(sink.received) == 2  # dead after one attempt each
     finally:
         gateway.kill()
+
+
+def test_dry_run_send_finds_and_updates_the_deal(project: Project, sink: Sink) -> None:
+    """`gateway dry-run --send` takes the engine's path: the search, then the PATCH."""
+    pipedrive = FakePipedrive()
+    pipedrive.deals[100] = {"id": 100, "title": "Pedido 0000593098 - teste", "status": "open"}
+    sink.behaviour = pipedrive
+    project.routes(ROUTES.format(url=sink.url("/api/v2")))
+    result = project.gateway("dry-run", "--send", "--json", "examples/events/order_cancel.json", env={"PIPEDRIVE_TOKEN": SECRET})
+    assert result.returncode == 0, result.stderr
+    (delivery,) = [d for r in json.loads(result.stdout)["routes"] if r["matched"] for d in r["deliveries"]]
+    assert delivery["sent"]["status"] == 200 and delivery["sent"]["outcome"] == "delivered"
+    assert [r.method for r in sink.received] == ["GET", "PATCH"]
+    assert pipedrive.deals[100]["status"] == "lost"
+    assert SECRET not in result.stdout
