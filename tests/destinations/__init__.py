@@ -14,7 +14,7 @@ import msgspec
 
 from gateway.destinations import TYPES
 from tests.conftest import EVENTS, Project
-from tests.harness import GatewayProcess, Sink
+from tests.harness import GatewayProcess
 
 NOW = 1_700_000_000.0
 GO_TOKEN = "token-de-teste-123"
@@ -48,7 +48,3 @@ def deliveries_when(gateway: GatewayProcess, event_id: str, settled: Any, timeou
         if settled(shown) or time.monotonic() > deadline:
             return shown
         time.sleep(0.1)
-
-
-def vendor_url(sink: Sink) -> str:
-    return sink.url("")
