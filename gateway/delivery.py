@@ -18,7 +18,7 @@ import http.cookiejar
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 import httpx
@@ -112,7 +112,7 @@ async def _search(
     status, headers, answer = await _send(client, search, spec.timeout.seconds)
     if not 200 <= status < 300:
         outcome = destinations.classify(spec, status, headers, answer, clock())
-        return Outcome(outcome.kind, f"searching for the record: {outcome.reason}", outcome.retry_after), status, answer
+        return replace(outcome, reason=f"searching for the record: {outcome.reason}"), status, answer
     found = destinations.found_record(spec, body, answer)
     return found if isinstance(found, str) else (found, status, answer)
 
@@ -339,13 +339,13 @@ class DeliveryEngine:
         next_attempt = None
         kind = outcome.kind
         if kind == "retry":
-            if outcome.retry_after is not None and outcome.retry_after > MAX_RETRY_AFTER_SECONDS:
+            if outcome.retry_after is not None and outcome.retry_after > MAX_RETRY_AFTER_SECONDS and not outcome.known_reset:
                 log.warning(
                     "delivery %s: %s asked to wait %.0f s; waiting %.0f s, the most the gateway allows",
                     delivery.id, delivery.destination, outcome.retry_after, MAX_RETRY_AFTER_SECONDS,
                 )
             policy = RetryPolicy.from_spec(destination.spec.retry) if destination else RetryPolicy()
-            next_attempt = policy.next_attempt_at(now, delivery.attempts + 1, outcome.retry_after)
+            next_attempt = policy.next_attempt_at(now, delivery.attempts + 1, outcome.retry_after, capped=not outcome.known_reset)
             if next_attempt is None:
                 kind = "dead"
                 outcome = Outcome("dead", f"{outcome.reason}; gave up after {delivery.attempts + 1} attempts")

@@ -35,11 +35,12 @@ class RetryPolicy:
         state.attempt_number = attempts_made
         return float(wait(state))
 
-    def next_attempt_at(self, now: float, attempts_made: int, retry_after: float | None) -> float | None:
-        """When to try again, or None when the attempts are used up."""
+    def next_attempt_at(self, now: float, attempts_made: int, retry_after: float | None, capped: bool = True) -> float | None:
+        """When to try again, or None when the attempts are used up. `capped=False` for a wait
+        the gateway computed itself from a vendor's documented reset (HubSpot's daily limit)."""
         if attempts_made >= self.attempts:
             return None
         delay = self.backoff(attempts_made)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_SECONDS))
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_SECONDS) if capped else retry_after)
         return now + delay

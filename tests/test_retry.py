@@ -31,3 +31,9 @@ def test_retry_after_only_delays_and_is_capped() -> None:
     assert policy.next_attempt_at(100.0, 1, 30) == 130.0
     assert 101.0 <= policy.next_attempt_at(100.0, 1, 0) <= 102.0  # 0 does not mean "hammer"
     assert policy.next_attempt_at(100.0, 1, 86400 * 30) == 100.0 + MAX_RETRY_AFTER_SECONDS
+
+
+def test_a_vendors_documented_reset_is_not_capped() -> None:
+    """HubSpot's daily limit resets at midnight: up to a day away, and waited for in full."""
+    policy = RetryPolicy(attempts=5, first_seconds=1, max_seconds=10)
+    assert policy.next_attempt_at(100.0, 1, 20 * 3600, capped=False) == 100.0 + 20 * 3600

@@ -65,6 +65,9 @@ class Outcome:
     kind: str  # delivered | retry | dead
     reason: str = ""
     retry_after: float | None = None
+    # A wait the receiver asked for is capped (one absurd header must not park a delivery for
+    # days); a wait the adapter worked out from the vendor's documented reset is not.
+    known_reset: bool = False
 
 
 DELIVERED = Outcome("delivered")

@@ -79,7 +79,7 @@ def classify(status: int, headers: dict[str, str], body: str, now: float) -> Out
         return Outcome(DELIVERED.kind, f"HubSpot: already exists ({message[:120]})")
     if status == 429:
         if answer.get("policyName") == "DAILY":
-            return Outcome("retry", "HubSpot: daily API limit reached; waiting for the daily reset", _seconds_to_midnight(now))
+            return Outcome("retry", "HubSpot: daily API limit reached; waiting for the daily reset", _seconds_to_midnight(now), known_reset=True)
         wait = parse_retry_after(headers.get("retry-after"), now)
         return Outcome("retry", f"HubSpot: rate limited ({answer.get('policyName', 'TEN_SECONDLY_ROLLING')})", wait if wait is not None else 10.0)
     outcome = classify_response(status, headers, body, now)

@@ -35,7 +35,7 @@ def test_hubspot_daily_limit_waits_for_midnight_in_brazil() -> None:
     now = datetime(2026, 11, 27, 15, 0, tzinfo=ZoneInfo("America/Sao_Paulo")).timestamp()
     body = json.dumps({"status": "error", "errorType": "RATE_LIMIT", "policyName": "DAILY"})
     outcome = classify(HUBSPOT, 429, {"retry-after": "1"}, body, now)
-    assert outcome.kind == "retry" and outcome.retry_after == 9 * 3600 + 60
+    assert outcome.kind == "retry" and outcome.retry_after == 9 * 3600 + 60 and outcome.known_reset
 
 
 def test_hubspot_ten_second_limit_retries_soon() -> None:
