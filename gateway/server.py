@@ -30,6 +30,8 @@ class PersonalDataFilter(logging.Filter):
         masked = mask_personal_data(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:  # a traceback quotes exception messages too
+            record.exc_text = mask_personal_data(logging.Formatter().formatException(record.exc_info))
         return True
 
 

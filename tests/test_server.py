@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 from gateway.server import PersonalDataFilter
 from tests.conftest import EVENTS, Project
@@ -40,3 +41,13 @@ def test_personal_data_is_masked_in_any_log_record() -> None:
     record = logging.LogRecord("lib", logging.WARNING, __file__, 1, "could not reach %s for CPF %s", ("ana@example.com", "123.456.789-09"), None)
     assert PersonalDataFilter().filter(record) is True
     assert record.getMessage() == "could not reach *** for CPF ***"
+
+
+def test_personal_data_is_masked_in_tracebacks() -> None:
+    try:
+        raise ValueError("brl needs an amount, got 'ana@example.com'")
+    except ValueError:
+        record = logging.LogRecord("lib", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    PersonalDataFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert "ValueError: brl needs an amount, got '***'" in text and "ana@example.com" not in text
