@@ -157,10 +157,16 @@ def check_update(action: str, body: str) -> str | None:
     return update if isinstance(update, str) else None
 
 
-def not_found(what: str, term: str) -> Outcome:
-    """No record matches yet: the route that creates it may not have been delivered. Try again
-    later; when the attempts run out the delivery is dead and says what was searched."""
-    return Outcome("retry", f"no {what} matching '{term}' yet (the route that creates it may still be on its way)")
+def the_one_record(vendor: str, kind: str, term: str, ids: list[str]) -> str | Outcome:
+    """The record an update changes: the only id its search found. None found yet is a retry
+    (the route that creates it may still be on its way; when the attempts run out the
+    delivery is dead and says what was searched); several are refused, never guessed."""
+    found = sorted(set(ids))
+    if not found:
+        return Outcome("retry", f"no {vendor} {kind[:-1]} matching '{term}' yet (the route that creates it may still be on its way)")
+    if len(found) > 1:
+        return Outcome("dead", f"{vendor}: {len(found)} {kind} match '{term}' (ids {', '.join(found[:5])}); make 'find' identify one record")
+    return found[0]
 
 
 def contains_words(text: str, term: str) -> bool:

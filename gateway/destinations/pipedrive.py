@@ -22,8 +22,8 @@ from gateway.destinations.base import (
     contains_words,
     json_body,
     json_headers,
-    not_found,
     parse_retry_after,
+    the_one_record,
 )
 
 # The field Pipedrive searches when `find_in` is not given.
@@ -86,12 +86,7 @@ def found_record(spec: Spec, body: str, answer: str) -> str | Outcome:
     records = [i["item"] for i in items if isinstance(i, dict) and isinstance(i.get("item"), dict) and "id" in i["item"]]
     if spec.search_field == "title":
         records = [r for r in records if contains_words(str(r.get("title", "")), update.find)]
-    if not records:
-        return not_found(f"Pipedrive {spec.object[:-1]}", update.find)
-    if len({r["id"] for r in records}) > 1:
-        ids = ", ".join(str(r["id"]) for r in records[:5])
-        return Outcome("dead", f"Pipedrive: {len(records)} {spec.object} match '{update.find}' (ids {ids}); make 'find' identify one record")
-    return str(records[0]["id"])
+    return the_one_record("Pipedrive", spec.object, update.find, [str(r["id"]) for r in records])
 
 
 def classify(status: int, headers: dict[str, str], body: str, now: float) -> Outcome:

@@ -21,7 +21,7 @@ from gateway.destinations.base import (
     contains_words,
     json_body,
     json_headers,
-    not_found,
+    the_one_record,
 )
 
 # RD Station CRM v1 list filters: deals by name, contacts by e-mail.
@@ -69,12 +69,7 @@ def found_record(spec: Spec, body: str, answer: str) -> str | Outcome:
         records = [r for r in records if contains_words(str(r.get("name", "")), update.find)]
     else:
         records = [r for r in records if any(str(e.get("email", "")).casefold() == update.find.casefold() for e in r.get("emails") or [] if isinstance(e, dict))]
-    ids = sorted({str(r.get("id") or r.get("_id")) for r in records})
-    if not ids:
-        return not_found(f"RD Station {spec.object[:-1]}", update.find)
-    if len(ids) > 1:
-        return Outcome("dead", f"RD Station: {len(ids)} {spec.object} match '{update.find}' (ids {', '.join(ids[:5])}); make 'find' identify one record")
-    return ids[0]
+    return the_one_record("RD Station", spec.object, update.find, [str(r.get("id") or r.get("_id")) for r in records])
 
 
 _MEANINGS = {
