@@ -65,20 +65,33 @@ def gateway(folder: Path, port: int, env: dict[str, str], *extra: str) -> subpro
     return subprocess.Popen(command, cwd=folder, env={**os.environ, **env}, stdout=log, stderr=log)
 
 
-def wrk(url: str) -> dict[str, float]:
+def wrk(url: str, mean_delay_ms: float = 0, duration: str = DURATION) -> dict[str, float]:
+    """wrk at saturation, or with `mean_delay_ms` Poisson pauses per connection (bench/post.lua)."""
+    env = {**os.environ, "WRK_MEAN_DELAY_MS": f"{mean_delay_ms:.3f}"}
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{DURATION}", "--latency", "-s", str(ROOT / "bench" / "post.lua"), url],
-        capture_output=True, text=True, check=True,
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{duration}", "--latency", "-s", str(ROOT / "bench" / "post.lua"), url],
+        capture_output=True, text=True, check=True, env=env,
     ).stdout
     def millis(label: str) -> float:
-        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+        value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s", out, re.MULTILINE).groups()
         return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": millis("50%"), "p99": millis("99%"),
+        "p50": millis("50%"), "p99": millis("99%"), "mean": millis("Latency"),
         "errors": float(non_2xx.group(1)) if non_2xx else 0.0,
     }
+
+
+def wrk_at_rate(url: str, rate: float) -> dict[str, float]:
+    """Latency at a given load: each of the 32 connections pauses so that together they send
+    `rate` requests/s. A connection's cycle is pause + latency, so a short calibration run
+    measures the latency and the pause is set to what remains of 32/rate."""
+    cycle_ms = CONNECTIONS / rate * 1000
+    calibration = wrk(url, cycle_ms, duration="5s")
+    result = wrk(url, max(cycle_ms - calibration["mean"], 0.0))
+    result["offered"] = rate
+    return result
 
 
 def write_project(folder: Path) -> None:
@@ -105,35 +118,43 @@ def count(sink: str) -> int:
 
 
 def main() -> None:
+    drain_only = "--drain-only" in sys.argv
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         write_project(folder)
-        sink_port, bare_port, gw_port = free_port(), free_port(), free_port()
+        sink_port, bare_port = free_port(), free_port()
         sink_url = f"http://127.0.0.1:{sink_port}"
         sink = subprocess.Popen([PYTHON, str(ROOT / "bench" / "sink_app.py"), str(sink_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        bare = uvicorn("bare_app:app", bare_port, ROOT / "bench")
-        processes = [sink, bare]
+        processes = [sink]
+        rows: dict[str, dict[str, float]] = {}
         try:
             wait_up(f"{sink_url}/count")
-            wait_up(f"http://127.0.0.1:{bare_port}/")
-            baseline = wrk(f"http://127.0.0.1:{bare_port}/hooks/go") if "--drain-only" not in sys.argv else {"rps": 1, "p50": 0, "p99": 0, "errors": 0}
-            bare.terminate()
-            env = {"SINK_URL": f"{sink_url}/in", "PYTHONPATH": str(ROOT)}
-            together = measure_gateway(folder, gw_port, env, processes)
-            split = measure_gateway(folder, free_port(), env, processes, separate_worker=True)
-            alone = measure_gateway(folder, free_port(), env, processes, separate_worker=True, worker=False)
+            if not drain_only:
+                bare = uvicorn("bare_app:app", bare_port, ROOT / "bench")
+                processes.append(bare)
+                wait_up(f"http://127.0.0.1:{bare_port}/")
+                rows["bare"] = wrk(f"http://127.0.0.1:{bare_port}/hooks/go")
+                half = rows["bare"]["rps"] / 2
+                rows["bare, half"] = wrk_at_rate(f"http://127.0.0.1:{bare_port}/hooks/go", half)
+                bare.terminate()
+                env = {"SINK_URL": f"{sink_url}/in", "PYTHONPATH": str(ROOT)}
+                rows["serve"], rows["serve, half"] = measure_gateway(folder, env, processes, rate=half)
+                (rows["split"],) = measure_gateway(folder, env, processes, separate_worker=True)
+                rows["alone"], rows["alone, half"] = measure_gateway(folder, env, processes, rate=half, separate_worker=True, worker=False)
             drain = measure_drain(folder, sink_url)
         finally:
             for process in processes:
                 process.terminate()
-        report(baseline, together, split, alone, drain)
+        report(rows, drain)
 
 
-def measure_gateway(folder: Path, port: int, env: dict[str, str], processes: list, separate_worker: bool = False, worker: bool = True) -> dict[str, float]:
+def measure_gateway(folder: Path, env: dict[str, str], processes: list, rate: float | None = None, separate_worker: bool = False, worker: bool = True) -> list[dict[str, float]]:
     """wrk against `gateway serve`: delivering itself, or `--no-deliver` with a `gateway worker`
-    beside it, or (worker=False) `--no-deliver` alone, which is ingest's own cost."""
+    beside it, or (worker=False) `--no-deliver` alone, which is ingest's own cost. At
+    saturation, then (with `rate`) at that many requests/s."""
     for leftover in folder.glob("gw.db*"):
         leftover.unlink()
+    port = free_port()
     server = gateway(folder, port, env, *(["--no-deliver"] if separate_worker else []))
     processes.append(server)
     started = 1
@@ -143,11 +164,15 @@ def measure_gateway(folder: Path, port: int, env: dict[str, str], processes: lis
         processes.append(subprocess.Popen(command, cwd=folder, env={**os.environ, **env}, stdout=worker_log, stderr=worker_log))
         started = 2
     wait_up(f"http://127.0.0.1:{port}/healthz")
-    result = wrk(f"http://127.0.0.1:{port}/hooks/go?token={TOKEN}") if "--drain-only" not in sys.argv else {"rps": 1, "p50": 0, "p99": 0, "errors": 0}
+    url = f"http://127.0.0.1:{port}/hooks/go?token={TOKEN}"
+    results = [wrk(url)]
+    if rate is not None:
+        time.sleep(5)  # let the deliveries queued at saturation drain first
+        results.append(wrk_at_rate(url, rate))
     for process in processes[-started:]:
         process.terminate()
         process.wait(60)
-    return result
+    return results
 
 
 def measure_drain(folder: Path, sink_url: str) -> dict[str, float]:
@@ -164,7 +189,7 @@ def measure_drain(folder: Path, sink_url: str) -> dict[str, float]:
             event["data"]["id"] = f"drain-{number}"
             client.post(f"http://127.0.0.1:{port}/hooks/go?token={TOKEN}", json=event)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and "gateway_queue_depth{status=\"dead\"} %d.0" % (2 * DRAIN_EVENTS) not in httpx.get(f"http://127.0.0.1:{port}/metrics").text:
+    while time.monotonic() < deadline and f'gateway_queue_depth{{status="dead"}} {2 * DRAIN_EVENTS}.0' not in httpx.get(f"http://127.0.0.1:{port}/metrics").text:
         time.sleep(0.2)
     down.terminate()
     down.wait(60)
@@ -191,17 +216,23 @@ def measure_drain(folder: Path, sink_url: str) -> dict[str, float]:
         up.wait(60)
 
 
-def report(baseline: dict[str, float], together: dict[str, float], split: dict[str, float], alone: dict[str, float], drain: dict[str, float]) -> None:
-    print(f"ingest, wrk -t2 -c{CONNECTIONS} -d{DURATION}:")
-    print(f"{'endpoint':44} {'req/s':>9} {'vs bare':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
-    rows = (
-        ("bare Litestar JSON endpoint", baseline),
-        ("/hooks/go, serve (delivering too)", together),
-        ("/hooks/go, serve --no-deliver + worker", split),
-        ("/hooks/go, serve --no-deliver (ingest alone)", alone),
-    )
-    for name, row in rows:
-        print(f"{name:44} {row['rps']:9.0f} {row['rps'] / baseline['rps']:8.2f} {row['p50']:8.2f} {row['p99']:8.2f} {row['errors']:8.0f}")
+def report(rows: dict[str, dict[str, float]], drain: dict[str, float]) -> None:
+    if rows:
+        bare = rows["bare"]["rps"]
+        print(f"ingest, wrk -t2 -c{CONNECTIONS} -d{DURATION}; 'half' rows at half the bare endpoint's saturated rate:")
+        print(f"{'endpoint':52} {'req/s':>9} {'vs bare':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        names = {
+            "bare": "bare Litestar JSON endpoint, saturated",
+            "bare, half": "bare Litestar JSON endpoint, half rate",
+            "serve": "/hooks/go, serve (delivering too), saturated",
+            "serve, half": "/hooks/go, serve (delivering too), half rate",
+            "split": "/hooks/go, serve --no-deliver + worker, saturated",
+            "alone": "/hooks/go, serve --no-deliver (ingest), saturated",
+            "alone, half": "/hooks/go, serve --no-deliver (ingest), half rate",
+        }
+        for key, name in names.items():
+            row = rows[key]
+            print(f"{name:52} {row['rps']:9.0f} {row['rps'] / bare:8.2f} {row['p50']:8.2f} {row['p99']:8.2f} {row['errors']:8.0f}")
     print(f"delivery drain: {drain['deliveries']:.0f} deliveries in {drain['seconds']:.2f} s = {drain['deliveries'] / drain['seconds']:.0f}/s from the replay command"
           f" (the engine notices another process's work within {IDLE_SECONDS:g} s); first to last arrival {drain['arrival_seconds']:.2f} s"
           f" = {drain['deliveries'] / drain['arrival_seconds']:.0f}/s (statuses after: {drain['statuses']})")

@@ -10,3 +10,12 @@ request = function()
     '"user":{"id":2,"document":"123421341234","name":"teste","email":"teste@teste.com","phone":null,"cellphone":"123423434"}}}'
   return wrk.format(nil, wrk.path, nil, body)
 end
+
+-- With WRK_MEAN_DELAY_MS set, each connection waits a random (exponential) time before each
+-- request: Poisson arrivals at a chosen rate, to read latency at that load, not at saturation.
+local mean_delay = tonumber(os.getenv("WRK_MEAN_DELAY_MS") or "0")
+if mean_delay > 0 then
+  function delay()
+    return -math.log(1 - math.random()) * mean_delay
+  end
+end

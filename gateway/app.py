@@ -1,7 +1,9 @@
 """The Litestar app: HTTP in, nothing else. Ingest, health, readiness and metrics.
 
-Ingest answers 202 only after the event and all its deliveries are in the store, in one
-transaction; if the store cannot write, 503 so GO may try again. Every error body is
+Ingest checks the request here (source, address, token, size, JSON) and hands the event to a
+writer (gateway/ingest.py; under `gateway serve`, a process of its own: gateway/writer.py) that
+routes, renders and stores it with all its deliveries in one transaction. 202 only after that;
+if the store cannot write, 503 so GO may try again. Every error body is
 `{"error": "<code>", "detail": "<sentence for a person>"}`. The body decides, not the
 Content-Type header: GO is a PHP system and may label a valid JSON event wrongly.
 """
@@ -10,17 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import ipaddress
 import logging
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -29,12 +28,11 @@ from litestar.exceptions import HTTPException
 
 from gateway.config import Config, Source
 from gateway.delivery import DeliveryEngine, delivery_client
-from gateway.errors import TemplateError
+from gateway.ingest import InProcessWriter, Writer
 from gateway.metrics import Metrics
 from gateway.reload import ConfigReloader
-from gateway.routing import RoutingResult, route_event, template_context
 from gateway.store import Store, StoreUnavailable
-from gateway.store.base import NewDelivery, NewEvent
+from gateway.writer import WriterProcess
 
 log = logging.getLogger("gateway.ingest")
 
@@ -52,6 +50,8 @@ class Runtime:
     concurrency: int = 32
     deliver: bool = True  # False: ingest only, a separate `gateway worker` delivers
     config_path: str | None = None  # watched for hot reload when set
+    database_url: str | None = None  # with config_path: ingest runs in a writer process (gateway/writer.py)
+    writer: Writer | None = None
     engine: DeliveryEngine | None = None
     clock: Any = time.time
 
@@ -133,49 +133,12 @@ def _parse_event(body: bytes) -> dict[str, Any]:
     return event
 
 
-def _dedupe_key(source: Source, body: bytes, event: dict[str, Any], received_at: datetime) -> str | None:
-    if source.dedupe_window is None:
-        return None
-    if source.dedupe_key is None:
-        return hashlib.sha256(body).hexdigest()
-    try:
-        return source.dedupe_key.render(template_context(event, source.name, received_at, route=""))
-    except TemplateError as exc:
-        log.warning("dedupe key of source %s failed (%s); using the body hash", source.name, exc)
-        return hashlib.sha256(body).hexdigest()
-
-
-def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: RoutingResult, received_at: datetime, config: Config) -> NewEvent:
-    deliveries = tuple(
-        NewDelivery(
-            id=uuid.uuid4().hex,
-            route=d.route,
-            destination=d.destination,
-            body=d.body,
-            status=d.status,
-            error=d.error or d.skipped,
-            ordering_key=d.ordering_key,
-        )
-        for d in routed.deliveries
-    )
-    return NewEvent(
-        id=uuid.uuid4().hex,
-        source=source.name,
-        event_type=event["event_id"],
-        body=body.decode("utf-8"),
-        received_at=received_at.timestamp(),
-        config_version=config.version,
-        deliveries=deliveries,
-        dedupe_key=_dedupe_key(source, body, event, received_at),
-        dedupe_window=source.dedupe_window,
-    )
-
-
 # --------------------------------------------------------------------------- handlers
 
 
 @post("/hooks/{source:str}", request_max_body_size=MAX_BODY_BYTES, status_code=202)
-async def ingest(request: Request, source: str) -> Response[dict[str, Any]]:
+async def ingest(request: Request) -> Response[dict[str, Any]]:
+    source: str = request.path_params["source"]  # read, not injected: injection by name is deprecated in Litestar 2.x
     runtime: Runtime = request.app.state.runtime
     config = runtime.config
     found = config.sources.get(source)
@@ -190,11 +153,8 @@ async def ingest(request: Request, source: str) -> Response[dict[str, Any]]:
     _check_token(request, found)
     body = await request.body()
     event = _parse_event(body)
-    received_at = datetime.fromtimestamp(runtime.clock(), UTC)
-    routed = route_event(config, event, source=source, received_at=received_at)
-    new_event = _new_event(found, body, event, routed, received_at, config)
     try:
-        stored = await runtime.store.add_event(new_event)
+        stored = await runtime.writer.ingest(source, body, event, runtime.clock())
     except StoreUnavailable as exc:
         log.error("event not stored: %s", exc)
         runtime.metrics.events.labels(source, "store_unavailable").inc()
@@ -202,11 +162,8 @@ async def ingest(request: Request, source: str) -> Response[dict[str, Any]]:
     if runtime.deliver and runtime.engine and stored.deliveries:
         runtime.engine.notify()
     runtime.metrics.events.labels(source, "duplicate" if stored.duplicate else "accepted").inc()
-    if not stored.duplicate:
-        for delivery in new_event.deliveries:
-            if delivery.status != "pending":  # shadow, skipped or failed: recorded, never sent
-                runtime.metrics.deliveries.labels(delivery.destination, delivery.status).inc()
-    log.info("event %s %s from %s: %d deliveries%s", stored.id, event["event_id"], source, stored.deliveries, " (duplicate)" if stored.duplicate else "")
+    for destination, status in stored.not_sent:  # failed, skipped or shadow: recorded, never sent
+        runtime.metrics.deliveries.labels(destination, status).inc()
     answer = {"event_id": event["event_id"], "id": stored.id, "deliveries": stored.deliveries, "duplicate": stored.duplicate}
     return Response(answer, status_code=200 if stored.duplicate else 202)
 
@@ -223,6 +180,8 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
         await asyncio.wait_for(runtime.store.ping(), timeout=5)
     except (TimeoutError, StoreUnavailable) as exc:
         return Response({"status": "unavailable", "detail": f"store: {exc}", "config_version": runtime.config.version}, status_code=503)
+    if isinstance(runtime.writer, WriterProcess) and not runtime.writer.ready:
+        return Response({"status": "unavailable", "detail": "the ingest writer is restarting", "config_version": runtime.config.version}, status_code=503)
     return Response({"status": "ready", "config_version": runtime.config.version}, status_code=200)
 
 
@@ -269,12 +228,24 @@ def _start_reloader(runtime: Runtime) -> asyncio.Task[None] | None:
     return asyncio.create_task(reloader.watch())
 
 
+def _choose_writer(runtime: Runtime) -> Writer:
+    """A writer process when serving a config file from a database other processes can open;
+    in this process otherwise (an app built in code, an in-memory SQLite database)."""
+    if runtime.writer is None:
+        separate = runtime.config_path and runtime.database_url and not runtime.database_url.endswith(":memory:")
+        runtime.writer = WriterProcess(runtime.config_path, runtime.database_url, lambda: runtime.config.version) if separate else InProcessWriter(lambda: runtime.config, runtime.store)
+    return runtime.writer
+
+
 def create_app(runtime: Runtime) -> Litestar:
     """The app; its lifespan opens the store and runs the delivery engine."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.store.open()
+        writer = _choose_writer(runtime)
+        if isinstance(writer, WriterProcess):
+            await writer.start()
         async with delivery_client(runtime.concurrency, lambda: runtime.config.egress_allow) as client:
             runtime.engine = DeliveryEngine(runtime.store, lambda: runtime.config, client, runtime.metrics, concurrency=runtime.concurrency, clock=runtime.clock)
             task = asyncio.create_task(runtime.engine.run()) if runtime.deliver else None
@@ -286,6 +257,8 @@ def create_app(runtime: Runtime) -> Litestar:
                 retention.cancel()
                 if watcher:
                     watcher.cancel()
+                if isinstance(writer, WriterProcess):  # requests in flight have had their answers
+                    await writer.stop()
                 if task:
                     await runtime.engine.stop()
                     await task

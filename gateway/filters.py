@@ -6,12 +6,14 @@ raises ValueError with a sentence a user can act on when it cannot.
 
 from __future__ import annotations
 
-import json
+import functools
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
 
 DEFAULT_TZ = "America/Sao_Paulo"
 
@@ -35,9 +37,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} cannot be written as JSON")
 
 
+_ENCODER = msgspec.json.Encoder(enc_hook=_json_default, decimal_format="number")
+
+
 def tojson(value: Any, indent: int | None = None) -> JsonText:
-    """The value as JSON (accents kept, dates as ISO 8601)."""
-    return JsonText(json.dumps(value, ensure_ascii=False, default=_json_default, indent=indent))
+    """The value as JSON (accents kept, dates as ISO 8601, NaN and infinities as null like
+    JavaScript's JSON.stringify): msgspec, because `event | tojson` is a common body and this
+    is ten times faster than the json module."""
+    encoded = _ENCODER.encode(value)
+    if indent is not None:
+        encoded = msgspec.json.format(encoded, indent=indent)
+    return JsonText(encoded.decode("utf-8"))
 
 
 def _decimal(value: Any) -> Decimal:
@@ -105,6 +115,7 @@ def phone_br(value: Any, e164: bool = False) -> str:
     return f"+55 ({area}) {local[:-4]}-{local[-4:]}"
 
 
+@functools.lru_cache(maxsize=256)  # names come from events: a bound, and no regex per render
 def _zone(name: str) -> timezone | ZoneInfo:
     offset = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", name)
     if offset:

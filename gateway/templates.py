@@ -137,6 +137,12 @@ class GatewaySandbox(ImmutableSandboxedEnvironment):
             _check_size(argument)
         return _check_size(super().call(__context, __obj, *args, **kwargs))
 
+    def make_globals(self, d: Any) -> dict[str, Any]:
+        """A plain dict instead of Jinja's ChainMap: every render and every `include` copies the
+        globals, and copying a ChainMap was a third of the rendering time. Our environment's
+        globals are set once, before any template is loaded, so nothing needs the live view."""
+        return {**self.globals, **(d or {})}
+
     def wrap_str_format(self, value: Any) -> Any:
         wrapped = super().wrap_str_format(value)
         if wrapped is None:

@@ -7,9 +7,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.harness import Sink
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "examples" / "events"
@@ -68,3 +73,13 @@ def order_created() -> dict:
     import json
 
     return json.loads((EVENTS / "order_created.json").read_text())
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """A recording HTTP receiver on 127.0.0.1 that answers 200."""
+    from tests.harness import Sink  # harness imports this module
+
+    server = Sink()
+    yield server
+    server.close()

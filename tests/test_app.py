@@ -36,13 +36,6 @@ def routes(sink: Sink, extra_source: str = "") -> str:
 
 
 @pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink()
-    yield server
-    server.close()
-
-
-@pytest.fixture
 def gateway(project: Project, sink: Sink) -> Iterator[GatewayProcess]:
     project.routes(routes(sink))
     process = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()

@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -38,13 +37,6 @@ def config(sink: Sink, destination_extra: str = "", settings: str = "settings: {
         when: {{event_id: {{exists: true}}}}
         send: {{to: sink, body: '{{"id": "{{{{ data.id }}}}", "event": "{{{{ event_id }}}}"}}'}}
     """
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink()
-    yield server
-    server.close()
 
 
 def start(project: Project, text: str) -> GatewayProcess:

@@ -6,10 +6,8 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from tests.conftest import EVENTS, Project
 from tests.harness import GatewayProcess, Sink
@@ -30,13 +28,6 @@ def routes(sink: Sink, path: str, shadow: bool = False, destination: str = "sink
         when: {{event_id: ORDER_CREATED}}
         send: {{to: {destination}, body: '{{"id": "{{{{ data.id }}}}"}}'}}
     """
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink()
-    yield server
-    server.close()
 
 
 def version(gateway: GatewayProcess) -> str:

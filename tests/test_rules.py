@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.rules import AllOf, RouteIndex, RuleCompiler, indexed_event_ids, lookup, MISSING
 from gateway.errors import Location
+from gateway.rules import MISSING, AllOf, RouteIndex, RuleCompiler, indexed_event_ids, lookup
 
 EVENT = {
     "event_id": "ORDER_CREATED",

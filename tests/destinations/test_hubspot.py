@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -83,13 +82,6 @@ def test_notes_cannot_be_upserted() -> None:
 
 
 # ------------------------------------------------------------------ through a running gateway
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink()
-    yield server
-    server.close()
 
 
 ROUTES = """

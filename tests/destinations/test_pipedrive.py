@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -161,13 +160,6 @@ routes:
     send: {{to: fechar, template: pipedrive/deal_won.json.j2}}
 """
 SECRET = "pd-segredo"
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink()
-    yield server
-    server.close()
 
 
 def delivered(deliveries: list[dict]) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -132,13 +131,6 @@ routes:
     send: {{to: fechar, template: rdstation/deal_won.json.j2}}
 """
 SECRET = "rd-segredo-123"
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink()
-    yield server
-    server.close()
 
 
 def settled(deliveries: list[dict]) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -122,13 +121,6 @@ routes:
       - {{to: vendas, template: slack/order_created.json.j2}}
       - {{to: arquivado, template: slack/order_created.json.j2}}
 """
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    server = Sink()
-    yield server
-    server.close()
 
 
 def test_slack_answers_through_the_engine(project: Project, sink: Sink) -> None:

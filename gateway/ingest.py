@@ -1,0 +1,102 @@
+"""What ingest does with an authenticated, well-formed event: dedupe key, routing, rendering,
+and the event with all its deliveries stored in ONE transaction.
+
+`gateway serve` runs this in its ingest writer process (gateway/writer.py) so that rendering
+uses a second core; `InProcessWriter` runs it in the caller's process. Both answer the same
+`Accepted`, which is all the HTTP handler needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import msgspec
+
+from gateway.config import Config, Source
+from gateway.errors import TemplateError
+from gateway.routing import RoutingResult, route_event, template_context
+from gateway.store import Store
+from gateway.store.base import NewDelivery, NewEvent
+
+log = logging.getLogger("gateway.ingest")
+
+
+class Accepted(msgspec.Struct, array_like=True, frozen=True):
+    """A stored event, as the sender is told about it."""
+
+    id: str  # the stored event's id (the original one for a duplicate)
+    deliveries: int
+    duplicate: bool
+    not_sent: list[tuple[str, str]] = []  # (destination, status) of deliveries recorded but never sent: failed, skipped, shadow
+
+
+class Writer(Protocol):
+    """Routes, renders and stores events; StoreUnavailable when that cannot be done now."""
+
+    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted: ...
+
+
+async def accept(config: Config, store: Store, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted:
+    """Route and render `event`, store it with its deliveries, and say what was stored."""
+    found = config.sources[source]
+    moment = datetime.fromtimestamp(received_at, UTC)
+    routed = route_event(config, event, source=source, received_at=moment)
+    new_event = _new_event(found, body, event, routed, moment, config)
+    stored = await store.add_event(new_event)
+    not_sent = [] if stored.duplicate else [(d.destination, d.status) for d in new_event.deliveries if d.status != "pending"]
+    log.info("event %s %s from %s: %d deliveries%s", stored.id, event["event_id"], source, stored.deliveries, " (duplicate)" if stored.duplicate else "")
+    return Accepted(id=stored.id, deliveries=stored.deliveries, duplicate=stored.duplicate, not_sent=not_sent)
+
+
+@dataclass
+class InProcessWriter:
+    """Ingest in the caller's own process and event loop."""
+
+    config: Any  # Callable[[], Config]: the config in force, read per event
+    store: Store
+
+    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted:
+        return await accept(self.config(), self.store, source, body, event, received_at)
+
+
+def _dedupe_key(source: Source, body: bytes, event: dict[str, Any], received_at: datetime) -> str | None:
+    if source.dedupe_window is None:
+        return None
+    if source.dedupe_key is None:
+        return hashlib.sha256(body).hexdigest()
+    try:
+        return source.dedupe_key.render(template_context(event, source.name, received_at, route=""))
+    except TemplateError as exc:
+        log.warning("dedupe key of source %s failed (%s); using the body hash", source.name, exc)
+        return hashlib.sha256(body).hexdigest()
+
+
+def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: RoutingResult, received_at: datetime, config: Config) -> NewEvent:
+    deliveries = tuple(
+        NewDelivery(
+            id=secrets.token_hex(16),
+            route=d.route,
+            destination=d.destination,
+            body=d.body,
+            status=d.status,
+            error=d.error or d.skipped,
+            ordering_key=d.ordering_key,
+        )
+        for d in routed.deliveries
+    )
+    return NewEvent(
+        id=secrets.token_hex(16),
+        source=source.name,
+        event_type=event["event_id"],
+        body=body.decode("utf-8"),
+        received_at=received_at.timestamp(),
+        config_version=config.version,
+        deliveries=deliveries,
+        dedupe_key=_dedupe_key(source, body, event, received_at),
+        dedupe_window=source.dedupe_window,
+    )
