@@ -48,4 +48,4 @@ def test_an_app_built_in_code_ingests_in_its_own_process(project: Project) -> No
         (stored_body,) = db.execute("SELECT body FROM events").fetchone()
     assert rows == {"ok": "pending", "broken": "failed"}
     assert json.loads(stored_body) == json.loads(body)
-    assert 'gateway_deliveries_total{destination="nowhere",status="failed"} 1.0' in metrics
+    assert 'gateway_deliveries_total{destination="nowhere",outcome="failed"} 1.0' in metrics
