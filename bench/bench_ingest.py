@@ -9,7 +9,7 @@
 2. Delivery: 5,000 deliveries made dead on purpose (the receiver refuses them with 400), then
    `gateway replay` queues them all at once towards the real receiver; we time the drain.
 
-Needs `wrk` (Debian package). Run:  .venv/bin/python bench/bench_ingest.py
+Needs `wrk` (Debian package). Run:  .venv/bin/python bench/bench_ingest.py [--drain-only | --no-drain]
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def main() -> None:
                 rows["serve"], rows["serve, half"] = measure_gateway(folder, env, processes, rate=half)
                 (rows["split"],) = measure_gateway(folder, env, processes, separate_worker=True)
                 rows["alone"], rows["alone, half"] = measure_gateway(folder, env, processes, rate=half, separate_worker=True, worker=False)
-            drain = measure_drain(folder, sink_url)
+            drain = measure_drain(folder, sink_url) if "--no-drain" not in sys.argv else None
         finally:
             for process in processes:
                 process.terminate()
@@ -216,7 +216,7 @@ def measure_drain(folder: Path, sink_url: str) -> dict[str, float]:
         up.wait(60)
 
 
-def report(rows: dict[str, dict[str, float]], drain: dict[str, float]) -> None:
+def report(rows: dict[str, dict[str, float]], drain: dict[str, float] | None) -> None:
     if rows:
         bare = rows["bare"]["rps"]
         print(f"ingest, wrk -t2 -c{CONNECTIONS} -d{DURATION}; 'half' rows at half the bare endpoint's saturated rate:")
@@ -233,6 +233,8 @@ def report(rows: dict[str, dict[str, float]], drain: dict[str, float]) -> None:
         for key, name in names.items():
             row = rows[key]
             print(f"{name:52} {row['rps']:9.0f} {row['rps'] / bare:8.2f} {row['p50']:8.2f} {row['p99']:8.2f} {row['errors']:8.0f}")
+    if drain is None:
+        return
     print(f"delivery drain: {drain['deliveries']:.0f} deliveries in {drain['seconds']:.2f} s = {drain['deliveries'] / drain['seconds']:.0f}/s from the replay command"
           f" (the engine notices another process's work within {IDLE_SECONDS:g} s); first to last arrival {drain['arrival_seconds']:.2f} s"
           f" = {drain['deliveries'] / drain['arrival_seconds']:.0f}/s (statuses after: {drain['statuses']})")

@@ -1,0 +1,83 @@
+"""What only the SQLite backend does: waiting for another process's write lock, and
+checkpointing the WAL in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.store import StoreUnavailable
+from gateway.store import sqlite as sqlite_backend
+from gateway.store.sqlite import SQLiteStore
+from tests.store.test_store import event
+
+pytestmark = pytest.mark.anyio
+
+
+def hold_write_lock(path: Path, seconds: float, taken: threading.Event) -> None:
+    """Another process's writer, as SQLite sees it: a connection inside BEGIN IMMEDIATE."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    taken.set()
+    time.sleep(seconds)
+    other.execute("COMMIT")
+    other.close()
+
+
+async def test_a_write_waits_for_another_writers_lock(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "gateway.db"))
+    await store.open()
+    try:
+        taken = threading.Event()
+        holder = threading.Thread(target=hold_write_lock, args=(tmp_path / "gateway.db", 0.3, taken))
+        holder.start()
+        taken.wait(5)
+        started = time.monotonic()
+        stored = await store.add_event(event(1))
+        waited = time.monotonic() - started
+        holder.join()
+    finally:
+        await store.close()
+    assert stored.deliveries == 1 and waited >= 0.25  # it waited instead of failing (how fast it follows: bench/README.md)
+
+
+async def test_a_lock_held_past_the_limit_is_store_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_backend, "LOCK_WAIT_SECONDS", 0.2)
+    store = SQLiteStore(str(tmp_path / "gateway.db"))
+    await store.open()
+    try:
+        taken = threading.Event()
+        holder = threading.Thread(target=hold_write_lock, args=(tmp_path / "gateway.db", 1.0, taken))
+        holder.start()
+        taken.wait(5)
+        with pytest.raises(StoreUnavailable, match="database is locked"):
+            await store.add_event(event(1))
+        holder.join()
+        assert (await store.add_event(event(2))).deliveries == 1  # and the store works once it is free
+    finally:
+        await store.close()
+
+
+async def test_the_wal_is_copied_into_the_database_file_without_waiting_for_a_commit(tmp_path: Path) -> None:
+    """Commits only checkpoint past 10,000 WAL pages; the background thread does it after writes."""
+    path = tmp_path / "gateway.db"
+    store = SQLiteStore(str(path))
+    await store.open()
+    try:
+        size_before = path.stat().st_size
+        for number in range(200):
+            await store.add_event(event(number, deliveries=2))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and path.stat().st_size <= size_before:
+            await asyncio.sleep(0.05)
+        grown = path.stat().st_size
+    finally:
+        await store.close()
+    assert grown > size_before
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (400,)
