@@ -41,7 +41,8 @@ log = logging.getLogger("gateway.writer")
 
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 30.0
-RESTART_DELAYS = (0.2, 1.0, 5.0)  # between restarts of a child that keeps dying
+RESTART_DELAYS = (0.2, 1.0, 5.0)  # between restarts of a child that keeps dying; then every 5 s
+RESTART_TRIES = 1000  # about 80 minutes of a child that cannot start
 
 
 # --------------------------------------------------------------------------- messages
@@ -194,8 +195,8 @@ class WriterProcess:
             self._restarts = asyncio.get_running_loop().create_task(self._restart())
 
     async def _restart(self) -> None:
-        for delay in (*RESTART_DELAYS, *([RESTART_DELAYS[-1]] * 1000)):
-            await asyncio.sleep(delay)
+        for attempt in range(RESTART_TRIES):
+            await asyncio.sleep(RESTART_DELAYS[min(attempt, len(RESTART_DELAYS) - 1)])
             if self._transport is not None:
                 self._transport.close()
             try:
@@ -204,6 +205,7 @@ class WriterProcess:
                 return
             except (StoreUnavailable, OSError) as exc:
                 log.error("the ingest writer could not start again: %s", exc)
+        log.critical("the ingest writer could not be started %d times; events get 503 until `gateway serve` is restarted", RESTART_TRIES)
 
 
 class _ChildPipes(asyncio.SubprocessProtocol):
@@ -229,7 +231,7 @@ class _Child:
         self.config = config
         self.store = store
         self.frames = _Frames(msgspec.msgpack.Decoder(Submit))
-        self.out = os.fdopen(frames_out, "wb", buffering=0)
+        self.out = os.fdopen(frames_out, "wb")  # buffered: it writes a frame whole, even if the pipe takes it in parts
         self.pending: set[asyncio.Task[None]] = set()
         self.closed = asyncio.Event()
         self._outgoing = bytearray()
@@ -257,13 +259,16 @@ class _Child:
     def send(self, message: Any) -> None:
         """Replies finished in the same loop turn (a store batch) leave in one write."""
         if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self.flush)
         self._outgoing += self.frames.frame(message)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        if not self._outgoing:
+            return
         data, self._outgoing = bytes(self._outgoing), bytearray()
         with contextlib.suppress(BrokenPipeError):  # the HTTP process is gone: nobody to tell
             self.out.write(data)
+            self.out.flush()
 
     def follow(self, version: str) -> None:
         """Load routes.yaml when the HTTP process has reloaded it. Once per version asked for:
@@ -310,8 +315,10 @@ async def _run_child(config_path: str, database_url: str) -> int:
     await child.closed.wait()
     while child.pending:  # what was received before stdin closed is still stored and answered
         await asyncio.gather(*child.pending)
-    await asyncio.sleep(0)
+    child.flush()
     await store.close()
+    with contextlib.suppress(OSError):  # the HTTP process may be gone already
+        child.out.close()
     return 0
 
 
