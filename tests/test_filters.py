@@ -103,6 +103,16 @@ def test_tojson_keeps_accents_and_dates() -> None:
     assert "João" in text
 
 
+def test_tojson_writes_strict_json_from_any_python_value() -> None:
+    """NaN and infinities become null (as JavaScript writes them), decimals stay exact numbers,
+    keys become text, and a value JSON cannot hold is an error that names its type."""
+    text = tojson({"total": Decimal("1.50"), "nan": float("nan"), "inf": float("inf"), 7: "sete"})
+    assert text == '{"total":1.50,"nan":null,"inf":null,"7":"sete"}'
+    assert tojson([1, 2], indent=2) == "[\n  1,\n  2\n]"
+    with pytest.raises(TypeError, match="object cannot be written as JSON"):
+        tojson(object())
+
+
 def test_digits_and_slack_text() -> None:
     assert digits("123.456.789-09") == "12345678909"
     assert slack_text("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
