@@ -107,9 +107,13 @@ routes:
 
 
 def resources(pid: int) -> dict[str, float]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    rss_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
-    return {"rss_mb": round(rss_kib / 1024, 1), "open_files": len(os.listdir(f"/proc/{pid}/fd"))}
+    """`gateway serve` and its ingest writer process together."""
+    pids = [pid, *(int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    rss_kib = 0
+    for one in pids:
+        status = Path(f"/proc/{one}/status").read_text()
+        rss_kib += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+    return {"rss_mb": round(rss_kib / 1024, 1), "open_files": sum(len(os.listdir(f"/proc/{one}/fd")) for one in pids), "processes": len(pids)}
 
 
 def run(minutes: float, rate: float, error_rate: float) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -36,7 +37,8 @@ class Accepted(msgspec.Struct, array_like=True, frozen=True):
 
 
 class Writer(Protocol):
-    """Routes, renders and stores events; StoreUnavailable when that cannot be done now."""
+    """Routes, renders and stores events; StoreUnavailable when that cannot be done now.
+    `event` is `body` parsed; a writer in another process parses `body` again instead."""
 
     async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted: ...
 
@@ -57,7 +59,7 @@ async def accept(config: Config, store: Store, source: str, body: bytes, event: 
 class InProcessWriter:
     """Ingest in the caller's own process and event loop."""
 
-    config: Any  # Callable[[], Config]: the config in force, read per event
+    config: Callable[[], Config]  # the config in force, read per event
     store: Store
 
     async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted:

@@ -188,3 +188,15 @@ def test_ctrl_c_to_the_process_group_does_not_drop_the_writer_first(gateway: Gat
     time.sleep(0.3)
     assert alive(child)
     assert gateway.post(f"/hooks/go?token={TOKEN}", order("2")).status_code == 202
+
+
+def test_readyz_says_when_the_writer_is_restarting(gateway: GatewayProcess) -> None:
+    os.kill(writer_pid(gateway), signal.SIGKILL)
+    seen: list[tuple[int, str]] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (seen and seen[-1][0] == 200 and any(code == 503 for code, _ in seen)):
+        answer = httpx.get(gateway.url("/readyz"), timeout=5)
+        seen.append((answer.status_code, answer.json().get("detail", "")))
+        time.sleep(0.02)
+    assert (503, "the ingest writer is restarting") in seen, seen[:5]
+    assert seen[-1][0] == 200
