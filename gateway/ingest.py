@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from gateway.config import Config, Source
 from gateway.errors import TemplateError
 from gateway.routing import RoutingResult, route_event, template_context
 from gateway.store import Store
-from gateway.store.base import NewDelivery, NewEvent
+from gateway.store.base import NewDelivery, NewEvent, new_id
 
 log = logging.getLogger("gateway.ingest")
 
@@ -81,7 +80,7 @@ def _dedupe_key(source: Source, body: bytes, event: dict[str, Any], received_at:
 def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: RoutingResult, received_at: datetime, config: Config) -> NewEvent:
     deliveries = tuple(
         NewDelivery(
-            id=secrets.token_hex(16),
+            id=new_id(),
             route=d.route,
             destination=d.destination,
             body=d.body,
@@ -92,7 +91,7 @@ def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: Routi
         for d in routed.deliveries
     )
     return NewEvent(
-        id=secrets.token_hex(16),
+        id=new_id(),
         source=source.name,
         event_type=event["event_id"],
         body=body.decode("utf-8"),

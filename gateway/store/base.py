@@ -10,6 +10,8 @@ Times are unix seconds (floats, UTC) passed in by the caller, so tests can drive
 from __future__ import annotations
 
 import abc
+import secrets
+import time
 from dataclasses import dataclass, field
 
 from gateway.errors import GatewayError
@@ -17,6 +19,14 @@ from gateway.errors import GatewayError
 # Delivery statuses. Terminal: delivered, dead, failed (never rendered), skipped, shadow.
 PENDING, SENDING, DELIVERED, DEAD, FAILED, SKIPPED, SHADOW = "pending", "sending", "delivered", "dead", "failed", "skipped", "shadow"
 STATUSES = (PENDING, SENDING, DELIVERED, DEAD, FAILED, SKIPPED, SHADOW)
+
+
+def new_id() -> str:
+    """An id for a new event or delivery: 32 hex digits, milliseconds since 1970 then 80 random
+    bits. Ids that grow with time put each new row at the end of every index keyed by them. With
+    random ids every insert touched pages all over the file: once it held 18,000 events,
+    ingest's p99 at 900 events/s was 43 ms instead of 24 (bench/README.md)."""
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 class StoreUnavailable(GatewayError):
