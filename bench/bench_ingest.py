@@ -35,6 +35,7 @@ PYTHON = sys.executable
 TOKEN = "bench-token-123"
 DURATION, CONNECTIONS = "15s", 32
 DRAIN_EVENTS = 2500  # x 2 routes = 5,000 deliveries
+HALF_ASKED = 0.5  # the issue's throughput target; what was achieved is in the "vs bare" column
 
 
 def free_port() -> int:
@@ -85,11 +86,13 @@ def wrk(url: str, mean_delay_ms: float = 0, duration: str = DURATION) -> dict[st
 
 def wrk_at_rate(url: str, rate: float) -> dict[str, float]:
     """Latency at a given load: each of the 32 connections pauses so that together they send
-    `rate` requests/s. A connection's cycle is pause + latency, so a short calibration run
-    measures the latency and the pause is set to what remains of 32/rate."""
+    `rate` requests/s. A connection's cycle is pause + latency, so two short calibration runs
+    measure the latency and the pause is set to what remains of 32/rate."""
     cycle_ms = CONNECTIONS / rate * 1000
-    calibration = wrk(url, cycle_ms, duration="5s")
-    result = wrk(url, max(cycle_ms - calibration["mean"], 0.0))
+    pause_ms = cycle_ms
+    for _ in range(2):  # the second run is at nearly the final rate, so its latency is close to the final one
+        pause_ms = max(cycle_ms - wrk(url, pause_ms, duration="5s")["mean"], 0.0)
+    result = wrk(url, pause_ms)
     result["offered"] = rate
     return result
 
@@ -134,7 +137,7 @@ def main() -> None:
                 processes.append(bare)
                 wait_up(f"http://127.0.0.1:{bare_port}/")
                 rows["bare"] = wrk(f"http://127.0.0.1:{bare_port}/hooks/go")
-                half = rows["bare"]["rps"] / 2
+                half = rows["bare"]["rps"] * HALF_ASKED
                 rows["bare, half"] = wrk_at_rate(f"http://127.0.0.1:{bare_port}/hooks/go", half)
                 bare.terminate()
                 env = {"SINK_URL": f"{sink_url}/in", "PYTHONPATH": str(ROOT)}
@@ -219,7 +222,7 @@ def measure_drain(folder: Path, sink_url: str) -> dict[str, float]:
 def report(rows: dict[str, dict[str, float]], drain: dict[str, float] | None) -> None:
     if rows:
         bare = rows["bare"]["rps"]
-        print(f"ingest, wrk -t2 -c{CONNECTIONS} -d{DURATION}; 'half' rows at half the bare endpoint's saturated rate:")
+        print(f"ingest, wrk -t2 -c{CONNECTIONS} -d{DURATION}; 'half rate' rows ask for {HALF_ASKED} of the bare endpoint's saturated rate:")
         print(f"{'endpoint':52} {'req/s':>9} {'vs bare':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
         names = {
             "bare": "bare Litestar JSON endpoint, saturated",
