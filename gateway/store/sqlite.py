@@ -280,15 +280,16 @@ def _begin_immediate(connection: sqlite3.Connection) -> None:
     and with serve's writer process, its engine and a `gateway worker` all writing, those
     sleeps were most of ingest's p99."""
     connection.execute("PRAGMA busy_timeout = 0")
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    started = time.monotonic()
     while True:
         try:
             connection.execute("BEGIN IMMEDIATE")
             break
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or waited > LOCK_WAIT_SECONDS:
                 raise
-            time.sleep(_LOCK_POLL_SECONDS)
+            time.sleep(_LOCK_POLL_SECONDS if waited < 0.05 else 0.005)  # a long hold (a purge) is polled less often
     connection.execute(f"PRAGMA busy_timeout = {int(LOCK_WAIT_SECONDS * 1000)}")  # for the statements inside
 
 
