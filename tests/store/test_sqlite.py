@@ -4,14 +4,16 @@ checkpointing the WAL in the background."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway.store import StoreUnavailable
+from gateway.store import Store, StoreUnavailable
 from gateway.store import sqlite as sqlite_backend
 from gateway.store.sqlite import SQLiteStore
 from tests.store.test_store import event
@@ -19,48 +21,42 @@ from tests.store.test_store import event
 pytestmark = pytest.mark.anyio
 
 
-def hold_write_lock(path: Path, seconds: float, taken: threading.Event) -> None:
-    """Another process's writer, as SQLite sees it: a connection inside BEGIN IMMEDIATE."""
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    taken.set()
-    time.sleep(seconds)
-    other.execute("COMMIT")
-    other.close()
+@contextlib.contextmanager
+def another_writer(path: Path, seconds: float) -> Iterator[None]:
+    """Another process's writer, as SQLite sees it: a connection inside BEGIN IMMEDIATE for
+    `seconds`, from a thread. Entered once the lock is taken; left once it is given back."""
+    taken = threading.Event()
 
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        taken.set()
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
 
-async def test_a_write_waits_for_another_writers_lock(tmp_path: Path) -> None:
-    store = SQLiteStore(str(tmp_path / "gateway.db"))
-    await store.open()
+    holder = threading.Thread(target=hold)
+    holder.start()
+    taken.wait(5)
     try:
-        taken = threading.Event()
-        holder = threading.Thread(target=hold_write_lock, args=(tmp_path / "gateway.db", 0.3, taken))
-        holder.start()
-        taken.wait(5)
+        yield
+    finally:
+        holder.join()
+
+
+async def test_a_write_waits_for_another_writers_lock(store: Store, tmp_path: Path) -> None:
+    with another_writer(tmp_path / "gateway.db", 0.3):
         started = time.monotonic()
         stored = await store.add_event(event(1))
         waited = time.monotonic() - started
-        holder.join()
-    finally:
-        await store.close()
     assert stored.deliveries == 1 and waited >= 0.25  # it waited instead of failing (how fast it follows: bench/README.md)
 
 
-async def test_a_lock_held_past_the_limit_is_store_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_lock_held_past_the_limit_is_store_unavailable(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite_backend, "LOCK_WAIT_SECONDS", 0.2)
-    store = SQLiteStore(str(tmp_path / "gateway.db"))
-    await store.open()
-    try:
-        taken = threading.Event()
-        holder = threading.Thread(target=hold_write_lock, args=(tmp_path / "gateway.db", 1.0, taken))
-        holder.start()
-        taken.wait(5)
-        with pytest.raises(StoreUnavailable, match="database is locked"):
-            await store.add_event(event(1))
-        holder.join()
-        assert (await store.add_event(event(2))).deliveries == 1  # and the store works once it is free
-    finally:
-        await store.close()
+    with another_writer(tmp_path / "gateway.db", 1.0), pytest.raises(StoreUnavailable, match="database is locked"):
+        await store.add_event(event(1))
+    assert (await store.add_event(event(2))).deliveries == 1  # and the store works once it is free
 
 
 async def test_the_wal_is_copied_into_the_database_file_without_waiting_for_a_commit(tmp_path: Path) -> None:
