@@ -241,11 +241,16 @@ class SQLiteStore(Store):
         return await self._call(lambda c: _get_event(c, event_id))
 
     async def purge(self, older_than: float) -> int:
+        """Delete in chunks, one transaction each: ingest waits for the write lock one chunk at
+        a time, not for a whole day's events, and SQLite's undo journal stays small."""
         sql = (
-            "DELETE FROM events WHERE received_at < ? AND NOT EXISTS "
-            "(SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN (?, ?))"
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received_at < ? AND NOT EXISTS "
+            "(SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN (?, ?)) LIMIT ?)"
         )
-        return await self._call(lambda c: c.execute(sql, (older_than, PENDING, SENDING)).rowcount, durable=True)
+        purged = 0
+        while deleted := await self._call(lambda c: c.execute(sql, (older_than, PENDING, SENDING, PURGE_CHUNK_EVENTS)).rowcount, durable=True):
+            purged += deleted
+        return purged
 
     async def erase_event(self, event_id: str) -> bool:
         return await self._call(lambda c: _erase_event(c, event_id), durable=True)
@@ -259,6 +264,7 @@ class SQLiteStore(Store):
 
 
 LOCK_WAIT_SECONDS = 30.0
+PURGE_CHUNK_EVENTS = 500
 CHECKPOINT_PAUSE_SECONDS = 0.5  # at most two background checkpoints a second
 BACKSTOP_CHECKPOINT_PAGES = 10_000  # 40 MB of WAL: a commit checkpoints only if the thread falls behind
 _LOCK_POLL_SECONDS = 0.0005
@@ -269,6 +275,7 @@ def _connect(path: str) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA foreign_keys = ON")
     connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
+    connection.execute("PRAGMA temp_store = MEMORY")  # the IN (...) of each dedupe lookup opened and deleted a temp file
     return connection
 
 

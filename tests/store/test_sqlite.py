@@ -16,7 +16,7 @@ import pytest
 from gateway.store import Store, StoreUnavailable
 from gateway.store import sqlite as sqlite_backend
 from gateway.store.sqlite import SQLiteStore
-from tests.store.test_store import event
+from tests.store.test_store import T0, event
 
 pytestmark = pytest.mark.anyio
 
@@ -77,3 +77,17 @@ async def test_the_wal_is_copied_into_the_database_file_without_waiting_for_a_co
     assert grown > size_before
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM deliveries").fetchone() == (400,)
+
+
+async def test_purge_deletes_in_chunks_and_lets_ingest_write_between_them(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An hourly retention purge must not hold the write lock (and ingest) for all its rows."""
+    monkeypatch.setattr(sqlite_backend, "PURGE_CHUNK_EVENTS", 10)
+    await asyncio.gather(*(store.add_event(event(number, deliveries=0, at=T0)) for number in range(500)))
+    purging = asyncio.create_task(store.purge(T0 + 1))
+    await asyncio.sleep(0)  # the first chunk is queued
+    await store.add_event(event(1000, at=T0 + 10))
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        still_old = db.execute("SELECT count(*) FROM events WHERE received_at < ?", (T0 + 1,)).fetchone()[0]
+    assert 0 < still_old < 500  # the new event was stored while the purge was under way
+    assert await purging == 500
+    assert await store.get_event("e1000") is not None
