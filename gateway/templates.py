@@ -161,8 +161,10 @@ _escape_json_string = json.encoder.encode_basestring  # the C escaper json.dumps
 
 def _json_finalize(value: Any) -> Any:
     """Each {{ value }} in a JSON template: JSON text as is, everything else escaped."""
-    if type(value) is str:  # the common case first
+    if type(value) is str:  # the common cases first
         return _escape_json_string(value)[1:-1]
+    if type(value) is int:  # not bool, a subclass: that is below
+        return str(value)
     if isinstance(value, JsonText):
         return value
     if value is None:

@@ -95,6 +95,21 @@ def test_unknown_source_is_404(gateway: GatewayProcess) -> None:
     assert response.json() == {"error": "unknown_source", "detail": "no source named 'erp' in routes.yaml; events go to /hooks/go"}
 
 
+def test_other_methods_and_paths_under_hooks_get_json_errors(gateway: GatewayProcess) -> None:
+    """/hooks/* is one plain ASGI handler (app.py): it answers what Litestar's routing used to."""
+    body = (EVENTS / "order_cancel.json").read_bytes()
+    for method in ("GET", "PUT", "DELETE"):
+        response = httpx.request(method, gateway.url(f"/hooks/go?token={TOKEN}"), content=body, timeout=10)
+        assert response.status_code == 405, response.text
+        assert response.json()["error"] == "method_not_allowed" and "POST" in response.json()["detail"]
+        assert response.headers["allow"] == "POST"
+    nested = gateway.post(f"/hooks/go/extra?token={TOKEN}", body)
+    assert nested.status_code == 404 and nested.json()["error"] == "unknown_source"
+    assert gateway.post(f"/hooks/?token={TOKEN}", body).json()["error"] == "unknown_source"
+    slash = gateway.post(f"/hooks/go/?token={TOKEN}", body.replace(b'"id": "100"', b'"id": "slash"'))
+    assert slash.status_code == 202 and slash.headers["content-type"] == "application/json"
+
+
 def test_bearer_header_and_any_content_type_are_accepted(gateway: GatewayProcess) -> None:
     """GO (PHP) may send a wrong Content-Type; the body decides. A Bearer header works as the token."""
     body = (EVENTS / "order_cancel.json").read_bytes()
