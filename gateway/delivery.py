@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.cookiejar
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -63,11 +62,21 @@ def delivery_client(concurrency: int, egress_allow: Callable[[], Iterable[Networ
             ssl=httpx.create_ssl_context(trust_env=False),
             resolver=CheckedResolver(egress_allow),
         )
-        return aiohttp.ClientSession(connector=connector, trust_env=False)
+        # No cookie jar: aiohttp's keeps a receiver's cookies and sends them with later deliveries
+        return aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
 
     client = httpx.AsyncClient(transport=AiohttpTransport(client=session, trust_env=False), follow_redirects=False, trust_env=False)
-    client.cookies.jar.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))  # one receiver's cookies never reach another delivery
+    client._cookies = _NoCookies()  # private on purpose: httpx's setter would wrap it in a plain Cookies
     return client
+
+
+class _NoCookies(httpx.Cookies):
+    """A receiver's cookies never reach another delivery. httpx has no switch for it: it copies
+    every answer's cookies into the client's jar, even with a policy that refuses them all,
+    and that was a tenth of the engine's CPU (bench/README.md)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
 
 
 Answer = tuple[Outcome, int | None, str | None]  # what an attempt means, its HTTP status, the answer kept

@@ -346,3 +346,20 @@ def test_a_stored_body_the_changed_destination_cannot_send_is_dead_with_the_fix(
         assert sink.received == []
     finally:
         gateway.kill()
+
+
+def test_a_receivers_cookies_are_never_sent_back(project: Project, sink: Sink) -> None:
+    """A session cookie set by one answer must not ride along on later deliveries (they may be
+    for another account on the same host)."""
+    sink.behaviour = lambda request, count: (200, {"Set-Cookie": "sessao=abc123; Path=/"}, b"", 0)
+    by_name = config(sink).replace("http://127.0.0.1:", "http://localhost:")  # cookie jars refuse cookies of bare addresses
+    gateway = start(project, by_name)
+    try:
+        send(gateway, "1")
+        sink.wait_for(1)
+        send(gateway, "2")
+        received = sink.wait_for(2)
+    finally:
+        gateway.kill()
+    assert [json.loads(r.body)["id"] for r in received] == ["1", "2"]
+    assert "cookie" not in received[1].headers
