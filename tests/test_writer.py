@@ -15,8 +15,9 @@ import httpx
 import msgspec
 import pytest
 
+from gateway.children import Frames, Ready
 from gateway.ingest import Accepted
-from gateway.writer import FromChild, Ready, Refused, Stored, Submit, _Frames
+from gateway.writer import FromChild, Refused, Stored, Submit
 from tests.conftest import EVENTS, Project
 from tests.harness import GatewayProcess, Sink
 
@@ -83,7 +84,7 @@ def order(number: str) -> bytes:
 
 
 def test_frames_come_back_whole_however_the_stream_is_cut() -> None:
-    frames = _Frames(msgspec.msgpack.Decoder(FromChild))
+    frames = Frames(msgspec.msgpack.Decoder(FromChild))
     sent = [Ready("v1"), Stored(1, Accepted("a" * 32, 2, False, [("crm", "failed")])), Refused(2, "no"), Stored(3, Accepted("b" * 32, 0, True))]
     stream = b"".join(frames.frame(message) for message in sent)
     rng = random.Random(7)
@@ -95,7 +96,7 @@ def test_frames_come_back_whole_however_the_stream_is_cut() -> None:
 
 
 def test_submit_carries_a_1_mib_body_intact() -> None:
-    frames = _Frames(msgspec.msgpack.Decoder(Submit))
+    frames = Frames(msgspec.msgpack.Decoder(Submit))
     body = bytes(range(256)) * 4096
     (received,) = frames.feed(frames.frame(Submit(1, "go", body, 1.5, "v1")))
     assert received.body == body and received.version == "v1"

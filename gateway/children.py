@@ -1,0 +1,245 @@
+"""The child processes of `gateway serve`: the ingest writer (gateway/writer.py) and the
+deliverer (gateway/deliverer.py).
+
+Why processes: Python runs one thread of Python code at a time. Rendering events and sending
+deliveries each take most of a core at a few hundred events a second; in processes of their own
+they run beside the HTTP process instead of between its requests (bench/README.md).
+
+Each child is `python -m <module>`, spoken to over its stdin and its stdout with frames: a 4-byte
+length, then a msgpack message (msgspec). A child keeps its fd 1 for frames only: anything
+printed there by mistake would corrupt them, so its sys.stdout goes to stderr. It ignores the
+SIGINT and SIGTERM sent to the whole process group: the HTTP process decides when it stops, by
+closing the child's stdin. If a child dies, the HTTP process starts it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import msgspec
+
+from gateway.store import StoreUnavailable
+
+log = logging.getLogger("gateway.children")
+
+STARTUP_SECONDS = 60.0
+STOP_SECONDS = 30.0
+RESTART_DELAYS = (0.2, 1.0, 5.0)  # between restarts of a child that keeps dying; then every 5 s
+RESTART_TRIES = 1000  # about 80 minutes of a child that cannot start
+
+
+class Ready(msgspec.Struct, array_like=True, tag=True):
+    """A child's first message: routes.yaml is loaded (this version) and the store is open."""
+
+    version: str
+
+
+class Frames:
+    """Length-prefixed messages: `frame` encodes one, `feed` takes bytes as they arrive (in any
+    pieces) and returns the messages completed."""
+
+    def __init__(self, decoder: msgspec.msgpack.Decoder[Any]) -> None:
+        self._decoder = decoder
+        self._buffer = bytearray()
+        self._encoder = msgspec.msgpack.Encoder()
+
+    def feed(self, data: bytes) -> list[Any]:
+        self._buffer += data
+        messages, start = [], 0
+        while len(self._buffer) - start >= 4:
+            size = int.from_bytes(self._buffer[start:start + 4], "big")
+            if len(self._buffer) - start - 4 < size:
+                break
+            messages.append(self._decoder.decode(self._buffer[start + 4:start + 4 + size]))
+            start += 4 + size
+        del self._buffer[:start]
+        return messages
+
+    def frame(self, message: Any) -> bytes:
+        payload = self._encoder.encode(message)
+        return len(payload).to_bytes(4, "big") + payload
+
+
+# --------------------------------------------------------------------------- the HTTP process's side
+
+
+class ChildProcess:
+    """Starts `python -m <module> <args>`, waits for its Ready, sends it messages, gives what it
+    says to `received`, and starts it again if it dies. Subclasses say what the messages mean."""
+
+    name = "child"  # for the log: "ingest writer", "deliverer"
+
+    def __init__(self, module: str, args: list[str], messages: Any) -> None:
+        self.command = [sys.executable, "-m", module, *args]
+        self._frames = Frames(msgspec.msgpack.Decoder(messages))
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._stdin: asyncio.WriteTransport | None = None
+        self._ready: asyncio.Future[str] | None = None
+        self._exited: asyncio.Event = asyncio.Event()
+        self._stopping = False
+        self._restarts: asyncio.Task[None] | None = None
+        self.version: str | None = None  # the routes version the child has loaded; None while it is down
+
+    @property
+    def ready(self) -> bool:
+        return self.version is not None
+
+    @property
+    def pid(self) -> int | None:
+        return self._transport.get_pid() if self._transport else None
+
+    async def start(self) -> None:
+        """Start the child and wait until it has loaded routes.yaml and opened the store."""
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._exited = asyncio.Event()
+        self._transport, _ = await loop.subprocess_exec(lambda: _ChildPipes(self), *self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None)
+        self._stdin = self._transport.get_pipe_transport(0)  # type: ignore[assignment]
+        try:
+            self.version = await asyncio.wait_for(asyncio.shield(self._ready), STARTUP_SECONDS)
+        except TimeoutError:
+            self._transport.kill()
+            raise StoreUnavailable(f"the {self.name} did not start within {STARTUP_SECONDS:g} s") from None
+        log.debug("%s %d ready, routes version %s", self.name, self._transport.get_pid(), self.version)
+
+    def send(self, message: Any) -> bool:
+        """Send a message; False when the child is down (restarting) and cannot take it."""
+        if not self.ready or self._stdin is None or self._stdin.is_closing():
+            return False
+        self._stdin.write(self._frames.frame(message))
+        return True
+
+    async def stop(self) -> None:
+        """Close the child's stdin: it finishes what it holds, closes the store and exits."""
+        self._stopping = True
+        if self._restarts:
+            self._restarts.cancel()
+        if self._transport is None:
+            return
+        if self._stdin is not None:
+            self._stdin.close()
+        try:
+            await asyncio.wait_for(self._exited.wait(), STOP_SECONDS)
+        except TimeoutError:
+            log.error("the %s did not stop within %g s; killing it", self.name, STOP_SECONDS)
+            self._transport.kill()
+            await self._exited.wait()
+        self._transport.close()
+
+    # what subclasses do with messages, and when the child is gone
+
+    def received(self, message: Any) -> None:
+        raise NotImplementedError
+
+    def lost(self) -> None:
+        """The child exited: whatever waits for an answer from it must hear so."""
+
+    # called by _ChildPipes
+
+    def _data(self, data: bytes) -> None:
+        for message in self._frames.feed(data):
+            if isinstance(message, Ready):
+                self.version = message.version
+                if self._ready is not None and not self._ready.done():
+                    self._ready.set_result(message.version)
+            else:
+                self.received(message)
+
+    def _child_exited(self, code: int | None) -> None:
+        self.version = None
+        self.lost()
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(StoreUnavailable(f"the {self.name} could not start (exit code {code}); the lines above say why"))
+        self._exited.set()
+        if not self._stopping and self._ready is not None and self._ready.done() and not self._ready.exception():
+            log.error("the %s exited (code %s); starting it again", self.name, code)
+            self._restarts = asyncio.get_running_loop().create_task(self._restart())
+
+    async def _restart(self) -> None:
+        for attempt in range(RESTART_TRIES):
+            await asyncio.sleep(RESTART_DELAYS[min(attempt, len(RESTART_DELAYS) - 1)])
+            if self._transport is not None:
+                self._transport.close()
+            try:
+                await self.start()
+                log.info("the %s is running again", self.name)
+                return
+            except (StoreUnavailable, OSError) as exc:
+                log.error("the %s could not start again: %s", self.name, exc)
+        log.critical("the %s could not be started %d times; restart `gateway serve`", self.name, RESTART_TRIES)
+
+
+class _ChildPipes(asyncio.SubprocessProtocol):
+    def __init__(self, owner: ChildProcess) -> None:
+        self.owner = owner
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.owner._data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:  # exited, and every pipe read to the end
+        transport = self.owner._transport
+        self.owner._child_exited(transport.get_returncode() if transport else None)
+
+
+# --------------------------------------------------------------------------- the child's side
+
+
+def take_frames_fd() -> BinaryIO:
+    """Keep fd 1 for frames (buffered: a frame is written whole even if the pipe takes it in
+    parts); print() and stray writes go to stderr. Ignore the group's SIGINT and SIGTERM."""
+    frames_out = os.dup(1)
+    os.dup2(2, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return os.fdopen(frames_out, "wb")
+
+
+class Replies:
+    """A child's messages to the HTTP process; those sent in the same loop turn leave in one write."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self._frames = Frames(msgspec.msgpack.Decoder(Ready))  # encoding only
+        self._outgoing = bytearray()
+
+    def send(self, message: Any) -> None:
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._outgoing += self._frames.frame(message)
+
+    def flush(self) -> None:
+        if not self._outgoing:
+            return
+        data, self._outgoing = bytes(self._outgoing), bytearray()
+        with contextlib.suppress(BrokenPipeError):  # the HTTP process is gone: nobody to tell
+            self.out.write(data)
+            self.out.flush()
+
+    def close(self) -> None:
+        self.flush()
+        with contextlib.suppress(OSError):  # the HTTP process may be gone already
+            self.out.close()
+
+
+async def read_stdin(messages: Any, handle: Callable[[Any], None]) -> None:
+    """Give each message arriving on stdin to `handle`; return when stdin closes."""
+    closed = asyncio.Event()
+    frames = Frames(msgspec.msgpack.Decoder(messages))
+
+    class StdinPipe(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            for message in frames.feed(data):
+                handle(message)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            closed.set()
+
+    await asyncio.get_running_loop().connect_read_pipe(StdinPipe, sys.stdin.buffer)
+    await closed.wait()
