@@ -3,9 +3,12 @@
 Ingest checks the request here (source, address, token, size, JSON) and hands the event to a
 writer (gateway/ingest.py; under `gateway serve`, a process of its own: gateway/writer.py) that
 routes, renders and stores it with all its deliveries in one transaction. 202 only after that;
-if the store cannot write, 503 so GO may try again. Every error body is
-`{"error": "<code>", "detail": "<sentence for a person>"}`. The body decides, not the
-Content-Type header: GO is a PHP system and may label a valid JSON event wrongly.
+if the store cannot write, 503 so GO may try again. Under `gateway serve` the delivery engine
+runs in a process of its own too (gateway/deliverer.py); this one wakes it for new work.
+
+Every error body is `{"error": "<code>", "detail": "<sentence for a person>"}`. The body
+decides, not the Content-Type header: GO is a PHP system and may label a valid JSON event
+wrongly.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import Receive, Scope, Send
 
 from gateway.config import Config, Source
+from gateway.deliverer import DelivererProcess
 from gateway.delivery import DeliveryEngine, delivery_client
-from gateway.ingest import InProcessWriter, Writer
+from gateway.ingest import Accepted, InProcessWriter, Writer
 from gateway.metrics import Metrics
 from gateway.reload import ConfigReloader
 from gateway.store import Store, StoreUnavailable
@@ -52,9 +56,10 @@ class Runtime:
     concurrency: int = 32
     deliver: bool = True  # False: ingest only, a separate `gateway worker` delivers
     config_path: str | None = None  # watched for hot reload when set
-    database_url: str | None = None  # with config_path: ingest runs in a writer process (gateway/writer.py)
+    database_url: str | None = None  # with config_path: ingest and delivery run in processes of their own (gateway/children.py)
     writer: Writer | None = None
-    engine: DeliveryEngine | None = None
+    deliverer: DelivererProcess | None = None  # the engine's process, under `gateway serve`
+    engine: DeliveryEngine | None = None  # the engine in this process (an app built in code, an in-memory database)
     clock: Any = time.time
 
 
@@ -174,13 +179,24 @@ async def _ingest(request: Request[Any, Any, Any], runtime: Runtime) -> tuple[in
         log.error("event not stored: %s", exc)
         runtime.metrics.events.labels(source, "store_unavailable").inc()
         raise GatewayHTTPError(503, "store_unavailable", "the gateway could not store the event; send it again later") from None
-    if runtime.deliver and runtime.engine and stored.deliveries:
-        runtime.engine.notify()
+    _announce(runtime, stored)
     runtime.metrics.events.labels(source, "duplicate" if stored.duplicate else "accepted").inc()
-    for destination, status in stored.not_sent:  # failed, skipped or shadow: recorded, never sent
-        runtime.metrics.deliveries.labels(destination, status).inc()
     answer = {"event_id": event["event_id"], "id": stored.id, "deliveries": stored.deliveries, "duplicate": stored.duplicate}
     return (200 if stored.duplicate else 202), answer
+
+
+def _announce(runtime: Runtime, stored: Accepted) -> None:
+    """Tell the engine there is new work, and count the deliveries recorded as never to be sent
+    (failed, skipped, shadow) where the engine counts the rest."""
+    if not stored.deliveries and not stored.not_sent:
+        return
+    if runtime.deliverer is not None:
+        runtime.deliverer.wake(stored.not_sent)
+        return
+    if runtime.engine is not None and stored.deliveries:
+        runtime.engine.notify()
+    for destination, status in stored.not_sent:
+        runtime.metrics.deliveries.labels(destination, status).inc()
 
 
 async def _read_body(request: Request[Any, Any, Any]) -> bytes:
@@ -232,7 +248,8 @@ async def metrics(request: Request) -> Response[bytes]:
         depth = (await runtime.store.stats()).by_status
     except StoreUnavailable:
         depth = {}
-    return Response(runtime.metrics.render(depth), media_type="text/plain; version=0.0.4; charset=utf-8")
+    deliveries = await runtime.deliverer.scrape() if runtime.deliverer is not None else None
+    return Response(runtime.metrics.render(depth, deliveries), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 # --------------------------------------------------------------------------- app
@@ -258,6 +275,8 @@ def _start_reloader(runtime: Runtime) -> asyncio.Task[None] | None:
     def swap(new: Config) -> None:
         runtime.config = new
         runtime.metrics.reloads.labels("applied").inc()
+        if runtime.deliverer is not None:
+            runtime.deliverer.follow(new.version)  # the writer follows with the next event it is handed
 
     refused = runtime.metrics.reloads.labels("refused").inc
     reloader = ConfigReloader(runtime.config_path, lambda: runtime.config, swap, refused=refused)
@@ -266,41 +285,56 @@ def _start_reloader(runtime: Runtime) -> asyncio.Task[None] | None:
     return asyncio.create_task(reloader.watch())
 
 
-def _choose_writer(runtime: Runtime) -> Writer:
-    """A writer process when serving a config file from a database other processes can open;
-    in this process otherwise (an app built in code, an in-memory SQLite database)."""
+def _start_children(runtime: Runtime) -> list[WriterProcess | DelivererProcess]:
+    """Serving a config file from a database other processes can open: ingest and delivery in
+    processes of their own. Otherwise (an app built in code, an in-memory SQLite database) both
+    run in this process."""
+    separate = bool(runtime.config_path and runtime.database_url and not runtime.database_url.endswith(":memory:"))
     if runtime.writer is None:
-        separate = runtime.config_path and runtime.database_url and not runtime.database_url.endswith(":memory:")
-        runtime.writer = WriterProcess(runtime.config_path, runtime.database_url, lambda: runtime.config.version) if separate else InProcessWriter(lambda: runtime.config, runtime.store)
-    return runtime.writer
+        runtime.writer = WriterProcess(runtime.config_path, runtime.database_url, lambda: runtime.config.version) if separate else InProcessWriter(lambda: runtime.config, runtime.store)  # type: ignore[arg-type]
+    if separate and runtime.deliver and runtime.deliverer is None:
+        runtime.deliverer = DelivererProcess(runtime.config_path, runtime.database_url, runtime.concurrency)  # type: ignore[arg-type]
+    return [child for child in (runtime.writer, runtime.deliverer) if isinstance(child, (WriterProcess, DelivererProcess))]
+
+
+@asynccontextmanager
+async def _engine_in_this_process(runtime: Runtime) -> AsyncIterator[None]:
+    """The delivery engine, when no deliverer process runs it."""
+    if not runtime.deliver or runtime.deliverer is not None:
+        yield
+        return
+    async with delivery_client(runtime.concurrency, lambda: runtime.config.egress_allow) as client:
+        runtime.engine = DeliveryEngine(runtime.store, lambda: runtime.config, client, runtime.metrics, concurrency=runtime.concurrency, clock=runtime.clock)
+        task = asyncio.create_task(runtime.engine.run())
+        try:
+            yield
+        finally:
+            await runtime.engine.stop()
+            await task
 
 
 def create_app(runtime: Runtime) -> Litestar:
-    """The app; its lifespan opens the store and runs the delivery engine."""
+    """The app; its lifespan opens the store and starts the writer and the delivery engine."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.store.open()
-        writer = _choose_writer(runtime)
-        if isinstance(writer, WriterProcess):
-            await writer.start()
-        async with delivery_client(runtime.concurrency, lambda: runtime.config.egress_allow) as client:
-            runtime.engine = DeliveryEngine(runtime.store, lambda: runtime.config, client, runtime.metrics, concurrency=runtime.concurrency, clock=runtime.clock)
-            task = asyncio.create_task(runtime.engine.run()) if runtime.deliver else None
-            retention = asyncio.create_task(_purge_periodically(runtime))
-            watcher = _start_reloader(runtime)
-            try:
-                yield
-            finally:
-                retention.cancel()
-                if watcher:
-                    watcher.cancel()
-                if isinstance(writer, WriterProcess):  # requests in flight have had their answers
-                    await writer.stop()
-                if task:
-                    await runtime.engine.stop()
-                    await task
-                await runtime.store.close()
+        children = _start_children(runtime)
+        try:
+            for child in children:
+                await child.start()
+            async with _engine_in_this_process(runtime):
+                retention = asyncio.create_task(_purge_periodically(runtime))
+                watcher = _start_reloader(runtime)
+                try:
+                    yield
+                finally:
+                    retention.cancel()
+                    if watcher:
+                        watcher.cancel()
+        finally:
+            await asyncio.gather(*(child.stop() for child in children))  # requests in flight have had their answers
+            await runtime.store.close()
 
     app = Litestar(
         route_handlers=[ingest, healthz, readyz, metrics],

@@ -25,7 +25,9 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from gateway.store import StoreUnavailable
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError
+from gateway.store import Store, StoreUnavailable, open_store
 
 log = logging.getLogger("gateway.children")
 
@@ -189,6 +191,31 @@ class _ChildPipes(asyncio.SubprocessProtocol):
 
 
 # --------------------------------------------------------------------------- the child's side
+
+
+class CannotStart(Exception):
+    """A child cannot work (the reason is on stderr); `code` is its exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+async def open_config_and_store(name: str, config_path: str, database_url: str) -> tuple[Config, Store]:
+    """What every child starts with: routes.yaml loaded, the store open. CannotStart otherwise."""
+    try:
+        config = load_config(config_path, os.environ)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{name}: {problem}", file=sys.stderr)
+        raise CannotStart(2) from None
+    store = open_store(database_url)
+    try:
+        await store.open()
+    except StoreUnavailable as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        raise CannotStart(3) from None
+    return config, store
 
 
 def take_frames_fd() -> BinaryIO:

@@ -26,11 +26,11 @@ from typing import Any
 
 import msgspec
 
-from gateway.children import ChildProcess, Ready, Replies, read_stdin, take_frames_fd
+from gateway.children import CannotStart, ChildProcess, Ready, Replies, open_config_and_store, read_stdin, take_frames_fd
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 from gateway.ingest import Accepted, accept
-from gateway.store import Store, StoreUnavailable, open_store
+from gateway.store import Store, StoreUnavailable
 
 log = logging.getLogger("gateway.writer")
 
@@ -144,17 +144,9 @@ class _Child:
 async def _run_child(config_path: str, database_url: str) -> int:
     replies = Replies(take_frames_fd())
     try:
-        config = load_config(config_path, os.environ)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"ingest writer: {problem}", file=sys.stderr)
-        return 2
-    store = open_store(database_url)
-    try:
-        await store.open()
-    except StoreUnavailable as exc:
-        print(f"ingest writer: {exc}", file=sys.stderr)
-        return 3
+        config, store = await open_config_and_store("ingest writer", config_path, database_url)
+    except CannotStart as exc:
+        return exc.code
     child = _Child(config_path, config, store, replies)
     replies.send(Ready(config.version))
     await read_stdin(Submit, child.received)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -144,7 +145,8 @@ class GatewayProcess:
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 — closed when the process ends
         log = self._log_file
         command = [sys.executable, "-m", "gateway", "serve", "--port", str(self.port), "--db", self.database, "--workers", str(self.workers), *self.start_args]
-        self.process = subprocess.Popen(command, cwd=self.root, env=gateway_env(self.env), stdout=log, stderr=log)
+        # A session of its own: kill() takes serve and its child processes down together, as a crash would
+        self.process = subprocess.Popen(command, cwd=self.root, env=gateway_env(self.env), stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -167,11 +169,29 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def kill(self) -> None:
-        """kill -9: no chance to clean up."""
+        """kill -9 of serve and its child processes (the writer, the deliverer): no chance to clean up."""
         if self.process and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
+            self.signal_all(signal.SIGKILL)
             self.process.wait(timeout=10)
         self._close_log()
+
+    def signal_all(self, signum: int) -> None:
+        """Send a signal to serve and its child processes at once (its process group)."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+    def child(self, module: str, timeout: float = 30) -> int:
+        """The pid of serve's child process running `python -m <module>`, once it is up."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for pid in children_of(self.process.pid):
+                with contextlib.suppress(OSError):
+                    if alive(pid) and module in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0"):
+                        return pid
+            time.sleep(0.05)
+        raise AssertionError(f"serve has no {module} process:\n{self.log()}")
 
     def _close_log(self) -> None:
         if getattr(self, "_log_file", None) is not None:
@@ -191,3 +211,23 @@ class GatewayProcess:
         from tests.conftest import run_gateway
 
         return run_gateway(*args, cwd=self.root, env={**self.env, "GATEWAY_DATABASE_URL": self.database})
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

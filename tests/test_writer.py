@@ -19,7 +19,7 @@ from gateway.children import Frames, Ready
 from gateway.ingest import Accepted
 from gateway.writer import FromChild, Refused, Stored, Submit
 from tests.conftest import EVENTS, Project
-from tests.harness import GatewayProcess, Sink
+from tests.harness import GatewayProcess, Sink, alive
 
 TOKEN = "token-de-teste-123"
 
@@ -38,43 +38,21 @@ def routes(sink: Sink) -> str:
     """
 
 
+def serve_with(project: Project, sink: Sink) -> GatewayProcess:
+    """`gateway serve` with one route that sends ORDER_CREATED events to `sink`."""
+    project.routes(routes(sink))
+    return GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+
+
 @pytest.fixture
 def gateway(project: Project, sink: Sink) -> Iterator[GatewayProcess]:
-    project.routes(routes(sink))
-    process = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    process = serve_with(project, sink)
     yield process
     process.kill()
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def writer_pid(gateway: GatewayProcess, timeout: float = 30) -> int:
-    assert gateway.process is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        children = [pid for pid in children_of(gateway.process.pid) if alive(pid)]
-        if children:
-            return children[0]
-        time.sleep(0.05)
-    raise AssertionError(f"serve has no writer process:\n{gateway.log()}")
+def writer_pid(gateway: GatewayProcess) -> int:
+    return gateway.child("gateway.writer")
 
 
 def order(number: str) -> bytes:
@@ -161,13 +139,15 @@ def test_a_killed_writer_is_started_again_and_nothing_acknowledged_is_lost(gatew
     assert "the ingest writer exited" in gateway.log() and "running again" in gateway.log()
 
 
-def test_the_writer_ends_with_serve_even_after_kill_9(gateway: GatewayProcess) -> None:
-    child = writer_pid(gateway)
-    gateway.kill()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and alive(child):
+def test_the_children_end_with_serve_even_after_kill_9(gateway: GatewayProcess) -> None:
+    """Only serve is killed, not its process group: its children see their stdin close."""
+    children = [writer_pid(gateway), gateway.child("gateway.deliverer")]
+    assert gateway.process is not None
+    os.kill(gateway.process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and any(alive(child) for child in children):
         time.sleep(0.05)
-    assert not alive(child), "the writer outlived serve"
+    assert not any(alive(child) for child in children), "a child process outlived serve"
 
 
 def test_sigterm_ends_serve_and_its_writer_cleanly(gateway: GatewayProcess) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -204,8 +203,8 @@ def test_crash_after_the_receiver_answered_but_before_it_was_recorded(project: P
     def freeze_then_kill(request: Received, count: int) -> tuple[int, dict[str, str], bytes, float]:
         if count == 1:
             assert gateway.process is not None
-            os.kill(gateway.process.pid, signal.SIGSTOP)  # it cannot read the answer below
-            threading.Timer(0.5, os.kill, (gateway.process.pid, signal.SIGKILL)).start()
+            gateway.signal_all(signal.SIGSTOP)  # the deliverer cannot read the answer below
+            threading.Timer(0.5, gateway.signal_all, (signal.SIGKILL,)).start()
         return 200, {}, b"ok", 0
 
     sink = Sink(freeze_then_kill)

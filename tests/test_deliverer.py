@@ -1,0 +1,87 @@
+"""The deliverer: `gateway serve`'s child process that runs the delivery engine, against a real
+`gateway serve` and a real sink."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+
+import httpx
+import msgspec
+import pytest
+
+from gateway.children import Frames, Ready
+from gateway.deliverer import FromChild, Scrape, Scraped, ToChild, Wake
+from tests.conftest import Project
+from tests.harness import GatewayProcess, Sink, alive
+from tests.test_writer import TOKEN, order, serve_with
+
+
+@pytest.fixture
+def gateway(project: Project, sink: Sink) -> Iterator[GatewayProcess]:
+    process = serve_with(project, sink)
+    yield process
+    process.kill()
+
+
+def delivered(metrics: str) -> float:
+    found = re.search(r'^gateway_deliveries_total\{destination="sink",outcome="delivered"\} (\S+)$', metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_messages_survive_the_frames() -> None:
+    to_child, from_child = Frames(msgspec.msgpack.Decoder(ToChild)), Frames(msgspec.msgpack.Decoder(FromChild))
+    assert to_child.feed(to_child.frame(Wake([("crm", "failed")])) + to_child.frame(Scrape(7))) == [Wake([("crm", "failed")]), Scrape(7)]
+    text = b"# HELP x\nx 1.0\n"
+    assert from_child.feed(from_child.frame(Ready("v1")) + from_child.frame(Scraped(7, text))) == [Ready("v1"), Scraped(7, text)]
+
+
+def test_serve_delivers_from_its_deliverer_and_metrics_show_it(gateway: GatewayProcess, sink: Sink) -> None:
+    deliverer = gateway.child("gateway.deliverer")
+    assert deliverer != gateway.child("gateway.writer")
+    started = time.monotonic()
+    for number in range(5):
+        assert gateway.post(f"/hooks/go?token={TOKEN}", order(str(number))).status_code == 202
+    assert sorted(r.json()["id"] for r in sink.wait_for(5)) == ["0", "1", "2", "3", "4"]
+    assert time.monotonic() - started < 5  # woken at once, not by polling
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and delivered(httpx.get(gateway.url("/metrics")).text) < 5:
+        time.sleep(0.1)
+    metrics = httpx.get(gateway.url("/metrics")).text
+    assert delivered(metrics) == 5  # counted in the deliverer, shown by serve
+    assert 'gateway_events_received_total{outcome="accepted",source="go"} 5.0' in metrics  # counted by serve itself
+    assert metrics.count("# TYPE gateway_deliveries_total counter") == 1
+
+
+def test_a_killed_deliverer_is_started_again_and_delivers_what_was_stored_meanwhile(gateway: GatewayProcess, sink: Sink) -> None:
+    first = gateway.child("gateway.deliverer")
+    os.kill(first, signal.SIGKILL)
+    for number in range(3):  # ingest does not need the deliverer
+        assert gateway.post(f"/hooks/go?token={TOKEN}", order(f"m{number}")).status_code == 202
+    assert sorted(r.json()["id"] for r in sink.wait_for(3, timeout=30)) == ["m0", "m1", "m2"]
+    second = gateway.child("gateway.deliverer")
+    assert second != first and alive(second)
+    assert "the deliverer exited" in gateway.log() and "the deliverer is running again" in gateway.log()
+    assert httpx.get(gateway.url("/readyz")).status_code == 200
+
+
+def test_sigterm_lets_the_deliverer_finish_what_it_is_sending(project: Project) -> None:
+    """A delivery in flight when serve gets SIGTERM is finished by the deliverer, not cut off."""
+    slow = Sink(lambda request, count: (200, {}, b"", 1.5))
+    gateway = serve_with(project, slow)
+    try:
+        deliverer = gateway.child("gateway.deliverer")
+        assert gateway.post(f"/hooks/go?token={TOKEN}", order("lento")).status_code == 202
+        slow.wait_for(1)  # the receiver has it and takes 1.5 s to answer
+        assert gateway.terminate() in (0, -signal.SIGTERM)
+        assert not alive(deliverer)
+    finally:
+        gateway.kill()
+        slow.close()
+    with sqlite3.connect(project.root / "data" / "gateway.db") as db:
+        assert db.execute("SELECT status, attempts FROM deliveries").fetchall() == [("delivered", 1)]
+    assert "Traceback" not in gateway.log()
