@@ -106,6 +106,8 @@ class DelivererProcess(ChildProcess):
 
 
 class _Child:
+    """What the HTTP process says: wake the engine, follow a reload, send the metrics."""
+
     def __init__(self, config_path: str, config: Config, engine_metrics: Metrics, replies: Replies) -> None:
         self.config_path = config_path
         self.config = config

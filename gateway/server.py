@@ -35,9 +35,15 @@ class PersonalDataFilter(logging.Filter):
         return True
 
 
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
 def configure_logging(log_format: str | None = None) -> None:
     """One line per record on stderr: text, or JSON objects with GATEWAY_LOG_FORMAT=json (for
-    log collectors). httpx logs full URLs (with tokens) at INFO: silenced."""
+    log collectors). httpx logs full URLs (with tokens) at INFO: silenced.
+
+    GATEWAY_LOG_LEVEL=debug adds a line per event stored and per delivery made (the gateway's
+    own, not its libraries'); `gateway events` shows the same history from the database."""
     handler = logging.StreamHandler(sys.stderr)
     if (log_format or os.environ.get("GATEWAY_LOG_FORMAT", "text")).lower() == "json":
         renamed = {"asctime": "time", "levelname": "level", "name": "logger"}
@@ -51,9 +57,14 @@ def configure_logging(log_format: str | None = None) -> None:
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    asked = os.environ.get("GATEWAY_LOG_LEVEL", "info").strip().lower()
+    level = LOG_LEVELS.get(asked, logging.INFO)
+    root.setLevel(max(level, logging.INFO))  # libraries' debug lines stay off
+    logging.getLogger("gateway").setLevel(level)
     for noisy in ("httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if asked not in LOG_LEVELS:
+        logging.getLogger("gateway").warning("GATEWAY_LOG_LEVEL=%s is not one of %s; using info", asked, ", ".join(LOG_LEVELS))
 
 
 def serve(config: Config, database_url: str, host: str, port: int, workers: int, deliver: bool = True) -> None:

@@ -6,7 +6,9 @@ import json
 import logging
 import sys
 
-from gateway.server import PersonalDataFilter
+import pytest
+
+from gateway.server import PersonalDataFilter, configure_logging
 from tests.conftest import EVENTS, Project
 from tests.harness import GatewayProcess
 
@@ -26,7 +28,7 @@ def test_json_logs_are_one_object_per_line(project: Project) -> None:
             send: {to: nowhere, body: '{"email": "{{ data.user.email }}"}'}
         """
     )
-    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN, "GATEWAY_LOG_FORMAT": "json"}).start()
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN, "GATEWAY_LOG_FORMAT": "json", "GATEWAY_LOG_LEVEL": "debug"}).start()
     try:
         assert gateway.post(f"/hooks/go?token={TOKEN}", (EVENTS / "order_created.json").read_text()).status_code == 202
     finally:
@@ -51,3 +53,27 @@ def test_personal_data_is_masked_in_tracebacks() -> None:
     PersonalDataFilter().filter(record)
     text = logging.Formatter().format(record)
     assert "ValueError: brl needs an amount, got '***'" in text and "ana@example.com" not in text
+
+
+@pytest.mark.parametrize(
+    ("asked", "gateway_level", "root_level", "warned"),
+    [
+        (None, logging.INFO, logging.INFO, False),
+        ("debug", logging.DEBUG, logging.INFO, False),  # the gateway's lines, not every library's
+        ("WARNING", logging.WARNING, logging.WARNING, False),
+        ("verbose", logging.INFO, logging.INFO, True),
+    ],
+)
+def test_gateway_log_level(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], asked: str | None, gateway_level: int, root_level: int, warned: bool) -> None:
+    if asked is None:
+        monkeypatch.delenv("GATEWAY_LOG_LEVEL", raising=False)
+    else:
+        monkeypatch.setenv("GATEWAY_LOG_LEVEL", asked)
+    try:
+        configure_logging()
+        assert logging.getLogger("gateway").level == gateway_level
+        assert logging.getLogger().level == root_level
+        assert ("GATEWAY_LOG_LEVEL=verbose is not one of debug, info, warning, error; using info" in capsys.readouterr().err) is warned
+    finally:
+        monkeypatch.delenv("GATEWAY_LOG_LEVEL", raising=False)
+        configure_logging()

@@ -38,10 +38,10 @@ def routes(sink: Sink) -> str:
     """
 
 
-def serve_with(project: Project, sink: Sink) -> GatewayProcess:
+def serve_with(project: Project, sink: Sink, **env: str) -> GatewayProcess:
     """`gateway serve` with one route that sends ORDER_CREATED events to `sink`."""
     project.routes(routes(sink))
-    return GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    return GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN, **env}).start()
 
 
 @pytest.fixture
@@ -80,13 +80,17 @@ def test_submit_carries_a_1_mib_body_intact() -> None:
     assert received.body == body and received.version == "v1"
 
 
-def test_serve_stores_events_through_its_writer_process(gateway: GatewayProcess, sink: Sink) -> None:
-    child = writer_pid(gateway)
-    assert "gateway.writer" in Path(f"/proc/{child}/cmdline").read_text()
-    response = gateway.post(f"/hooks/go?token={TOKEN}", order("1"))
-    assert response.status_code == 202, response.text
-    assert sink.wait_for(1)[0].json() == {"id": "1"}
-    assert "from go: 1 deliveries" in gateway.log()  # the writer's log lines reach serve's log
+def test_serve_stores_events_through_its_writer_process(project: Project, sink: Sink) -> None:
+    gateway = serve_with(project, sink, GATEWAY_LOG_LEVEL="debug")
+    try:
+        child = writer_pid(gateway)
+        assert "gateway.writer" in Path(f"/proc/{child}/cmdline").read_text()
+        response = gateway.post(f"/hooks/go?token={TOKEN}", order("1"))
+        assert response.status_code == 202, response.text
+        assert sink.wait_for(1)[0].json() == {"id": "1"}
+        assert "from go: 1 deliveries" in gateway.log()  # the writer's log lines reach serve's log
+    finally:
+        gateway.kill()
 
 
 def test_a_killed_writer_is_started_again_and_nothing_acknowledged_is_lost(gateway: GatewayProcess, sink: Sink) -> None:
