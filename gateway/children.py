@@ -47,12 +47,13 @@ class Frames:
     """Length-prefixed messages: `frame` encodes one, `feed` takes bytes as they arrive (in any
     pieces) and returns the messages completed."""
 
-    def __init__(self, decoder: msgspec.msgpack.Decoder[Any]) -> None:
-        self._decoder = decoder
+    def __init__(self, decoder: msgspec.msgpack.Decoder[Any] | None = None) -> None:
+        self._decoder = decoder  # None: this side only sends
         self._buffer = bytearray()
         self._encoder = msgspec.msgpack.Encoder()
 
     def feed(self, data: bytes) -> list[Any]:
+        assert self._decoder is not None, "a Frames without a decoder only sends"
         self._buffer += data
         messages, start = [], 0
         while len(self._buffer) - start >= 4:
@@ -233,7 +234,7 @@ class Replies:
 
     def __init__(self, out: BinaryIO) -> None:
         self.out = out
-        self._frames = Frames(msgspec.msgpack.Decoder(Ready))  # encoding only
+        self._frames = Frames()
         self._outgoing = bytearray()
 
     def send(self, message: Any) -> None:

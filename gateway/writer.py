@@ -152,9 +152,8 @@ async def _run_child(config_path: str, database_url: str) -> int:
     await read_stdin(Submit, child.received)
     while child.pending:  # what was received before stdin closed is still stored and answered
         await asyncio.gather(*child.pending)
-    replies.flush()
     await store.close()
-    replies.close()
+    replies.close()  # sends what is still buffered
     return 0
 
 
