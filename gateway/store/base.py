@@ -162,7 +162,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def add_event(self, event: NewEvent) -> AddResult:
-        """Store an event and all its deliveries in one transaction, unless it is a duplicate."""
+        """Store an event and all its deliveries in one transaction, unless it is a duplicate:
+        an event of the same source with the same dedupe key is stored, received at most
+        `dedupe_window` seconds before this one (the result names it, and nothing is stored).
+        Whoever else writes to the same database, a duplicate is never missed because another
+        process stored the original, and an event purged or erased is nobody's original."""
 
     @abc.abstractmethod
     async def claim_due(self, now: float, limit: int, lease_seconds: float, exclude_destinations: frozenset[str] = frozenset()) -> list[ClaimedDelivery]:

@@ -3,9 +3,10 @@
 One thread owns the connection and runs every operation, so the event loop never blocks on
 the disk. It takes whatever work is queued and runs it in ONE transaction (group commit): a
 burst of concurrent ingests costs one fsync, not one each. The batch's new events are written
-with one dedupe query and one multi-row INSERT per table: every statement releases and retakes
-the GIL, and retaking it from a busy event loop is what limited ingest before (the GIL
-convoy). Other operations run inside their own savepoints, so one failing operation does not
+with one multi-row INSERT per table: every statement releases and retakes the GIL, and
+retaking it from a busy event loop is what limited ingest before (the GIL convoy). Dedupe
+keys are remembered (gateway/store/recent.py), not looked up: each batch reads the newest
+rowid, and loads only the keys that other processes stored since. Other operations run inside their own savepoints, so one failing operation does not
 undo the others in its batch.
 
 Durability is chosen per operation. Anything acknowledged to a sender (`add_event`) commits
@@ -48,6 +49,7 @@ from gateway.store.base import (
     Store,
     StoreUnavailable,
 )
+from gateway.store.recent import RecentKeys, digest
 
 MAX_BATCH = 512
 _DELIVERY_COLUMNS = "id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at, config_version"
@@ -73,6 +75,7 @@ class SQLiteStore(Store):
         self._wrote = threading.Event()  # set after each commit; wakes the checkpointer
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        self._recent = RecentKeys()  # the dedupe window; only the writer thread touches it
 
     # ----------------------------------------------------------------- the writer thread
 
@@ -159,15 +162,17 @@ class SQLiteStore(Store):
         try:
             self._set_durability(connection, any(job.durable for job in batch))
             _begin_immediate(connection)
-            outcomes.extend(_add_events_in_bulk(connection, [job for job in batch if job.event is not None]))
+            outcomes.extend(_add_events_in_bulk(connection, self._recent, [job for job in batch if job.event is not None]))
             outcomes.extend(_in_bulk(connection, [job for job in batch if job.attempt is not None], _record_attempts))
             for job in batch:
                 if job.run is not None:
                     outcomes.extend(_in_bulk(connection, [job], lambda c, one: [one[0].run(c)]))
             connection.execute("COMMIT")
+            self._recent.commit()
             self._wrote.set()
         except sqlite3.Error as exc:
             _rollback(connection)
+            self._recent.discard()
             failure = StoreUnavailable(f"the database could not be written: {exc}")
             outcomes = [(job, None, failure) for job in batch]
         assert self._loop is not None
@@ -275,7 +280,7 @@ def _connect(path: str) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA foreign_keys = ON")
     connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_CHECKPOINT_PAGES}")
-    connection.execute("PRAGMA temp_store = MEMORY")  # the IN (...) of each dedupe lookup opened and deleted a temp file
+    connection.execute("PRAGMA temp_store = MEMORY")  # IN (...) lists and sorts without a temp file each
     return connection
 
 
@@ -331,17 +336,26 @@ def _migrate(connection: sqlite3.Connection) -> None:
 
 
 def _statements(script: str) -> list[str]:
-    """Statements of a migration file (our SQL has no ';' or '--' inside string literals)."""
+    """Statements of a migration file (our SQL has no '--' inside string literals). A trigger's
+    body holds ';' too: pieces are joined until SQLite says the statement is complete."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    statements: list[str] = []
+    pending = ""
+    for piece in "\n".join(lines).split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip().removesuffix(";").strip())
+            pending = ""
+    return [s for s in statements if s]
 
 
 _SQLITE_MAX_VARIABLES = 32766
 
 
-def _add_events_in_bulk(connection: sqlite3.Connection, jobs: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
+def _add_events_in_bulk(connection: sqlite3.Connection, recent: RecentKeys, jobs: list[_Job]) -> list[tuple[_Job, Any, BaseException | None]]:
     """Store a batch's events: duplicates answered, the rest inserted with multi-row INSERTs."""
-    return _in_bulk(connection, jobs, lambda c, batch: _insert_events(c, [job.event for job in batch]))  # type: ignore[misc]
+    recent.discard()  # a batch whose savepoint was rolled back stored nothing to remember
+    return _in_bulk(connection, jobs, lambda c, batch: _insert_events(c, recent, [job.event for job in batch]))  # type: ignore[misc]
 
 
 def _in_bulk(connection: sqlite3.Connection, jobs: list[_Job], write: Callable[[sqlite3.Connection, list[_Job]], list[Any]]) -> list[tuple[_Job, Any, BaseException | None]]:
@@ -365,18 +379,21 @@ def _in_bulk(connection: sqlite3.Connection, jobs: list[_Job], write: Callable[[
     return [(job, result, None) for job, result in zip(jobs, results)]
 
 
-def _insert_events(connection: sqlite3.Connection, events: list[NewEvent]) -> list[AddResult]:
-    earlier = _recent_dedupe_keys(connection, events)
+def _insert_events(connection: sqlite3.Connection, recent: RecentKeys, events: list[NewEvent]) -> list[AddResult]:
+    keyed = [e for e in events if e.dedupe_key and e.dedupe_window]
+    if keyed:
+        _sync_recent(connection, recent, keyed)
     results: list[AddResult] = []
     stored: list[NewEvent] = []
+    remembered: dict[bytes, NewEvent] = {}  # keyed events of this batch, stored
     for event in events:
-        key = (event.source, event.dedupe_key)
-        original = _original(earlier.get(key, []), event)
+        key = digest(event.source, event.dedupe_key) if event.dedupe_key and event.dedupe_window else None
+        original = _original(connection, recent, remembered, event, key) if key else None
         if original is not None:
             results.append(AddResult(original, True, 0))
             continue
-        if event.dedupe_key:
-            earlier.setdefault(key, []).append((event.id, event.received_at))
+        if key:
+            remembered[key] = event
         stored.append(event)
         results.append(AddResult(event.id, False, len(event.deliveries)))
     event_rows = [(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version) for e in stored]
@@ -385,51 +402,73 @@ def _insert_events(connection: sqlite3.Connection, events: list[NewEvent]) -> li
         for e in stored
         for d in e.deliveries
     ]
-    _insert_rows(connection, "events (id, source, event_type, body, dedupe_key, received_at, config_version)", event_rows)
+    last_event_row = _insert_rows(connection, "events (id, source, event_type, body, dedupe_key, received_at, config_version)", event_rows)
     _insert_rows(
         connection,
         "deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)",
         delivery_rows,
     )
+    if keyed:  # remembered once the transaction commits
+        recent.stage([(key, e.received_at) for key, e in remembered.items()], last_event_row, now=max(e.received_at for e in events))
     return results
 
 
-def _recent_dedupe_keys(connection: sqlite3.Connection, events: list[NewEvent]) -> dict[tuple[str, str | None], list[tuple[str, float]]]:
-    keyed = [e for e in events if e.dedupe_key and e.dedupe_window]
-    if not keyed:
-        return {}
-    oldest = min(e.received_at - (e.dedupe_window or 0) for e in keyed)
-    found: dict[tuple[str, str | None], list[tuple[str, float]]] = {}
-    for source in sorted({e.source for e in keyed}):  # `source = ?` lets the events_dedupe index serve the query
-        keys = sorted({e.dedupe_key for e in keyed if e.source == source and e.dedupe_key})
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            sql = f"SELECT dedupe_key, id, received_at FROM events WHERE source = ? AND dedupe_key IN ({','.join('?' * len(chunk))}) AND received_at >= ? ORDER BY received_at"
-            for key, event_id, received_at in connection.execute(sql, (source, *chunk, oldest)):
-                found.setdefault((source, key), []).append((event_id, received_at))
-    return found
+_KEYS_SINCE_SQL = "SELECT source, dedupe_key, received_at FROM events WHERE received_at >= ? AND dedupe_key IS NOT NULL ORDER BY received_at"
+_KEYS_AFTER_ROW_SQL = "SELECT source, dedupe_key, received_at FROM events WHERE rowid > ? AND dedupe_key IS NOT NULL ORDER BY rowid"
 
 
-def _original(candidates: list[tuple[str, float]], event: NewEvent) -> str | None:
-    """The earliest stored event this one duplicates, if any is inside its window."""
-    if not event.dedupe_key or not event.dedupe_window:
+def _sync_recent(connection: sqlite3.Connection, recent: RecentKeys, keyed: list[NewEvent]) -> None:
+    """Bring the remembered window up to date with the database, inside the write lock.
+
+    New rows get a larger rowid than any before, so rows past `high_water` are what other
+    processes stored since: only those are read. The window is loaded whole the first time,
+    when rows went away from its end, and when a longer window than any before (a reloaded
+    routes.yaml) needs more. Keys that were purged or erased stay remembered: a key found here
+    is confirmed in the database (`_original`), so remembering too much costs a query, never
+    an event."""
+    newest = connection.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
+    since = min(e.received_at - (e.dedupe_window or 0) for e in keyed)
+    recent.longest_window = max(recent.longest_window, *(e.dedupe_window or 0 for e in keyed))
+    if recent.high_water is None or newest < recent.high_water or (not recent.covers(since) and not recent.overflowed):
+        since = min(since, recent.covered_since)
+        recent.reset(since, connection.execute(_KEYS_SINCE_SQL, (since,)), newest)
+    elif newest > recent.high_water:
+        recent.extend(connection.execute(_KEYS_AFTER_ROW_SQL, (recent.high_water,)))
+        recent.high_water = newest
+
+
+def _original(connection: sqlite3.Connection, recent: RecentKeys, in_batch: dict[bytes, NewEvent], event: NewEvent, key: bytes) -> str | None:
+    """The id of the latest stored event this one duplicates, if one is inside its window."""
+    since = event.received_at - (event.dedupe_window or 0)
+    earlier = in_batch.get(key)
+    if earlier is not None and earlier.received_at >= since:
+        return earlier.id
+    stored_at = recent.stored_since(key, since)
+    if stored_at is not None:
+        row = connection.execute("SELECT id FROM events WHERE received_at = ? AND source = ? AND dedupe_key = ?", (stored_at, event.source, event.dedupe_key)).fetchone()
+        return row[0] if row else None  # remembered but not found: store it (sent twice at worst, never lost)
+    if recent.covers(since):
         return None
-    for event_id, received_at in candidates:
-        if received_at >= event.received_at - event.dedupe_window:
-            return event_id
-    return None
+    row = connection.execute(  # only past the memory's limit: the part of the window it dropped
+        "SELECT id FROM events WHERE received_at >= ? AND received_at < ? AND source = ? AND dedupe_key = ? ORDER BY received_at DESC LIMIT 1",
+        (since, recent.covered_since, event.source, event.dedupe_key),
+    ).fetchone()
+    return row[0] if row else None
 
 
-def _insert_rows(connection: sqlite3.Connection, into: str, rows: list[tuple[Any, ...]]) -> None:
-    """One multi-row INSERT per chunk: one statement (one GIL hand-off) for many rows."""
+def _insert_rows(connection: sqlite3.Connection, into: str, rows: list[tuple[Any, ...]]) -> int | None:
+    """One multi-row INSERT per chunk: one statement (one GIL hand-off) for many rows. Returns
+    the rowid of the last row."""
     if not rows:
-        return
+        return None
+    last = None
     width = len(rows[0])
     per_statement = _SQLITE_MAX_VARIABLES // width
     placeholder = "(" + ",".join("?" * width) + ")"
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
-        connection.execute(f"INSERT INTO {into} VALUES {','.join([placeholder] * len(chunk))}", [v for row in chunk for v in row])
+        last = connection.execute(f"INSERT INTO {into} VALUES {','.join([placeholder] * len(chunk))}", [v for row in chunk for v in row]).lastrowid
+    return last
 
 
 def _claim_due(connection: sqlite3.Connection, now: float, limit: int, lease_until: float, exclude: frozenset[str]) -> list[ClaimedDelivery]:

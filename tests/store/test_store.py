@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.anyio
 T0 = 1_700_000_000.0
 
 
-def event(number: int, *, deliveries: int = 1, dedupe_key: str | None = None, at: float = T0, ordering_key: str | None = None, destination: str = "sink") -> NewEvent:
+def event(number: int, *, deliveries: int = 1, dedupe_key: str | None = None, at: float = T0, ordering_key: str | None = None, destination: str = "sink", window: float = 600) -> NewEvent:
     return NewEvent(
         id=f"e{number}",
         source="go",
@@ -33,7 +34,7 @@ def event(number: int, *, deliveries: int = 1, dedupe_key: str | None = None, at
         config_version="v1",
         deliveries=tuple(NewDelivery(f"d{number}-{i}", "route", destination, f'{{"n": {number}}}', PENDING, ordering_key=ordering_key) for i in range(deliveries)),
         dedupe_key=dedupe_key,
-        dedupe_window=600 if dedupe_key else None,
+        dedupe_window=window if dedupe_key else None,
     )
 
 
@@ -66,6 +67,78 @@ async def test_concurrent_duplicates_store_one_event(store: Store) -> None:
     results = await asyncio.gather(*(store.add_event(event(n, dedupe_key="same")) for n in range(50)))
     assert sum(not r.duplicate for r in results) == 1
     assert len(await store.list_deliveries(DeliveryFilter(statuses=(PENDING,)))) == 1
+
+
+async def test_duplicates_of_events_stored_before_a_restart(store_factory: Callable[[], Store]) -> None:
+    first = store_factory()
+    await first.open()
+    await first.add_event(event(1, dedupe_key="k"))
+    await first.close()
+    second = store_factory()
+    await second.open()
+    try:
+        duplicate = await second.add_event(event(2, dedupe_key="k", at=T0 + 10))
+    finally:
+        await second.close()
+    assert (duplicate.id, duplicate.duplicate) == ("e1", True)
+
+
+async def test_duplicates_of_events_another_process_stored(store_factory: Callable[[], Store]) -> None:
+    """Two stores on one database (two processes, as SQLite sees them), each having stored
+    keys already: what one stores, the other finds."""
+    one, other = store_factory(), store_factory()
+    await one.open()
+    await other.open()
+    try:
+        await one.add_event(event(1, dedupe_key="a"))
+        await other.add_event(event(2, dedupe_key="b", at=T0 + 1))
+        found_by_one = await one.add_event(event(3, dedupe_key="b", at=T0 + 2))
+        found_by_other = await other.add_event(event(4, dedupe_key="a", at=T0 + 3))
+    finally:
+        await one.close()
+        await other.close()
+    assert (found_by_one.id, found_by_one.duplicate) == ("e2", True)
+    assert (found_by_other.id, found_by_other.duplicate) == ("e1", True)
+
+
+@pytest.mark.parametrize("forget", ["erase", "purge"])
+async def test_an_erased_or_purged_event_is_nobodys_original(store_factory: Callable[[], Store], forget: str) -> None:
+    """Once an event is erased or purged (here by another process), the same key stores anew."""
+    writer, other = store_factory(), store_factory()
+    await writer.open()
+    await other.open()
+    try:
+        await writer.add_event(event(1, dedupe_key="k"))
+        if forget == "erase":
+            assert await other.erase_event("e1")
+        else:
+            assert await other.purge(T0 + 1) == 0  # e1's delivery is pending: kept...
+            await other.record_attempt(attempt("d1-0", "dead"), T0)
+            assert await other.purge(T0 + 1) == 1  # ...until it is finished
+        again = await writer.add_event(event(2, dedupe_key="k", at=T0 + 5))
+    finally:
+        await writer.close()
+        await other.close()
+    assert (again.id, again.duplicate) == ("e2", False)
+
+
+async def test_a_longer_window_reaches_events_older_than_the_last_one(store: Store) -> None:
+    """routes.yaml reloaded with a longer window: events stored before are found again."""
+    await store.add_event(event(1, dedupe_key="a", at=T0))
+    await store.add_event(event(2, dedupe_key="b", at=T0 + 1000))  # the 600 s window no longer reaches e1
+    assert not (await store.add_event(event(3, dedupe_key="a", at=T0 + 1001))).duplicate
+    longer = await store.add_event(event(4, dedupe_key="b", at=T0 + 5000, window=3600 * 2))
+    assert (longer.id, longer.duplicate) == ("e2", True)
+
+
+async def test_an_event_that_failed_to_store_is_nobodys_original(store: Store) -> None:
+    """Its transaction undone, its key must not answer the resend "duplicate" (it would be lost)."""
+    await store.add_event(event(1))
+    clash = NewEvent(**{**event(1, dedupe_key="k").__dict__, "deliveries": ()})  # id e1 again: the insert fails
+    with pytest.raises(Exception, match="UNIQUE"):
+        await store.add_event(clash)
+    resent = await store.add_event(event(2, dedupe_key="k", at=T0 + 1))
+    assert (resent.id, resent.duplicate) == ("e2", False)
 
 
 async def test_claim_due_respects_time_and_leases(store: Store) -> None:
