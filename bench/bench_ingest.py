@@ -170,7 +170,11 @@ def measure_gateway(folder: Path, env: dict[str, str], processes: list, rates: t
         command = [PYTHON, "-m", "gateway", "worker", "--db", f"sqlite:///{folder / 'gw.db'}"]
         processes.append(subprocess.Popen(command, cwd=folder, env={**os.environ, **env}, stdout=worker_log, stderr=worker_log))
         started = 2
-    wait_up(f"http://127.0.0.1:{port}/healthz")
+    try:
+        wait_up(f"http://127.0.0.1:{port}/healthz")
+    except RuntimeError:
+        print((folder / "gateway.log").read_text()[-4000:], file=sys.stderr)
+        raise
     url = f"http://127.0.0.1:{port}/hooks/go?token={TOKEN}"
     results = [wrk(url)]
     for rate in rates:

@@ -204,3 +204,35 @@ def test_render_failure_is_stored_as_failed_delivery(project: Project, sink: Sin
         assert "the field 'nada' is not in this object" in delivery["last_error"]
     finally:
         gateway.kill()
+
+
+@pytest.mark.parametrize(
+    ("token", "query", "authorization", "accepted"),
+    [
+        ("a+b/c=d", "token=a%2Bb%2Fc%3Dd", None, True),  # as a URL encoder writes a token with + / =
+        ("a+b/c=d", "token=a+b/c=d", None, False),  # '+' in a query means a space
+        ("s3nhá", "token=s3nh%C3%A1", None, True),  # UTF-8, percent-encoded
+        ("t0k", "token=t0k%FF", None, False),  # a byte that is no UTF-8: refused, not a crash
+        ("t0k", "other=1&token=t0k", None, True),
+        ("t0k", "", "bearer t0k", True),  # the scheme's case does not matter
+        ("t0k", "", "Basic t0k", False),
+        ("t0k", "token=wrong", "Bearer t0k", False),  # the query wins when both are there
+    ],
+)
+def test_token_from_the_query_or_a_bearer_header(token: str, query: str, authorization: str | None, accepted: bool) -> None:
+    """How the token is read off the request."""
+    from litestar import Request
+
+    from gateway.app import GatewayHTTPError, _check_token
+    from gateway.config import Source
+    from gateway.errors import Location
+
+    source = Source(name="go", token=token, allow_ips=(), trusted_proxies=(), dedupe_window=None, dedupe_key=None, inactive=None, location=Location("routes.yaml", 1, 1))
+    scope = {"query_string": query.encode("utf-8"), "headers": [(b"authorization", authorization.encode())] if authorization else []}
+    try:
+        _check_token(Request({"type": "http", **scope}), source)  # type: ignore[arg-type]
+        outcome = True
+    except GatewayHTTPError as exc:
+        assert exc.status_code == 401
+        outcome = False
+    assert outcome is accepted
