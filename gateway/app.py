@@ -31,7 +31,7 @@ from litestar.exceptions import ClientException, HTTPException, MethodNotAllowed
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import Receive, Scope, Send
 
-from gateway.config import Config, Source
+from gateway.config import Config, ConfigFiles, Source
 from gateway.deliverer import DelivererProcess
 from gateway.delivery import DeliveryEngine, delivery_client
 from gateway.ingest import Accepted, InProcessWriter, Writer
@@ -275,8 +275,9 @@ def _start_reloader(runtime: Runtime) -> asyncio.Task[None] | None:
     def swap(new: Config) -> None:
         runtime.config = new
         runtime.metrics.reloads.labels("applied").inc()
-        if runtime.deliverer is not None:
-            runtime.deliverer.follow(new.version)  # the writer follows with the next event it is handed
+        for child in (runtime.writer, runtime.deliverer):  # before the next event goes down the pipe
+            if isinstance(child, (WriterProcess, DelivererProcess)):
+                child.configure(new.files)  # type: ignore[arg-type]
 
     refused = runtime.metrics.reloads.labels("refused").inc
     reloader = ConfigReloader(runtime.config_path, lambda: runtime.config, swap, refused=refused)
@@ -289,11 +290,16 @@ def _start_children(runtime: Runtime) -> list[WriterProcess | DelivererProcess]:
     """Serving a config file from a database other processes can open: ingest and delivery in
     processes of their own. Otherwise (an app built in code, an in-memory SQLite database) both
     run in this process."""
-    separate = bool(runtime.config_path and runtime.database_url and not runtime.database_url.endswith(":memory:"))
+    separate = bool(runtime.config_path and runtime.config.files and runtime.database_url and not runtime.database_url.endswith(":memory:"))
+
+    def files() -> ConfigFiles:  # the routes in force, handed to a child at each start
+        assert runtime.config.files is not None
+        return runtime.config.files
+
     if runtime.writer is None:
-        runtime.writer = WriterProcess(runtime.config_path, runtime.database_url, lambda: runtime.config.version) if separate else InProcessWriter(lambda: runtime.config, runtime.store)  # type: ignore[arg-type]
+        runtime.writer = WriterProcess(files, runtime.database_url) if separate else InProcessWriter(lambda: runtime.config, runtime.store)  # type: ignore[arg-type]
     if separate and runtime.deliver and runtime.deliverer is None:
-        runtime.deliverer = DelivererProcess(runtime.config_path, runtime.database_url, runtime.concurrency)  # type: ignore[arg-type]
+        runtime.deliverer = DelivererProcess(files, runtime.database_url, runtime.concurrency)  # type: ignore[arg-type]
     return [child for child in (runtime.writer, runtime.deliverer) if isinstance(child, (WriterProcess, DelivererProcess))]
 
 

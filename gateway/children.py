@@ -6,7 +6,11 @@ deliveries each take most of a core at a few hundred events a second; in process
 they run beside the HTTP process instead of between its requests (bench/README.md).
 
 Each child is `python -m <module>`, spoken to over its stdin and its stdout with frames: a 4-byte
-length, then a msgpack message (msgspec). A child keeps its fd 1 for frames only: anything
+length, then a msgpack message (msgspec). The first message a child gets is `Configure`: the
+bytes of routes.yaml and of the templates folder that the HTTP process loaded, and it gets
+another after each hot reload. So the three processes run one version of the routes, even when
+the files on disk have changed again since (or no longer load), and a restarted child runs the
+version in force, not what the disk holds now. A child keeps its fd 1 for frames only: anything
 printed there by mistake would corrupt them, so its sys.stdout goes to stderr. It ignores the
 SIGINT and SIGTERM sent to the whole process group: the HTTP process decides when it stops, by
 closing the child's stdin. If a child dies, the HTTP process starts it again.
@@ -25,7 +29,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
-from gateway.config import Config, load_config
+from gateway.config import Config, ConfigFiles, load_config
 from gateway.errors import ConfigError
 from gateway.store import Store, StoreUnavailable, open_store
 
@@ -41,6 +45,12 @@ class Ready(msgspec.Struct, array_like=True, tag=True):
     """A child's first message: routes.yaml is loaded (this version) and the store is open."""
 
     version: str
+
+
+class Configure(msgspec.Struct, array_like=True, tag=True):
+    """The routes to run: a child's first message, and one after each hot reload."""
+
+    files: ConfigFiles
 
 
 class Frames:
@@ -79,8 +89,9 @@ class ChildProcess:
 
     name = "child"  # for the log: "ingest writer", "deliverer"
 
-    def __init__(self, module: str, args: list[str], messages: Any) -> None:
+    def __init__(self, module: str, args: list[str], messages: Any, files: Callable[[], ConfigFiles]) -> None:
         self.command = [sys.executable, "-m", module, *args]
+        self.files = files  # the routes in force, for each start
         self._frames = Frames(msgspec.msgpack.Decoder(messages))
         self._transport: asyncio.SubprocessTransport | None = None
         self._stdin: asyncio.WriteTransport | None = None
@@ -105,12 +116,21 @@ class ChildProcess:
         self._exited = asyncio.Event()
         self._transport, _ = await loop.subprocess_exec(lambda: _ChildPipes(self), *self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None)
         self._stdin = self._transport.get_pipe_transport(0)  # type: ignore[assignment]
+        handed = self.files()
+        self._stdin.write(self._frames.frame(Configure(handed)))  # type: ignore[union-attr]
         try:
             self.version = await asyncio.wait_for(asyncio.shield(self._ready), STARTUP_SECONDS)
         except TimeoutError:
             self._transport.kill()
             raise StoreUnavailable(f"the {self.name} did not start within {STARTUP_SECONDS:g} s") from None
+        if self.files() is not handed:  # reloaded while it started
+            self.configure(self.files())
         log.debug("%s %d ready, routes version %s", self.name, self._transport.get_pid(), self.version)
+
+    def configure(self, files: ConfigFiles) -> None:
+        """Routes reloaded: the child swaps them in before the next message. A child that is
+        restarting gets them when it starts."""
+        self.send(Configure(files))
 
     def send(self, message: Any) -> bool:
         """Send a message; False when the child is down (restarting) and cannot take it."""
@@ -202,10 +222,33 @@ class CannotStart(Exception):
         self.code = code
 
 
-async def open_config_and_store(name: str, config_path: str, database_url: str) -> tuple[Config, Store]:
-    """What every child starts with: routes.yaml loaded, the store open. CannotStart otherwise."""
+def read_configure() -> ConfigFiles:
+    """The first message on stdin, read before the event loop reads the rest: exactly its bytes
+    (os.read; a buffered reader could take some of the next messages too)."""
+    def read_exactly(size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = os.read(0, size - len(data))
+            if not chunk:
+                raise CannotStart(4)  # stdin closed first: the HTTP process is gone
+            data += chunk
+        return data
+
+    size = int.from_bytes(read_exactly(4), "big")
+    return msgspec.msgpack.decode(read_exactly(size), type=Configure).files
+
+
+async def start_child(name: str, database_url: str) -> tuple[Replies, Config, Store]:
+    """What every child starts with: fd 1 kept for frames, the routes it is handed loaded, the
+    store open. CannotStart otherwise."""
+    replies = Replies(take_frames_fd())
+    config, store = await _open_config_and_store(name, read_configure(), database_url)
+    return replies, config, store
+
+
+async def _open_config_and_store(name: str, files: ConfigFiles, database_url: str) -> tuple[Config, Store]:
     try:
-        config = load_config(config_path, os.environ)
+        config = load_config(files, os.environ)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"{name}: {problem}", file=sys.stderr)

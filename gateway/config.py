@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+import msgspec
+
 from gateway.destinations import TYPES as DESTINATION_TYPES
 from gateway.destinations.base import DestinationSpec
 from gateway.errors import ConfigError, Location, Problem, TemplateError, did_you_mean, one_of
 from gateway.rules import Condition, RouteIndex, RuleCompiler, indexed_event_ids
 from gateway.schema import Schema, SchemaReader
-from gateway.templates import CompiledTemplate, TemplateEngine
+from gateway.templates import CompiledTemplate, TemplateEngine, read_templates
 from gateway.units import Duration
 from gateway.yamlfile import KeyPath as YamlPath
-from gateway.yamlfile import YamlDocument, display_path, load_yaml_file
+from gateway.yamlfile import YamlDocument, display_path, parse_yaml_bytes, read_yaml_bytes
 
 GO_EVENT_IDS = (
     "ORDER_CREATED",
@@ -124,10 +126,20 @@ class Route:
     location: Location
 
 
+class ConfigFiles(msgspec.Struct, frozen=True):
+    """The exact bytes a config was loaded from: routes.yaml and every file of its templates
+    folder, each read once. `gateway serve` hands them to its child processes, so all three run
+    the very version the HTTP process checked, whatever the files on disk say by then."""
+
+    path: str  # routes.yaml, as given (its folder anchors the relative paths in settings)
+    routes: bytes
+    templates: dict[str, bytes] = {}  # by path inside the templates folder
+
+
 @dataclass(frozen=True)
 class Config:
     file: str
-    version: str  # short hash of routes.yaml and the templates it uses
+    version: str  # short hash of routes.yaml and every file of the templates folder
     settings: SettingsSpec
     base_dir: Path
     sources: dict[str, Source]
@@ -137,6 +149,7 @@ class Config:
     warnings: tuple[Problem, ...] = ()
     ordering_templates: dict[str, CompiledTemplate] = field(default_factory=dict)  # by destination
     egress_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # private ranges deliveries may reach
+    files: ConfigFiles | None = None  # what it was loaded from
     index: RouteIndex[Route] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -197,21 +210,23 @@ class _Interpolation:
 # --------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
-    """Load, validate and compile routes.yaml; ConfigError listing every problem found."""
-    return _Loader(str(path), os.environ if environ is None else environ).load()
+def load_config(path: str | os.PathLike[str] | ConfigFiles, environ: Mapping[str, str] | None = None) -> Config:
+    """Load, validate and compile routes.yaml; ConfigError listing every problem found. From
+    the files on disk, or from the `ConfigFiles` an earlier load read (`config.files`)."""
+    files = path if isinstance(path, ConfigFiles) else None
+    return _Loader(files.path if files else str(path), os.environ if environ is None else environ, files).load()
 
 
 class _Loader:
-    def __init__(self, path: str, environ: Mapping[str, str]) -> None:
+    def __init__(self, path: str, environ: Mapping[str, str], files: ConfigFiles | None = None) -> None:
         self.path = path
+        self.files = files
         self.base_dir = Path(path).resolve().parent
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self.env = _Interpolation(environ)
         self.doc: YamlDocument = YamlDocument(path, None)
         self.converter = SchemaReader(self.doc, self.problems)
-        self.hashed_templates: set[str] = set()
 
     def error(self, message: str, location: Location) -> None:
         self.problems.append(Problem(message, location))
@@ -220,23 +235,26 @@ class _Loader:
         self.warnings.append(Problem(message, location, "warning"))
 
     def load(self) -> Config:
-        self.doc = load_yaml_file(self.path)
+        raw = self.files.routes if self.files else read_yaml_bytes(self.path)
+        self.doc = parse_yaml_bytes(raw, self.path)
         self.converter.doc = self.doc
         top = self.top_level()
         data = self.env.walk(top, (), self.doc)
         self.problems.extend(self.env.problems)
         settings = self.settings(data.get("settings"))
         egress_allow = self.networks(settings.egress_allow, ("settings", "egress_allow"))
-        engine = TemplateEngine(self.resolve(settings.templates), display_path(self.resolve(settings.templates)))
+        engine = self.template_engine(settings)
         sources = self.sources(data.get("sources"), engine)
         destinations = self.destinations(data.get("destinations"))
         ordering = self.ordering_templates(destinations, engine)
         routes = self.routes(data.get("routes"), sources, destinations, engine)
         if self.problems:
             raise ConfigError(sorted(self.problems, key=_position))
+        files = self.files or ConfigFiles(self.path, raw, dict(engine.sources))
         return Config(
             file=self.path,
-            version=self.version_hash(engine),
+            version=_version(files),
+            files=files,
             settings=settings,
             base_dir=self.base_dir,
             sources=sources,
@@ -247,6 +265,15 @@ class _Loader:
             ordering_templates=ordering,
             egress_allow=egress_allow,
         )
+
+    def template_engine(self, settings: SettingsSpec) -> TemplateEngine:
+        folder = self.resolve(settings.templates)
+        try:
+            sources = self.files.templates if self.files else read_templates(folder)
+        except TemplateError as exc:
+            self.error(exc.detail, self.doc.where(("settings", "templates")))
+            sources = {}
+        return TemplateEngine(folder, display_path(folder), sources)
 
     def resolve(self, relative: str) -> Path:
         return (self.base_dir / relative).resolve()
@@ -482,7 +509,6 @@ class _Loader:
         except TemplateError as exc:
             self.error(exc.detail, exc.location or self.doc.where(at))
             return None
-        self.hashed_templates.add(name)
         return template
 
     def inline_template(self, source: str | None, at: YamlPath, engine: TemplateEngine, json_mode: bool) -> CompiledTemplate | None:
@@ -492,12 +518,15 @@ class _Loader:
             self.error(exc.detail, exc.location or self.doc.where(at))
             return None
 
-    def version_hash(self, engine: TemplateEngine) -> str:
-        digest = hashlib.sha256(Path(self.path).read_bytes())
-        for name in sorted(self.hashed_templates):
-            digest.update(name.encode())
-            digest.update((engine.templates_dir / name).read_bytes())
-        return digest.hexdigest()[:12]
+
+def _version(files: ConfigFiles) -> str:
+    """Changes with any byte of routes.yaml or of the templates folder, includes too: a hot
+    reload that sees another version swaps everything in."""
+    digest = hashlib.sha256(files.routes)
+    for name in sorted(files.templates):
+        digest.update(b"\0" + name.encode() + b"\0")
+        digest.update(files.templates[name])
+    return digest.hexdigest()[:12]
 
 
 def _position(problem: Problem) -> tuple[str, int, int]:

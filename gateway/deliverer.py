@@ -6,8 +6,8 @@ burst of deliveries made the senders' requests wait: at 290 events/s (580 delive
 p99 was 42-46 ms there, 23-25 ms with the engine in a process of its own (bench/README.md).
 
 The HTTP process tells it three things: `Wake` when an event with deliveries is stored (and the
-deliveries recorded as never to be sent, which it counts in its metrics), `Follow` when
-routes.yaml was reloaded, and `Scrape` when /metrics is read: the delivery metrics live here.
+deliveries recorded as never to be sent, which it counts in its metrics), `Configure` with the
+routes in force (first, and after each hot reload), and `Scrape` when /metrics is read: the delivery metrics live here.
 Closing its stdin stops it the way SIGTERM stops `gateway worker`: in-flight deliveries finish
 for a while, the rest are given back.
 """
@@ -19,12 +19,13 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from gateway.children import CannotStart, ChildProcess, Ready, Replies, open_config_and_store, read_stdin, take_frames_fd
-from gateway.config import Config, load_config
+from gateway.children import CannotStart, ChildProcess, Configure, Ready, Replies, read_stdin, start_child
+from gateway.config import Config, ConfigFiles, load_config
 from gateway.delivery import DeliveryEngine, delivery_client
 from gateway.errors import ConfigError
 from gateway.metrics import Metrics
@@ -39,10 +40,6 @@ class Wake(msgspec.Struct, array_like=True, tag=True):
     not_sent: list[tuple[str, str]]  # (destination, status) of deliveries recorded but never sent
 
 
-class Follow(msgspec.Struct, array_like=True, tag=True):
-    version: str  # the routes version the HTTP process has just loaded
-
-
 class Scrape(msgspec.Struct, array_like=True, tag=True):
     number: int
 
@@ -52,7 +49,7 @@ class Scraped(msgspec.Struct, array_like=True, tag=True):
     text: bytes  # the delivery metrics, Prometheus text format
 
 
-ToChild = Wake | Follow | Scrape
+ToChild = Wake | Configure | Scrape
 FromChild = Ready | Scraped
 
 
@@ -64,8 +61,8 @@ class DelivererProcess(ChildProcess):
 
     name = "deliverer"
 
-    def __init__(self, config_path: str, database_url: str, concurrency: int) -> None:
-        super().__init__("gateway.deliverer", ["--config", config_path, "--db", database_url, "--workers", str(concurrency)], FromChild)
+    def __init__(self, files: Callable[[], ConfigFiles], database_url: str, concurrency: int) -> None:
+        super().__init__("gateway.deliverer", ["--db", database_url, "--workers", str(concurrency)], FromChild, files)
         self._scrapes: dict[int, asyncio.Future[bytes | None]] = {}
         self._numbers = iter(range(1, 1 << 62))
 
@@ -73,9 +70,6 @@ class DelivererProcess(ChildProcess):
         """New deliveries were stored. If the deliverer is restarting, it finds them when it is
         back; the never-sent counts are lost then, as its other counters are."""
         self.send(Wake(not_sent))
-
-    def follow(self, version: str) -> None:
-        self.send(Follow(version))
 
     async def scrape(self) -> bytes | None:
         """The deliverer's metrics; None while it is restarting or does not answer."""
@@ -106,10 +100,9 @@ class DelivererProcess(ChildProcess):
 
 
 class _Child:
-    """What the HTTP process says: wake the engine, follow a reload, send the metrics."""
+    """What the HTTP process says: wake the engine, take reloaded routes, send the metrics."""
 
-    def __init__(self, config_path: str, config: Config, engine_metrics: Metrics, replies: Replies) -> None:
-        self.config_path = config_path
+    def __init__(self, config: Config, engine_metrics: Metrics, replies: Replies) -> None:
         self.config = config
         self.metrics = engine_metrics
         self.replies = replies
@@ -121,27 +114,25 @@ class _Child:
                 self.metrics.deliveries.labels(destination, status).inc()
             if self.engine is not None:
                 self.engine.notify()
-        elif isinstance(message, Follow):
-            self.follow(message.version)
+        elif isinstance(message, Configure):
+            self.configure(message.files)
         elif isinstance(message, Scrape):
             self.replies.send(Scraped(message.number, self.metrics.render_deliveries()))
 
-    def follow(self, version: str) -> None:
-        if version == self.config.version:
-            return
+    def configure(self, files: ConfigFiles) -> None:
+        """The routes the HTTP process has just swapped in (it checked these very bytes)."""
         try:
-            self.config = load_config(self.config_path, os.environ)
-        except ConfigError as exc:
-            log.error("deliverer: routes.yaml no longer loads, version %s stays: %s", self.config.version, exc.problems[0] if exc.problems else exc)
+            self.config = load_config(files, os.environ)
+        except ConfigError as exc:  # only if this process's environment differs: it is the same
+            log.error("deliverer: the reloaded routes do not load here, version %s stays: %s", self.config.version, exc.problems[0] if exc.problems else exc)
 
 
-async def _run_child(config_path: str, database_url: str, concurrency: int) -> int:
-    replies = Replies(take_frames_fd())
+async def _run_child(database_url: str, concurrency: int) -> int:
     try:
-        config, store = await open_config_and_store("deliverer", config_path, database_url)
+        replies, config, store = await start_child("deliverer", database_url)
     except CannotStart as exc:
         return exc.code
-    child = _Child(config_path, config, Metrics(), replies)
+    child = _Child(config, Metrics(), replies)
     try:
         async with delivery_client(concurrency, lambda: child.config.egress_allow) as client:
             child.engine = DeliveryEngine(store, lambda: child.config, client, child.metrics, concurrency=concurrency)
@@ -157,16 +148,15 @@ async def _run_child(config_path: str, database_url: str, concurrency: int) -> i
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gateway.deliverer --config routes.yaml --db URL --workers N`, started by `gateway serve`."""
+    """`python -m gateway.deliverer --db URL --workers N`, started by `gateway serve`, which hands it the routes."""
     from gateway.server import configure_logging
 
     parser = argparse.ArgumentParser(prog="python -m gateway.deliverer", description="The deliverer of `gateway serve` (not run by hand).")
-    parser.add_argument("--config", required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--workers", type=int, default=32)
     arguments = parser.parse_args(argv)
     configure_logging()
-    return asyncio.run(_run_child(arguments.config, arguments.db, arguments.workers))
+    return asyncio.run(_run_child(arguments.db, arguments.workers))
 
 
 if __name__ == "__main__":

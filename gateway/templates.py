@@ -27,6 +27,7 @@ import jinja2
 import msgspec
 from jinja2 import StrictUndefined, TemplateNotFound, TemplateSyntaxError
 from jinja2.filters import do_center, do_format, do_indent
+from jinja2.loaders import split_template_path
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError
 
 from gateway.errors import Location, TemplateError, did_you_mean
@@ -35,6 +36,7 @@ from gateway.filters import FILTERS, JsonText
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_STRING_CHARS = 1_000_000
 RENDER_SECONDS = 2.0
+MAX_FOLDER_BYTES = 32 * 1024 * 1024
 _FORMAT_WIDTH = re.compile(r"\d{5,}|\*")
 
 _deadline: contextvars.ContextVar[float] = contextvars.ContextVar("template_deadline", default=float("inf"))
@@ -184,9 +186,46 @@ def _text_finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-def _make_environment(templates_dir: Path, json_mode: bool) -> GatewaySandbox:
+def read_templates(folder: Path) -> dict[str, bytes]:
+    """Every file of the templates folder, read at once, by its path inside it ('slack/x.j2').
+    A config version renders with exactly these bytes, includes too, whatever changes on disk
+    later. Hidden files and folders (editors' swap files, .git) are left out."""
+    found: dict[str, bytes] = {}
+    if not folder.is_dir():
+        return found
+    total = 0
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+            continue
+        try:
+            found[relative.as_posix()] = data = path.read_bytes()
+        except OSError:
+            continue  # unreadable: used, it is reported as not found
+        total += len(data)
+        if total > MAX_FOLDER_BYTES:
+            raise TemplateError(f"the templates folder holds more than {MAX_FOLDER_BYTES // (1024 * 1024)} MiB; is settings.templates the right folder?")
+    return found
+
+
+def _snapshot_loader(templates_dir: Path, display_dir: str, sources: Mapping[str, bytes]) -> jinja2.BaseLoader:
+    def load(name: str) -> tuple[str, str, Any] | None:
+        key = "/".join(split_template_path(name))  # '..' is refused, './' dropped, as FileSystemLoader does
+        data = sources.get(key)
+        if data is None:
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise TemplateError(f"{display_dir}/{key} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        return text, str(templates_dir / key), lambda: True
+
+    return jinja2.FunctionLoader(load)
+
+
+def _make_environment(loader: jinja2.BaseLoader, json_mode: bool) -> GatewaySandbox:
     env = GatewaySandbox(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        loader=loader,
         undefined=_Undefined,
         autoescape=False,
         keep_trailing_newline=False,
@@ -285,12 +324,17 @@ def _describe(exc: BaseException) -> str:
 
 
 class TemplateEngine:
-    """Compiles template files from one folder and inline bodies, with a cache per file."""
+    """Compiles template files from one folder and inline bodies, with a cache per file.
 
-    def __init__(self, templates_dir: Path, display_dir: str = "templates") -> None:
+    The folder's files are read once (`read_templates`), or given (`sources`: the files an
+    earlier load read, which `gateway serve` hands to its child processes)."""
+
+    def __init__(self, templates_dir: Path, display_dir: str = "templates", sources: Mapping[str, bytes] | None = None) -> None:
         self.templates_dir = templates_dir
         self.display_dir = display_dir
-        self._environments = {mode: _make_environment(templates_dir, mode) for mode in (True, False)}
+        self.sources = read_templates(templates_dir) if sources is None else sources
+        loader = _snapshot_loader(templates_dir, display_dir, self.sources)
+        self._environments = {mode: _make_environment(loader, mode) for mode in (True, False)}
 
     def from_file(self, name: str, json_mode: bool) -> CompiledTemplate:
         """Compile templates/<name>; TemplateError naming the file and line when it cannot."""
@@ -317,7 +361,7 @@ class TemplateEngine:
         return CompiledTemplate(template, where.file, offset, json_mode)
 
     def _near(self, name: str) -> str:
-        if not self.templates_dir.is_dir():
+        if not self.sources and not self.templates_dir.is_dir():
             return f" (the folder {self.display_dir}/ does not exist)"
-        known = [str(p.relative_to(self.templates_dir)) for p in self.templates_dir.rglob("*") if p.is_file()]
+        known = list(self.sources)
         return did_you_mean(name, known)

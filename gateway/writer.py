@@ -9,9 +9,9 @@ the sender only when the child replies that the event and its deliveries are com
 "nothing is acknowledged before it is stored" holds across the two processes. If the child
 dies, events in flight get 503 (GO sends them again), and it is started again.
 
-Each event carries the routes version the HTTP process has in force; a child holding another
-version loads routes.yaml before routing it, so after a hot reload no event is rendered with
-the routes it replaced.
+After a hot reload the HTTP process hands the child the new routes (`Configure`) before the
+next event, down the same pipe: each event is routed by the version in force when the HTTP
+process took it, never by the routes it replaced nor by files not yet checked.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 
 import msgspec
 
-from gateway.children import CannotStart, ChildProcess, Ready, Replies, open_config_and_store, read_stdin, take_frames_fd
-from gateway.config import Config, load_config
+from gateway.children import CannotStart, ChildProcess, Configure, Ready, Replies, read_stdin, start_child
+from gateway.config import Config, ConfigFiles, load_config
 from gateway.errors import ConfigError
 from gateway.ingest import Accepted, accept
 from gateway.store import Store, StoreUnavailable
@@ -43,7 +43,6 @@ class Submit(msgspec.Struct, array_like=True, tag=True):
     source: str
     body: bytes
     received_at: float
-    version: str  # the routes version in force in the HTTP process
 
 
 class Stored(msgspec.Struct, array_like=True, tag=True):
@@ -56,6 +55,7 @@ class Refused(msgspec.Struct, array_like=True, tag=True):
     detail: str
 
 
+ToChild = Configure | Submit
 FromChild = Ready | Stored | Refused
 
 
@@ -67,16 +67,15 @@ class WriterProcess(ChildProcess):
 
     name = "ingest writer"
 
-    def __init__(self, config_path: str, database_url: str, version: Callable[[], str]) -> None:
-        super().__init__("gateway.writer", ["--config", config_path, "--db", database_url], FromChild)
-        self.current_version = version
+    def __init__(self, files: Callable[[], ConfigFiles], database_url: str) -> None:
+        super().__init__("gateway.writer", ["--db", database_url], FromChild, files)
         self._waiting: dict[int, asyncio.Future[Accepted]] = {}
         self._numbers = iter(range(1, 1 << 62))
 
     async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted:
         number = next(self._numbers)
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
-        if not self.send(Submit(number, source, body, received_at, self.current_version())):
+        if not self.send(Submit(number, source, body, received_at)):
             raise StoreUnavailable("the gateway's ingest writer is restarting")
         self._waiting[number] = future
         return await future
@@ -103,24 +102,24 @@ class WriterProcess(ChildProcess):
 class _Child:
     """Takes Submit messages from stdin, stores each event, answers Stored or Refused."""
 
-    def __init__(self, config_path: str, config: Config, store: Store, replies: Replies) -> None:
-        self.config_path = config_path
+    def __init__(self, config: Config, store: Store, replies: Replies) -> None:
         self.config = config
         self.store = store
         self.replies = replies
         self.pending: set[asyncio.Task[None]] = set()
-        self._tried_version = config.version
 
-    def received(self, submit: Submit) -> None:
-        task = asyncio.get_running_loop().create_task(self.store_event(submit))
+    def received(self, message: Configure | Submit) -> None:
+        if isinstance(message, Configure):
+            self.configure(message.files)
+            return
+        task = asyncio.get_running_loop().create_task(self.store_event(message, self.config))  # the routes in force now
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def store_event(self, submit: Submit) -> None:
+    async def store_event(self, submit: Submit, config: Config) -> None:
         try:
-            self.follow(submit.version)
             event = msgspec.json.decode(submit.body)
-            reply: Stored | Refused = Stored(submit.number, await accept(self.config, self.store, submit.source, submit.body, event, submit.received_at))
+            reply: Stored | Refused = Stored(submit.number, await accept(config, self.store, submit.source, submit.body, event, submit.received_at))
         except StoreUnavailable as exc:
             log.error("event not stored: %s", exc)
             reply = Refused(submit.number, "the gateway could not store the event; send it again later")
@@ -129,27 +128,22 @@ class _Child:
             reply = Refused(submit.number, "the gateway failed unexpectedly; the event was not stored, please send it again")
         self.replies.send(reply)  # the replies of one store batch leave in one write
 
-    def follow(self, version: str) -> None:
-        """Load routes.yaml when the HTTP process has reloaded it. Once per version asked for:
-        if the file changed again since, the newer routes are kept until it catches up."""
-        if version in (self.config.version, self._tried_version):
-            return
-        self._tried_version = version
-        try:  # in the event loop on purpose: no event is routed until the new routes are in
-            self.config = load_config(self.config_path, os.environ)
-        except ConfigError as exc:
-            log.error("ingest writer: routes.yaml no longer loads, version %s stays: %s", self.config.version, exc.problems[0] if exc.problems else exc)
+    def configure(self, files: ConfigFiles) -> None:
+        """The routes the HTTP process has just swapped in (it checked these very bytes)."""
+        try:
+            self.config = load_config(files, os.environ)
+        except ConfigError as exc:  # only if this process's environment differs: it is the same
+            log.error("ingest writer: the reloaded routes do not load here, version %s stays: %s", self.config.version, exc.problems[0] if exc.problems else exc)
 
 
-async def _run_child(config_path: str, database_url: str) -> int:
-    replies = Replies(take_frames_fd())
+async def _run_child(database_url: str) -> int:
     try:
-        config, store = await open_config_and_store("ingest writer", config_path, database_url)
+        replies, config, store = await start_child("ingest writer", database_url)
     except CannotStart as exc:
         return exc.code
-    child = _Child(config_path, config, store, replies)
+    child = _Child(config, store, replies)
     replies.send(Ready(config.version))
-    await read_stdin(Submit, child.received)
+    await read_stdin(ToChild, child.received)
     while child.pending:  # what was received before stdin closed is still stored and answered
         await asyncio.gather(*child.pending)
     await store.close()
@@ -158,15 +152,14 @@ async def _run_child(config_path: str, database_url: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gateway.writer --config routes.yaml --db URL`, started by `gateway serve`."""
+    """`python -m gateway.writer --db URL`, started by `gateway serve`, which hands it the routes."""
     from gateway.server import configure_logging
 
     parser = argparse.ArgumentParser(prog="python -m gateway.writer", description="The ingest writer of `gateway serve` (not run by hand).")
-    parser.add_argument("--config", required=True)
     parser.add_argument("--db", required=True)
     arguments = parser.parse_args(argv)
     configure_logging()
-    return asyncio.run(_run_child(arguments.config, arguments.db))
+    return asyncio.run(_run_child(arguments.db))
 
 
 if __name__ == "__main__":

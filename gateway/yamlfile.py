@@ -68,12 +68,20 @@ def display_path(path: str | os.PathLike[str]) -> str:
 
 def load_yaml_file(path: str, display_name: str | None = None) -> YamlDocument:
     """Read and parse a YAML file; ConfigError with a location on any problem."""
-    name = display_name or path
+    return parse_yaml_bytes(read_yaml_bytes(path, display_name), display_name or path)
+
+
+def read_yaml_bytes(path: str, display_name: str | None = None) -> bytes:
+    """A YAML file's bytes, up to MAX_FILE_BYTES (one more, so that parsing says it is too big)."""
     try:
         with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
+            return handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise ConfigError([Problem(f"cannot read the file: {exc.strerror}", Location(name, 1, 1))]) from None
+        raise ConfigError([Problem(f"cannot read the file: {exc.strerror}", Location(display_name or path, 1, 1))]) from None
+
+
+def parse_yaml_bytes(raw: bytes, name: str) -> YamlDocument:
+    """Check the size and the encoding, then parse; ConfigError with a location on any problem."""
     if len(raw) > MAX_FILE_BYTES:
         limit = MAX_FILE_BYTES // (1024 * 1024)
         raise ConfigError([Problem(f"the file is larger than {limit} MiB; is it the right file?", Location(name, 1, 1))])

@@ -98,6 +98,64 @@ def test_template_edit_is_picked_up(project: Project, sink: Sink) -> None:
         gateway.kill()
 
 
+def test_an_edited_include_is_picked_up(project: Project, sink: Sink) -> None:
+    """A partial that the route's template includes is part of the version too."""
+    project.write("templates/_rodape.j2", '"rodape": 1')
+    project.write("templates/meu.json.j2", '{"id": "{{ data.id }}", {% include "_rodape.j2" %}}')
+    project.routes(routes(sink, "/in").replace("""body: '{"id": "{{ data.id }}"}'""", "template: meu.json.j2"))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    try:
+        first = version(gateway)
+        post(gateway, "1")  # the include is rendered (and cached) once
+        assert sink.wait_for(1)[0].json() == {"id": "1", "rodape": 1}
+        project.write("templates/_rodape.j2", '"rodape": 2')
+        wait_for_version_change(gateway, first)
+        post(gateway, "2")
+        assert sink.wait_for(2)[1].json() == {"id": "2", "rodape": 2}
+    finally:
+        gateway.kill()
+
+
+def test_events_after_a_reload_use_the_reloaded_routes_even_once_the_file_is_broken(project: Project, sink: Sink) -> None:
+    """Good edit, reloaded; then a broken save before the next event comes. The writer and the
+    deliverer run the routes the HTTP process checked, not what the disk holds by then."""
+    project.routes(routes(sink, "/antes"))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    try:
+        first = version(gateway)
+        project.routes(routes(sink, "/depois"))
+        second = wait_for_version_change(gateway, first)
+        project.routes("version: 1\nroutes: [")  # saved half-written
+        deadline = time.monotonic() + 15
+        while "reload refused" not in gateway.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        event_id = post(gateway, "7")
+        assert sink.wait_for(1, path="/depois")[0].json() == {"id": "7"}
+        assert sink.bodies("/antes") == []
+        shown = json.loads(gateway.cli("events", "show", event_id, "--json").stdout)
+        assert shown["config_version"] == second and shown["deliveries"][0]["config_version"] == second
+    finally:
+        gateway.kill()
+
+
+def test_a_restarted_writer_runs_the_routes_in_force_not_the_broken_file(project: Project, sink: Sink) -> None:
+    project.routes(routes(sink, "/in"))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    try:
+        running = version(gateway)
+        project.routes("version: 1\nroutes: [")
+        writer = gateway.child("gateway.writer")
+        os.kill(writer, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (gateway.child("gateway.writer") == writer or httpx.get(gateway.url("/readyz")).status_code != 200):
+            time.sleep(0.1)
+        assert httpx.get(gateway.url("/readyz")).json() == {"status": "ready", "config_version": running}
+        post(gateway, "8")
+        assert sink.wait_for(1)[0].json() == {"id": "8"}
+    finally:
+        gateway.kill()
+
+
 def test_shadow_route_records_without_sending_until_flipped(project: Project, sink: Sink) -> None:
     project.routes(routes(sink, "/in", shadow=True))
     gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()

@@ -135,8 +135,9 @@ def test_block_scalar_body_lines_start_after_the_bar(engine: TemplateEngine) -> 
 
 def test_file_template_errors_name_the_file_and_line(engine: TemplateEngine, tmp_path: Path) -> None:
     (tmp_path / "slack" / "bad.json.j2").write_text('{\n"a": 1,\n"b": "{{ data.nada }}"\n}')
+    fresh = TemplateEngine(tmp_path, "templates")  # the folder is read when an engine is made
     with pytest.raises(TemplateError) as info:
-        engine.from_file("slack/bad.json.j2", json_mode=True).render(CONTEXT)
+        fresh.from_file("slack/bad.json.j2", json_mode=True).render(CONTEXT)
     assert info.value.location == Location("templates/slack/bad.json.j2", 3, 1)
 
 
