@@ -68,6 +68,41 @@ def test_version_hash_changes_with_the_file(tmp_path: Path) -> None:
     assert first != second and len(first) == 12
 
 
+def test_the_version_covers_every_template_file_and_no_hidden_one(tmp_path: Path) -> None:
+    """An include the routes never name changes the version too; an editor's swap file does not."""
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "_parte.j2").write_text("1")
+    path = write(tmp_path)
+    first = load_config(path, environ={}).version
+    (tmp_path / "templates" / ".routes.swp").write_text("editor state")
+    assert load_config(path, environ={}).version == first
+    (tmp_path / "templates" / "_parte.j2").write_text("2")
+    assert load_config(path, environ={}).version != first
+
+
+def test_a_config_loads_again_from_its_files_whatever_the_disk_holds_now(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "t.j2").write_text('{"v": 1}')
+    path = write(tmp_path, BASE.replace('body: "{{ event | tojson }}"', "template: t.j2"))
+    loaded = load_config(path, environ={})
+    (tmp_path / "templates" / "t.j2").write_text('{"v": 2}')
+    path.write_text("version: 1\nroutes: [")
+    again = load_config(loaded.files, environ={})
+    assert again.version == loaded.version
+    assert again.routes[0].sends[0].template.render({"event": {}, "data": {}}) == '{"v": 1}'
+
+
+def test_a_templates_folder_too_big_is_a_located_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.templates
+
+    monkeypatch.setattr(gateway.templates, "MAX_FOLDER_BYTES", 10)
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "grande.bin").write_bytes(b"x" * 11)
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path), environ={})
+    assert "the templates folder holds more than" in str(info.value)
+
+
 def test_literal_token_warns(tmp_path: Path) -> None:
     text = BASE.replace("  sink:\n", "  crm:\n    type: hubspot\n    token: pat-na1-literal\n  sink:\n")
     config = load_config(write(tmp_path, text), environ={"GO_TOKEN": "g", "SINK_TOKEN": "s"})

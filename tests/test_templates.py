@@ -153,3 +153,9 @@ def test_filter_errors_are_template_errors(engine: TemplateEngine) -> None:
 
 def test_file_template_renders(engine: TemplateEngine) -> None:
     assert json.loads(engine.from_file("slack/ok.json.j2", json_mode=True).render(CONTEXT)) == {"text": "Pedido 1"}
+
+
+def test_a_template_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "latin1.j2").write_bytes("Olá".encode("latin-1"))
+    with pytest.raises(TemplateError, match=r"templates/latin1.j2 is not UTF-8 text \(byte 2\)"):
+        TemplateEngine(tmp_path, "templates").from_file("latin1.j2", json_mode=False)

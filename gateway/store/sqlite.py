@@ -6,8 +6,8 @@ burst of concurrent ingests costs one fsync, not one each. The batch's new event
 with one multi-row INSERT per table: every statement releases and retakes the GIL, and
 retaking it from a busy event loop is what limited ingest before (the GIL convoy). Dedupe
 keys are remembered (gateway/store/recent.py), not looked up: each batch reads the newest
-rowid, and loads only the keys that other processes stored since. Other operations run inside their own savepoints, so one failing operation does not
-undo the others in its batch.
+rowid, and loads only the keys that other processes stored since. Other operations run inside
+their own savepoints, so one failing operation does not undo the others in its batch.
 
 Durability is chosen per operation. Anything acknowledged to a sender (`add_event`) commits
 with `synchronous=FULL`: on disk before the 202, even if the machine loses power. The engine's
