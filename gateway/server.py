@@ -16,6 +16,7 @@ from gateway.config import Config
 from gateway.delivery import DeliveryEngine, delivery_client
 from gateway.masking import mask_personal_data
 from gateway.metrics import Metrics
+from gateway.reload import ConfigReloader
 from gateway.store import Store, open_store
 
 SHUTDOWN_GRACE_SECONDS = 30
@@ -99,17 +100,22 @@ def work(config: Config, database_url: str, workers: int) -> None:
 async def _work(config: Config, database_url: str, workers: int) -> None:
     store = open_store(database_url)
     await store.open()
+    current = [config]  # swapped whole by a hot reload, as in serve: destinations, secrets, limits
+    reloader = ConfigReloader(config.file, lambda: current[0], lambda new: current.__setitem__(0, new))
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, reloader.request)
+    watcher = asyncio.create_task(reloader.watch())
     try:
-        async with delivery_client(workers, lambda: config.egress_allow) as client:
-            engine = DeliveryEngine(store, lambda: config, client, Metrics(), concurrency=workers)
+        async with delivery_client(workers, lambda: current[0].egress_allow) as client:
+            engine = DeliveryEngine(store, lambda: current[0], client, Metrics(), concurrency=workers)
             task = asyncio.create_task(engine.run())
             logging.getLogger("gateway").info("worker delivering for %s (version %s) from %s", config.file, config.version, database_url)
             await stopping.wait()
             await engine.stop(SHUTDOWN_GRACE_SECONDS - 5)
             await task
     finally:
+        watcher.cancel()
         await store.close()

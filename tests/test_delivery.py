@@ -285,7 +285,8 @@ def test_permanent_failures_do_not_open_the_circuit() -> None:
 
 
 def test_separate_worker_delivers_what_serve_no_deliver_stores(project: Project, sink: Sink) -> None:
-    """`serve --no-deliver` only stores; `gateway worker` on the same database delivers."""
+    """`serve --no-deliver` only stores; `gateway worker` on the same database delivers, and
+    follows an edit of routes.yaml (here the destination's URL) as serve does."""
     import subprocess
     import sys
 
@@ -295,17 +296,27 @@ def test_separate_worker_delivers_what_serve_no_deliver_stores(project: Project,
     gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN})
     gateway.start_args = ["--no-deliver"]
     worker = None
+    worker_log = project.root / "worker.log"
     try:
         gateway.start()
         event_id = send(gateway)
         assert _wait_status(gateway, event_id, "pending")["attempts"] == 0
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "worker", "--db", gateway.database],
-            cwd=project.root, env=gateway_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        with worker_log.open("wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "worker", "--db", gateway.database],
+                cwd=project.root, env=gateway_env(), stdout=log, stderr=log,
+            )
         received = sink.wait_for(1)
         assert received[0].json() == {"id": "100", "event": "ORDER_CREATED"}
         _wait_status(gateway, event_id, "delivered")
+
+        project.routes(config(sink).replace(sink.url("/in"), sink.url("/novo")))
+        deadline = time.monotonic() + 15
+        while "routes reloaded" not in worker_log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "routes reloaded" in worker_log.read_text(), worker_log.read_text()
+        send(gateway, "101")
+        assert sink.wait_for(1, path="/novo")[0].json() == {"id": "101", "event": "ORDER_CREATED"}
     finally:
         if worker is not None:
             worker.terminate()
