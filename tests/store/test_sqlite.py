@@ -91,3 +91,18 @@ async def test_purge_deletes_in_chunks_and_lets_ingest_write_between_them(store:
     assert 0 < still_old < 500  # the new event was stored while the purge was under way
     assert await purging == 500
     assert await store.get_event("e1000") is not None
+
+
+async def test_past_the_remembered_limit_older_keys_are_looked_up_in_the_database(store: Store) -> None:
+    """The window remembers a bounded number of keys; the part it had to drop is read from
+    the database, so a duplicate of an early event in a long burst is still one."""
+    store._recent.limit = 3  # type: ignore[attr-defined]  # SQLite keeps the window in memory
+    for number in range(6):
+        await store.add_event(event(number, dedupe_key=f"k{number}", at=T0 + number))
+    assert len(store._recent) == 3 and store._recent.overflowed  # type: ignore[attr-defined]
+    early = await store.add_event(event(10, dedupe_key="k0", at=T0 + 10))
+    recent = await store.add_event(event(11, dedupe_key="k5", at=T0 + 11))
+    new = await store.add_event(event(12, dedupe_key="k-new", at=T0 + 12))
+    assert (early.id, early.duplicate) == ("e0", True)
+    assert (recent.id, recent.duplicate) == ("e5", True)
+    assert not new.duplicate
