@@ -134,6 +134,7 @@ class ConfigFiles(msgspec.Struct, frozen=True):
     path: str  # routes.yaml, as given (its folder anchors the relative paths in settings)
     routes: bytes
     templates: dict[str, bytes] = {}  # by path inside the templates folder
+    unusable: dict[str, str] = {}  # other files there (binary, too big): why, if a route uses one
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ class _Loader:
         routes = self.routes(data.get("routes"), sources, destinations, engine)
         if self.problems:
             raise ConfigError(sorted(self.problems, key=_position))
-        files = self.files or ConfigFiles(self.path, raw, dict(engine.sources))
+        files = self.files or ConfigFiles(self.path, raw, dict(engine.sources), dict(engine.unusable))
         return Config(
             file=self.path,
             version=_version(files),
@@ -269,11 +270,11 @@ class _Loader:
     def template_engine(self, settings: SettingsSpec) -> TemplateEngine:
         folder = self.resolve(settings.templates)
         try:
-            sources = self.files.templates if self.files else read_templates(folder)
+            sources, unusable = (self.files.templates, self.files.unusable) if self.files else read_templates(folder)
         except TemplateError as exc:
             self.error(exc.detail, self.doc.where(("settings", "templates")))
-            sources = {}
-        return TemplateEngine(folder, display_path(folder), sources)
+            sources, unusable = {}, {}
+        return TemplateEngine(folder, display_path(folder), sources, unusable)
 
     def resolve(self, relative: str) -> Path:
         return (self.base_dir / relative).resolve()
@@ -520,12 +521,15 @@ class _Loader:
 
 
 def _version(files: ConfigFiles) -> str:
-    """Changes with any byte of routes.yaml or of the templates folder, includes too: a hot
-    reload that sees another version swaps everything in."""
+    """Changes with any byte of routes.yaml or of a template, includes too: a hot reload that
+    sees another version swaps everything in. Files that are no templates count by name only
+    (a database kept in the folder changes all the time)."""
     digest = hashlib.sha256(files.routes)
     for name in sorted(files.templates):
         digest.update(b"\0" + name.encode() + b"\0")
         digest.update(files.templates[name])
+    for name in sorted(files.unusable):
+        digest.update(b"\1" + name.encode() + b"\0" + files.unusable[name].encode())
     return digest.hexdigest()[:12]
 
 

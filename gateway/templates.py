@@ -36,6 +36,7 @@ from gateway.filters import FILTERS, JsonText
 MAX_OUTPUT_CHARS = 1_000_000
 MAX_STRING_CHARS = 1_000_000
 RENDER_SECONDS = 2.0
+MAX_FILE_BYTES = 1024 * 1024  # a template this big is some other file (a database beside routes.yaml?)
 MAX_FOLDER_BYTES = 32 * 1024 * 1024
 _FORMAT_WIDTH = re.compile(r"\d{5,}|\*")
 
@@ -186,39 +187,55 @@ def _text_finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-def read_templates(folder: Path) -> dict[str, bytes]:
-    """Every file of the templates folder, read at once, by its path inside it ('slack/x.j2').
-    A config version renders with exactly these bytes, includes too, whatever changes on disk
-    later. Hidden files and folders (editors' swap files, .git) are left out."""
+def read_templates(folder: Path) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Every template of the folder, read at once, by its path inside it ('slack/x.j2'), and
+    the files that cannot be templates with why (binary, too big, unreadable). A config version
+    renders with exactly these bytes, includes too, whatever changes on disk later. Hidden files
+    and folders (editors' swap files, .git) are left out."""
     found: dict[str, bytes] = {}
+    unusable: dict[str, str] = {}
     if not folder.is_dir():
-        return found
+        return found, unusable
     total = 0
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts) or not path.is_file():
             continue
-        try:
-            found[relative.as_posix()] = data = path.read_bytes()
-        except OSError:
-            continue  # unreadable: used, it is reported as not found
+        name = relative.as_posix()
+        data, why = _read_text(path)
+        if data is None:
+            unusable[name] = why
+            continue
+        found[name] = data
         total += len(data)
         if total > MAX_FOLDER_BYTES:
-            raise TemplateError(f"the templates folder holds more than {MAX_FOLDER_BYTES // (1024 * 1024)} MiB; is settings.templates the right folder?")
-    return found
+            raise TemplateError(f"the templates folder holds more than {MAX_FOLDER_BYTES // (1024 * 1024)} MiB of text; is settings.templates the right folder?")
+    return found, unusable
 
 
-def _snapshot_loader(templates_dir: Path, display_dir: str, sources: Mapping[str, bytes]) -> jinja2.BaseLoader:
+def _read_text(path: Path) -> tuple[bytes | None, str]:
+    """A template's bytes, or why the file cannot be one."""
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            return None, f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB"
+        data = path.read_bytes()
+        data.decode("utf-8")
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+    except UnicodeDecodeError as exc:
+        return None, f"is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+    return data, ""
+
+
+def _snapshot_loader(templates_dir: Path, display_dir: str, sources: Mapping[str, bytes], unusable: Mapping[str, str]) -> jinja2.BaseLoader:
     def load(name: str) -> tuple[str, str, Any] | None:
         key = "/".join(split_template_path(name))  # '..' is refused, './' dropped, as FileSystemLoader does
+        if key in unusable:
+            raise TemplateError(f"{display_dir}/{key} {unusable[key]}")
         data = sources.get(key)
         if data is None:
             return None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise TemplateError(f"{display_dir}/{key} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-        return text, str(templates_dir / key), lambda: True
+        return data.decode("utf-8"), str(templates_dir / key), lambda: True
 
     return jinja2.FunctionLoader(load)
 
@@ -329,11 +346,15 @@ class TemplateEngine:
     The folder's files are read once (`read_templates`), or given (`sources`: the files an
     earlier load read, which `gateway serve` hands to its child processes)."""
 
-    def __init__(self, templates_dir: Path, display_dir: str = "templates", sources: Mapping[str, bytes] | None = None) -> None:
+    def __init__(
+        self, templates_dir: Path, display_dir: str = "templates", sources: Mapping[str, bytes] | None = None, unusable: Mapping[str, str] | None = None
+    ) -> None:
         self.templates_dir = templates_dir
         self.display_dir = display_dir
-        self.sources = read_templates(templates_dir) if sources is None else sources
-        loader = _snapshot_loader(templates_dir, display_dir, self.sources)
+        if sources is None:
+            sources, unusable = read_templates(templates_dir)
+        self.sources, self.unusable = sources, unusable or {}
+        loader = _snapshot_loader(templates_dir, display_dir, self.sources, self.unusable)
         self._environments = {mode: _make_environment(loader, mode) for mode in (True, False)}
 
     def from_file(self, name: str, json_mode: bool) -> CompiledTemplate:

@@ -92,6 +92,21 @@ def test_a_config_loads_again_from_its_files_whatever_the_disk_holds_now(tmp_pat
     assert again.routes[0].sends[0].template.render({"event": {}, "data": {}}) == '{"v": 1}'
 
 
+def test_templates_beside_routes_yaml_and_a_database(tmp_path: Path) -> None:
+    """`templates: .` in a folder that also holds the database: its files are no templates,
+    they change the version by name only, and a route that uses one is told why."""
+    (tmp_path / "t.j2").write_text('{"v": 1}')
+    (tmp_path / "gateway.db").write_bytes(b"SQLite format 3\x00\xff\xfe" * 100)
+    text = BASE.replace("version: 1\n", "version: 1\nsettings: {templates: .}\n", 1).replace('body: "{{ event | tojson }}"', "template: t.j2")
+    path = write(tmp_path, text)
+    first = load_config(path, environ={})
+    (tmp_path / "gateway.db").write_bytes(b"SQLite format 3\x00\xff\xfe" * 200)  # written by the gateway meanwhile
+    assert load_config(path, environ={}).version == first.version
+    assert set(first.files.templates) == {"routes.yaml", "t.j2"} and "gateway.db" in first.files.unusable
+    with pytest.raises(ConfigError, match=r"gateway.db is not UTF-8 text \(byte 16\)"):
+        load_config(write(tmp_path, text.replace("template: t.j2", "template: gateway.db")), environ={})
+
+
 def test_a_templates_folder_too_big_is_a_located_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gateway.templates
 
