@@ -36,6 +36,7 @@ GO_EVENT_IDS = (
     "FINANCIAL_PAYMENT_STATUS",
     "ORDER_DELIVERY_CHANGE_STATUS",
 )
+LONG_DEDUPE_SECONDS = 3600  # longer windows swallow real repeats (design.md, Dedupe)
 TOP_LEVEL_KEYS = ("version", "settings", "sources", "destinations", "routes")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
@@ -360,6 +361,12 @@ class _Loader:
             except ValueError as exc:
                 self.error(f"dedupe: {exc}", self.doc.where(at))
                 return None, None
+        if raw.window.seconds > LONG_DEDUPE_SECONDS:
+            self.warn(
+                f"dedupe window of {raw.window}: an order whose status comes back to an earlier one sends the same body again,"
+                " and inside the window it is taken for a duplicate and not sent on; keep it to minutes (the default is 10m)",
+                self.doc.where(at),
+            )
         key = self.inline_template(raw.key, (*at, "key"), engine, json_mode=False) if raw.key else None
         return raw.window.seconds, key
 

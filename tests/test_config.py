@@ -118,6 +118,16 @@ def test_a_templates_folder_too_big_is_a_located_problem(tmp_path: Path, monkeyp
     assert "the templates folder holds more than" in str(info.value)
 
 
+@pytest.mark.parametrize(("dedupe", "warned"), [("dedupe: 2h", True), ("dedupe: {window: 1d}", True), ("dedupe: 1h", False), ("dedupe: false", False)])
+def test_a_long_dedupe_window_warns(tmp_path: Path, dedupe: str, warned: bool) -> None:
+    text = BASE.replace('    dedupe: {window: 5m, key: "{{ event_id }}:{{ data.id }}"}', f"    {dedupe}")
+    config = load_config(write(tmp_path, text), environ={"GO_TOKEN": "g"})
+    warnings = [w for w in config.warnings if "dedupe window" in w.message]
+    assert bool(warnings) is warned
+    if warned:
+        assert warnings[0].location.line == 5 and "taken for a duplicate" in warnings[0].message
+
+
 def test_literal_token_warns(tmp_path: Path) -> None:
     text = BASE.replace("  sink:\n", "  crm:\n    type: hubspot\n    token: pat-na1-literal\n  sink:\n")
     config = load_config(write(tmp_path, text), environ={"GO_TOKEN": "g", "SINK_TOKEN": "s"})
