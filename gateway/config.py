@@ -141,7 +141,7 @@ class ConfigFiles(msgspec.Struct, frozen=True):
 @dataclass(frozen=True)
 class Config:
     file: str
-    version: str  # short hash of routes.yaml and every file of the templates folder
+    version: str  # short hash of routes.yaml and every template of the templates folder
     settings: SettingsSpec
     base_dir: Path
     sources: dict[str, Source]
