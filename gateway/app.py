@@ -31,6 +31,7 @@ from litestar.exceptions import ClientException, HTTPException, MethodNotAllowed
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import Receive, Scope, Send
 
+from gateway import heap
 from gateway.config import Config, ConfigFiles, Source
 from gateway.deliverer import DelivererProcess
 from gateway.delivery import DeliveryEngine, delivery_client
@@ -278,6 +279,7 @@ def _start_reloader(runtime: Runtime) -> asyncio.Task[None] | None:
         for child in (runtime.writer, runtime.deliverer):  # before the next event goes down the pipe
             if isinstance(child, (WriterProcess, DelivererProcess)):
                 child.configure(new.files)  # type: ignore[arg-type]
+        heap.settle()  # the replaced routes are collected, the new ones frozen
 
     refused = runtime.metrics.reloads.labels("refused").inc
     reloader = ConfigReloader(runtime.config_path, lambda: runtime.config, swap, refused=refused)
@@ -332,6 +334,7 @@ def create_app(runtime: Runtime) -> Litestar:
             async with _engine_in_this_process(runtime):
                 retention = asyncio.create_task(_purge_periodically(runtime))
                 watcher = _start_reloader(runtime)
+                heap.settle()  # what start-up built stays: out of the collector's way
                 try:
                     yield
                 finally:

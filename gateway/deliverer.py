@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 
+from gateway import heap
 from gateway.children import CannotStart, ChildProcess, Configure, Ready, Replies, read_stdin, start_child
 from gateway.config import Config, ConfigFiles, load_config
 from gateway.delivery import DeliveryEngine, delivery_client
@@ -123,6 +124,7 @@ class _Child:
         """The routes the HTTP process has just swapped in (it checked these very bytes)."""
         try:
             self.config = load_config(files, os.environ)
+            heap.settle()
         except ConfigError as exc:  # only if this process's environment differs: it is the same
             log.error("deliverer: the reloaded routes do not load here, version %s stays: %s", self.config.version, exc.problems[0] if exc.problems else exc)
 
@@ -137,6 +139,7 @@ async def _run_child(database_url: str, concurrency: int) -> int:
         async with delivery_client(concurrency, lambda: child.config.egress_allow) as client:
             child.engine = DeliveryEngine(store, lambda: child.config, client, child.metrics, concurrency=concurrency)
             running = asyncio.create_task(child.engine.run())
+            heap.settle()
             replies.send(Ready(config.version))
             await read_stdin(ToChild, child.received)
             await child.engine.stop(STOP_GRACE_SECONDS)

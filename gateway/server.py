@@ -11,6 +11,7 @@ import sys
 import uvicorn
 from pythonjsonlogger.json import JsonFormatter
 
+from gateway import heap
 from gateway.app import Runtime, create_app
 from gateway.config import Config
 from gateway.delivery import DeliveryEngine, delivery_client
@@ -101,7 +102,12 @@ async def _work(config: Config, database_url: str, workers: int) -> None:
     store = open_store(database_url)
     await store.open()
     current = [config]  # swapped whole by a hot reload, as in serve: destinations, secrets, limits
-    reloader = ConfigReloader(config.file, lambda: current[0], lambda new: current.__setitem__(0, new))
+
+    def swap(new: Config) -> None:
+        current[0] = new
+        heap.settle()
+
+    reloader = ConfigReloader(config.file, lambda: current[0], swap)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -112,6 +118,7 @@ async def _work(config: Config, database_url: str, workers: int) -> None:
         async with delivery_client(workers, lambda: current[0].egress_allow) as client:
             engine = DeliveryEngine(store, lambda: current[0], client, Metrics(), concurrency=workers)
             task = asyncio.create_task(engine.run())
+            heap.settle()
             logging.getLogger("gateway").info("worker delivering for %s (version %s) from %s", config.file, config.version, database_url)
             await stopping.wait()
             await engine.stop(SHUTDOWN_GRACE_SECONDS - 5)

@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from gateway import heap
 from gateway.children import CannotStart, ChildProcess, Configure, Ready, Replies, read_stdin, start_child
 from gateway.config import Config, ConfigFiles, load_config
 from gateway.errors import ConfigError
@@ -132,6 +133,7 @@ class _Child:
         """The routes the HTTP process has just swapped in (it checked these very bytes)."""
         try:
             self.config = load_config(files, os.environ)
+            heap.settle()
         except ConfigError as exc:  # only if this process's environment differs: it is the same
             log.error("ingest writer: the reloaded routes do not load here, version %s stays: %s", self.config.version, exc.problems[0] if exc.problems else exc)
 
@@ -142,6 +144,7 @@ async def _run_child(database_url: str) -> int:
     except CannotStart as exc:
         return exc.code
     child = _Child(config, store, replies)
+    heap.settle()
     replies.send(Ready(config.version))
     await read_stdin(ToChild, child.received)
     while child.pending:  # what was received before stdin closed is still stored and answered
