@@ -7,7 +7,8 @@ p99 was 42-46 ms there, 23-25 ms with the engine in a process of its own (bench/
 
 The HTTP process tells it three things: `Wake` when an event with deliveries is stored (and the
 deliveries recorded as never to be sent, which it counts in its metrics), `Configure` with the
-routes in force (first, and after each hot reload), and `Scrape` when /metrics is read: the delivery metrics live here.
+routes in force (first, and after each hot reload), and `Scrape` when /metrics is read: the
+delivery metrics live here.
 Closing its stdin stops it the way SIGTERM stops `gateway worker`: in-flight deliveries finish
 for a while, the rest are given back.
 """
