@@ -29,6 +29,7 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from gateway import heap
 from gateway.config import Config, ConfigFiles, load_config
 from gateway.errors import ConfigError
 from gateway.store import Store, StoreUnavailable, open_store
@@ -236,6 +237,18 @@ def read_configure() -> ConfigFiles:
 
     size = int.from_bytes(read_exactly(4), "big")
     return msgspec.msgpack.decode(read_exactly(size), type=Configure).files
+
+
+def reconfigured(name: str, running: Config, files: ConfigFiles) -> Config:
+    """The routes the HTTP process has just swapped in (it checked these very bytes), or the
+    running ones if they do not load here (only if this process's environment differed)."""
+    try:
+        config = load_config(files, os.environ)
+    except ConfigError as exc:
+        log.error("%s: the reloaded routes do not load here, version %s stays: %s", name, running.version, exc.problems[0] if exc.problems else exc)
+        return running
+    heap.settle()  # the replaced routes are collected, the new ones frozen
+    return config
 
 
 async def start_child(name: str, database_url: str) -> tuple[Replies, Config, Store]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -26,10 +25,9 @@ from typing import Any
 import msgspec
 
 from gateway import heap
-from gateway.children import CannotStart, ChildProcess, Configure, Ready, Replies, read_stdin, start_child
-from gateway.config import Config, ConfigFiles, load_config
+from gateway.children import CannotStart, ChildProcess, Configure, Ready, Replies, read_stdin, reconfigured, start_child
+from gateway.config import Config, ConfigFiles
 from gateway.delivery import DeliveryEngine, delivery_client
-from gateway.errors import ConfigError
 from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway.deliverer")
@@ -117,17 +115,10 @@ class _Child:
             if self.engine is not None:
                 self.engine.notify()
         elif isinstance(message, Configure):
-            self.configure(message.files)
+            self.config = reconfigured("deliverer", self.config, message.files)
         elif isinstance(message, Scrape):
             self.replies.send(Scraped(message.number, self.metrics.render_deliveries()))
 
-    def configure(self, files: ConfigFiles) -> None:
-        """The routes the HTTP process has just swapped in (it checked these very bytes)."""
-        try:
-            self.config = load_config(files, os.environ)
-            heap.settle()
-        except ConfigError as exc:  # only if this process's environment differs: it is the same
-            log.error("deliverer: the reloaded routes do not load here, version %s stays: %s", self.config.version, exc.problems[0] if exc.problems else exc)
 
 
 async def _run_child(database_url: str, concurrency: int) -> int:

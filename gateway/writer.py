@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -27,9 +26,8 @@ from typing import Any
 import msgspec
 
 from gateway import heap
-from gateway.children import CannotStart, ChildProcess, Configure, Ready, Replies, read_stdin, start_child
-from gateway.config import Config, ConfigFiles, load_config
-from gateway.errors import ConfigError
+from gateway.children import CannotStart, ChildProcess, Configure, Ready, Replies, read_stdin, reconfigured, start_child
+from gateway.config import Config, ConfigFiles
 from gateway.ingest import Accepted, accept
 from gateway.store import Store, StoreUnavailable
 
@@ -111,7 +109,7 @@ class _Child:
 
     def received(self, message: Configure | Submit) -> None:
         if isinstance(message, Configure):
-            self.configure(message.files)
+            self.config = reconfigured("ingest writer", self.config, message.files)
             return
         task = asyncio.get_running_loop().create_task(self.store_event(message, self.config))  # the routes in force now
         self.pending.add(task)
@@ -128,14 +126,6 @@ class _Child:
             log.exception("event not stored: unexpected error")
             reply = Refused(submit.number, "the gateway failed unexpectedly; the event was not stored, please send it again")
         self.replies.send(reply)  # the replies of one store batch leave in one write
-
-    def configure(self, files: ConfigFiles) -> None:
-        """The routes the HTTP process has just swapped in (it checked these very bytes)."""
-        try:
-            self.config = load_config(files, os.environ)
-            heap.settle()
-        except ConfigError as exc:  # only if this process's environment differs: it is the same
-            log.error("ingest writer: the reloaded routes do not load here, version %s stays: %s", self.config.version, exc.problems[0] if exc.problems else exc)
 
 
 async def _run_child(database_url: str) -> int:
