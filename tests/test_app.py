@@ -7,7 +7,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from litestar import Request
 
+from gateway.app import GatewayHTTPError, _check_token
+from gateway.config import Source
+from gateway.errors import Location
 from tests.conftest import EVENTS, Project
 from tests.harness import GatewayProcess, Sink
 
@@ -221,12 +225,6 @@ def test_render_failure_is_stored_as_failed_delivery(project: Project, sink: Sin
 )
 def test_token_from_the_query_or_a_bearer_header(token: str, query: str, authorization: str | None, accepted: bool) -> None:
     """How the token is read off the request."""
-    from litestar import Request
-
-    from gateway.app import GatewayHTTPError, _check_token
-    from gateway.config import Source
-    from gateway.errors import Location
-
     source = Source(name="go", token=token, allow_ips=(), trusted_proxies=(), dedupe_window=None, dedupe_key=None, inactive=None, location=Location("routes.yaml", 1, 1))
     scope = {"query_string": query.encode("utf-8"), "headers": [(b"authorization", authorization.encode())] if authorization else []}
     try:
