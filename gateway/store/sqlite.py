@@ -336,17 +336,9 @@ def _migrate(connection: sqlite3.Connection) -> None:
 
 
 def _statements(script: str) -> list[str]:
-    """Statements of a migration file (our SQL has no '--' inside string literals). A trigger's
-    body holds ';' too: pieces are joined until SQLite says the statement is complete."""
+    """Statements of a migration file (our SQL has no ';' or '--' inside string literals)."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    statements: list[str] = []
-    pending = ""
-    for piece in "\n".join(lines).split(";"):
-        pending += piece + ";"
-        if sqlite3.complete_statement(pending):
-            statements.append(pending.strip().removesuffix(";").strip())
-            pending = ""
-    return [s for s in statements if s]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
 _SQLITE_MAX_VARIABLES = 32766
