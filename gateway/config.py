@@ -20,6 +20,7 @@ import msgspec
 
 from gateway.destinations import TYPES as DESTINATION_TYPES
 from gateway.destinations.base import DestinationSpec
+from gateway.egress import Network, literal_address_refused, url_problem
 from gateway.errors import ConfigError, Location, Problem, TemplateError, did_you_mean, one_of
 from gateway.rules import Condition, RouteIndex, RuleCompiler, indexed_event_ids
 from gateway.schema import Schema, SchemaReader
@@ -247,7 +248,7 @@ class _Loader:
         egress_allow = self.networks(settings.egress_allow, ("settings", "egress_allow"))
         engine = self.template_engine(settings)
         sources = self.sources(data.get("sources"), engine)
-        destinations = self.destinations(data.get("destinations"))
+        destinations = self.destinations(data.get("destinations"), egress_allow)
         ordering = self.ordering_templates(destinations, engine)
         routes = self.routes(data.get("routes"), sources, destinations, engine)
         if self.problems:
@@ -372,7 +373,7 @@ class _Loader:
 
     # -- destinations
 
-    def destinations(self, raw: Any) -> dict[str, Destination]:
+    def destinations(self, raw: Any, egress_allow: tuple[Network, ...] = ()) -> dict[str, Destination]:
         destinations: dict[str, Destination] = {}
         for name, item in self.named_section(raw, "destinations", required=False).items():
             at: YamlPath = ("destinations", name)
@@ -396,9 +397,25 @@ class _Loader:
             else:
                 for key, message in spec.problems():
                     self.error(f"{what}: {message}", self.doc.where((*at, key)))
+                self.addresses(spec, at, what, egress_allow)
             self.literal_secrets(item, at, what)
             destinations[name] = Destination(name, spec, inactive, self.doc.key_where(at))
         return destinations
+
+    def addresses(self, spec: DestinationSpec, at: YamlPath, what: str, egress_allow: tuple[Network, ...]) -> None:
+        """Addresses that cannot work, or that the egress guard would refuse at delivery, are
+        errors here. A value from a variable may be a secret: it is named, never quoted."""
+        for key in ("url", "base_url"):
+            url = getattr(spec, key, None)
+            if not isinstance(url, str):
+                continue
+            written = self.doc_value((*at, key))
+            origin = f" (from {written.strip()})" if isinstance(written, str) and "${" in written else ""
+            problem = url_problem(url)
+            if problem is None and not origin:
+                problem = literal_address_refused(url, egress_allow)
+            if problem:
+                self.error(f"{what}: the address in '{key}'{origin} cannot be used: {problem}", self.doc.where((*at, key)))
 
     def ordering_templates(self, destinations: dict[str, Destination], engine: TemplateEngine) -> dict[str, CompiledTemplate]:
         compiled = {}

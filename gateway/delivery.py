@@ -28,7 +28,7 @@ from gateway import destinations
 from gateway.config import Config, Destination
 from gateway.destinations import http as http_destination
 from gateway.destinations.base import DestinationSpec, Outcome
-from gateway.egress import CheckedResolver, EgressDenied, Network, check_url
+from gateway.egress import CheckedResolver, EgressDenied, Network, UnusableAddress, check_url, checked_socket
 from gateway.masking import mask_personal_data, mask_text
 from gateway.metrics import Metrics
 from gateway.retry import MAX_RETRY_AFTER_SECONDS, RetryPolicy
@@ -61,6 +61,7 @@ def delivery_client(concurrency: int, egress_allow: Callable[[], Iterable[Networ
             keepalive_timeout=limits.keepalive_expiry,
             ssl=httpx.create_ssl_context(trust_env=False),
             resolver=CheckedResolver(egress_allow),
+            socket_factory=checked_socket(egress_allow),  # IP literals skip the resolver
         )
         # No cookie jar: aiohttp's keeps a receiver's cookies and sends them with later deliveries
         return aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
@@ -102,6 +103,8 @@ async def attempt(client: httpx.AsyncClient, spec: DestinationSpec, body: str, k
                 request = http_destination.sign(request, secret, key, int(clock()))
             await check_url(request.url, config.egress_allow, resolve=False)
             status, headers, excerpt = await _send(client, request, timeout)
+    except UnusableAddress as exc:
+        return Outcome("dead", f"the address cannot be used: {exc}"), None, None
     except EgressDenied as exc:
         return Outcome("dead", f"address not allowed: {exc}"), None, None
     except TimeoutError:

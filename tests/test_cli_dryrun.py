@@ -53,6 +53,7 @@ def test_dry_run_explains_type_mismatch(project: Project) -> None:
     project.routes(
         """
         version: 1
+        settings: {egress_allow: [127.0.0.0/8]}
         sources: {go: {token: abcdefgh}}
         destinations: {sink: {type: http, url: "http://127.0.0.1:9/x"}}
         routes:
@@ -65,7 +66,7 @@ def test_dry_run_explains_type_mismatch(project: Project) -> None:
     )
     result = project.gateway("dry-run", "examples/events/order_created.json")
     assert result.returncode == 0, result.stderr
-    assert 'data.status is 1, the rule wants "1"; GO sends a number here: write 1 without quotes (routes.yaml:8:7)' in result.stdout
+    assert 'data.status is 1, the rule wants "1"; GO sends a number here: write 1 without quotes (routes.yaml:9:7)' in result.stdout
 
 
 def test_dry_run_masks_headers_query_tokens_and_env_secrets(project: Project) -> None:
@@ -151,6 +152,7 @@ def test_dry_run_shows_render_failure_without_rejecting(project: Project) -> Non
     project.routes(
         """
         version: 1
+        settings: {egress_allow: [127.0.0.0/8]}
         sources: {go: {token: abcdefgh}}
         destinations: {sink: {type: http, url: "http://127.0.0.1:9/x"}}
         routes:
@@ -168,19 +170,20 @@ def test_dry_run_shows_render_failure_without_rejecting(project: Project) -> Non
 
 
 def test_dry_run_send_obeys_the_egress_guard(project: Project, httpserver: HTTPServer) -> None:
-    """Without egress_allow, --send refuses a loopback receiver, like real deliveries do."""
+    """Without egress_allow, --send refuses a loopback receiver, like real deliveries do (the
+    address from a variable: a literal loopback address is already a `check` error)."""
     project.routes(
-        f"""
+        """
         version: 1
-        sources: {{go: {{token: abcdefgh}}}}
-        destinations: {{erp: {{type: http, url: "{httpserver.url_for('/erp')}"}}}}
+        sources: {go: {token: abcdefgh}}
+        destinations: {erp: {type: http, url: "${ERP_URL}"}}
         routes:
           - name: pedido
-            when: {{event_id: ORDER_CREATED}}
-            send: {{to: erp, body: '{{"ok": true}}'}}
+            when: {event_id: ORDER_CREATED}
+            send: {to: erp, body: '{"ok": true}'}
         """
     )
-    result = project.gateway("dry-run", "--send", "--json", "examples/events/order_created.json")
+    result = project.gateway("dry-run", "--send", "--json", "examples/events/order_created.json", env={"ERP_URL": httpserver.url_for("/erp")})
     delivery = json.loads(result.stdout)["routes"][0]["deliveries"][0]
     assert delivery["sent"]["status"] is None and "address not allowed" in delivery["sent"]["error"]
     assert httpserver.log == []

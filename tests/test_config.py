@@ -172,3 +172,43 @@ def test_rates(text: str, count: int, per: float) -> None:
 def test_bad_rates(text: object) -> None:
     with pytest.raises(ValueError):
         Rate.parse(text)
+
+
+def _problems(tmp_path: Path, destination: str, environ: dict[str, str] | None = None, settings: str = "") -> list[str]:
+    text = f"version: 1\n{settings}sources: {{go: {{token: t0ken-de-teste}}}}\ndestinations:\n  alvo:\n{destination}routes: []\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ=environ or {})
+    return [str(p) for p in info.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("hooks.example.com/erp", "must start with http:// or https://"),
+        ("ftp://hooks.example.com/erp", "only http:// and https://"),
+        ("http://user:senha-secreta@hooks.example.com/erp", "user name or password"),
+        ("http://ｈｏｏｋｓ.example.com/erp", "not a valid address"),
+        ("http://127.0.0.1:9000/erp", "127.0.0.1 is a loopback address"),
+        ("http://localhost:9000/erp", "loopback"),
+        ("http://169.254.169.254/latest", "link-local (cloud metadata)"),
+    ],
+)
+def test_an_address_that_cannot_work_is_an_error_at_its_line_naming_the_key(tmp_path: Path, url: str, words: str) -> None:
+    problems = _problems(tmp_path, f"    type: http\n    url: '{url}'\n")
+    assert len(problems) == 1
+    assert "routes.yaml:6:10: destination 'alvo': the address in 'url' cannot be used" in problems[0]
+    assert words in problems[0]
+    assert "senha-secreta" not in problems[0]
+
+
+def test_an_allowed_private_range_is_no_error(tmp_path: Path) -> None:
+    text = "version: 1\nsettings: {egress_allow: [127.0.0.0/8]}\nsources: {go: {token: t0ken-de-teste}}\ndestinations:\n  alvo: {type: http, url: 'http://127.0.0.1:9/x'}\nroutes: []\n"
+    assert load_config(write(tmp_path, text), environ={}).destinations["alvo"].spec.url == "http://127.0.0.1:9/x"
+
+
+def test_an_address_from_a_variable_is_named_never_quoted(tmp_path: Path) -> None:
+    """The variable's value may be a secret (a Slack webhook URL is one): the message names the variable."""
+    problems = _problems(tmp_path, "    type: http\n    url: ${MIRROR_URL}\n", environ={"MIRROR_URL": "https://bot:s3nha-do-espelho@hooks.example.com/x"})
+    assert len(problems) == 1
+    assert "the address in 'url' (from ${MIRROR_URL}) cannot be used: it has a user name or password" in problems[0]
+    assert "s3nha-do-espelho" not in problems[0] and "hooks.example.com" not in problems[0]

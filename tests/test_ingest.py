@@ -21,6 +21,7 @@ def test_an_app_built_in_code_ingests_in_its_own_process(project: Project) -> No
     config_file = project.routes(
         f"""
         version: 1
+        settings: {{egress_allow: [127.0.0.0/8]}}
         sources: {{go: {{token: {TOKEN}, dedupe: 10m}}}}
         destinations:
           nowhere: {{type: http, url: "http://127.0.0.1:9/in"}}

@@ -19,6 +19,7 @@ def test_json_logs_are_one_object_per_line(project: Project) -> None:
     project.routes(
         """
         version: 1
+        settings: {egress_allow: [127.0.0.0/8]}
         sources: {go: {token: "${GO_WEBHOOK_TOKEN}"}}
         destinations:
           nowhere: {type: http, url: "http://127.0.0.1:9/in"}

@@ -23,8 +23,6 @@ class Spec(DestinationSpec, tag="http", kw_only=True):
         return "json" in self.content_type.lower()
 
     def problems(self) -> list[tuple[str, str]]:
-        if not self.url.lower().startswith(("http://", "https://")):
-            return [("url", f"'{self.url}' is not an http:// or https:// address")]
         if self.sign:
             try:
                 base64.b64decode(self.sign.removeprefix("whsec_"), validate=True)

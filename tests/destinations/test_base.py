@@ -44,7 +44,6 @@ def test_429_carries_retry_after() -> None:
         ({"type": "slack"}, "needs 'url'"),
         ({"type": "slack", "url": "https://x", "token": "t"}, "not both"),
         ({"type": "slack", "token": "t"}, "needs 'channel'"),
-        ({"type": "http", "url": "ftp://x"}, "not an http"),
         ({"type": "pipedrive", "token": "t", "company": "acme.pipedrive.com"}, "only the company part"),
     ],
 )
