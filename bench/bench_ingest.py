@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.delivery import IDLE_SECONDS
+from gateway.delivery.engine import IDLE_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable

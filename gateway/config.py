@@ -20,7 +20,7 @@ import msgspec
 
 from gateway.destinations import TYPES as DESTINATION_TYPES
 from gateway.destinations.base import DestinationSpec
-from gateway.egress import Network, literal_address_refused, url_problem
+from gateway.delivery.egress import Network, literal_address_refused, url_problem
 from gateway.errors import ConfigError, Location, Problem, TemplateError, did_you_mean, one_of
 from gateway.rules import Condition, RouteIndex, RuleCompiler, indexed_event_ids
 from gateway.schema import Schema, SchemaReader
@@ -404,7 +404,8 @@ class _Loader:
 
     def addresses(self, spec: DestinationSpec, at: YamlPath, what: str, egress_allow: tuple[Network, ...]) -> None:
         """Addresses that cannot work, or that the egress guard would refuse at delivery, are
-        errors here. A value from a variable may be a secret: it is named, never quoted."""
+        errors here; from a variable, a warning (the delivery is dead with the same reason). A
+        value from a variable may be a secret: the variable is named, the value never quoted."""
         for key in ("url", "base_url"):
             url = getattr(spec, key, None)
             if not isinstance(url, str):
@@ -414,8 +415,10 @@ class _Loader:
             problem = url_problem(url)
             if problem is None and not origin:
                 problem = literal_address_refused(url, egress_allow)
-            if problem:
-                self.error(f"{what}: the address in '{key}'{origin} cannot be used: {problem}", self.doc.where((*at, key)))
+            if problem and origin:  # the value may differ where the gateway runs: warned here, dead with this reason there
+                self.warn(f"{what}: the address in '{key}'{origin} cannot be used: {problem}; its deliveries will be dead", self.doc.where((*at, key)))
+            elif problem:
+                self.error(f"{what}: the address in '{key}' cannot be used: {problem}", self.doc.where((*at, key)))
 
     def ordering_templates(self, destinations: dict[str, Destination], engine: TemplateEngine) -> dict[str, CompiledTemplate]:
         compiled = {}

@@ -1,19 +1,18 @@
 """What ingest does with an authenticated, well-formed event: dedupe key, routing, rendering,
 and the event with all its deliveries stored in ONE transaction.
 
-`gateway serve` runs this in its ingest writer process (gateway/writer.py) so that rendering
-uses a second core; `InProcessWriter` runs it in the caller's process. Both answer the same
-`Accepted`, which is all the HTTP handler needs.
+`gateway serve` runs this in its ingest child (gateway/service/ingest_child.py) so that
+rendering uses a second core; an app built in code runs it in its own process
+(gateway/service/topology.py). Both answer the same `Accepted`, which is all the HTTP handler
+needs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -35,13 +34,6 @@ class Accepted(msgspec.Struct, array_like=True, frozen=True):
     not_sent: list[tuple[str, str]] = []  # (destination, status) of deliveries recorded but never sent: failed, skipped, shadow
 
 
-class Writer(Protocol):
-    """Routes, renders and stores events; StoreUnavailable when that cannot be done now.
-    `event` is `body` parsed; a writer in another process parses `body` again instead."""
-
-    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted: ...
-
-
 async def accept(config: Config, store: Store, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted:
     """Route and render `event`, store it with its deliveries, and say what was stored."""
     found = config.sources[source]
@@ -50,20 +42,9 @@ async def accept(config: Config, store: Store, source: str, body: bytes, event: 
     new_event = _new_event(found, body, event, routed, moment, config)
     stored = await store.add_event(new_event)
     not_sent = [] if stored.duplicate else [(d.destination, d.status) for d in new_event.deliveries if d.status != "pending"]
-    # DEBUG (GATEWAY_LOG_LEVEL=debug): formatting and writing it was a tenth of the writer's CPU
+    # DEBUG (GATEWAY_LOG_LEVEL=debug): formatting and writing it was a tenth of the ingest child's CPU
     log.debug("event %s %s from %s: %d deliveries%s", stored.id, event["event_id"], source, stored.deliveries, " (duplicate)" if stored.duplicate else "")
     return Accepted(id=stored.id, deliveries=stored.deliveries, duplicate=stored.duplicate, not_sent=not_sent)
-
-
-@dataclass
-class InProcessWriter:
-    """Ingest in the caller's own process and event loop."""
-
-    config: Callable[[], Config]  # the config in force, read per event
-    store: Store
-
-    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted:
-        return await accept(self.config(), self.store, source, body, event, received_at)
 
 
 def _dedupe_key(source: Source, body: bytes, event: dict[str, Any], received_at: datetime) -> str | None:

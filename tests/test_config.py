@@ -206,9 +206,12 @@ def test_an_allowed_private_range_is_no_error(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, text), environ={}).destinations["alvo"].spec.url == "http://127.0.0.1:9/x"
 
 
-def test_an_address_from_a_variable_is_named_never_quoted(tmp_path: Path) -> None:
-    """The variable's value may be a secret (a Slack webhook URL is one): the message names the variable."""
-    problems = _problems(tmp_path, "    type: http\n    url: ${MIRROR_URL}\n", environ={"MIRROR_URL": "https://bot:s3nha-do-espelho@hooks.example.com/x"})
-    assert len(problems) == 1
-    assert "the address in 'url' (from ${MIRROR_URL}) cannot be used: it has a user name or password" in problems[0]
-    assert "s3nha-do-espelho" not in problems[0] and "hooks.example.com" not in problems[0]
+def test_an_address_from_a_variable_is_warned_about_by_name_never_quoted(tmp_path: Path) -> None:
+    """The variable's value may be a secret (a Slack webhook URL is one): the warning names the
+    variable, and the delivery will be dead with the same reason."""
+    text = "version: 1\nsources: {go: {token: t0ken-de-teste}}\ndestinations:\n  alvo:\n    type: http\n    url: ${MIRROR_URL}\nroutes: []\n"
+    config = load_config(write(tmp_path, text), environ={"MIRROR_URL": "https://bot:s3nha-do-espelho@hooks.example.com/x"})
+    warnings = [str(w) for w in config.warnings if "address" in w.message]
+    assert len(warnings) == 1
+    assert "routes.yaml:6:10: warning: destination 'alvo': the address in 'url' (from ${MIRROR_URL}) cannot be used: it has a user name or password" in warnings[0]
+    assert "s3nha-do-espelho" not in warnings[0] and "hooks.example.com" not in warnings[0]

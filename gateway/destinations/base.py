@@ -1,8 +1,14 @@
-"""What every destination shares: the common routes.yaml fields and the request it builds.
+"""The destination interface, and what every destination shares.
 
-A destination type is a module with a `Spec` (its routes.yaml fields, a msgspec struct tagged
-by `type:`) and `build_request(spec, body, idempotency_key)`. The delivery engine and dry-run
-only see `OutgoingRequest`; nothing outside `destinations/` knows a vendor.
+A destination type is a module with a `Spec`: its routes.yaml fields (a msgspec struct tagged by
+`type:`) and the methods of `DestinationSpec`, the declared interface. `build_request` must be
+given; every other method has a default that fits a plain HTTP receiver, and a vendor overrides
+what it knows better: its settings' rules (`problems`), its documented body limits
+(`check_body`), the search an update starts with (`find_request`, `found_record`), what its
+answers mean (`classify`) and its signature (`signed`). The delivery engine, dry-run and
+routing only call these methods and only see `OutgoingRequest`: nothing outside
+`destinations/` knows a vendor. (An ABC is not possible here: msgspec structs have their own
+metaclass; tests/destinations/test_base.py checks every type gives `build_request`.)
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from gateway.units import Duration, Rate
 
 # Placeholder that dry-run shows where the real key is assigned when an event is stored.
 DRY_RUN_KEY = "<assigned when the event is stored>"
+#: where the record id goes in an update's URL until the search has found it (dry-run shows this)
+FOUND_ID = "{id found by the search}"
 
 
 class RetrySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -41,6 +49,37 @@ class DestinationSpec(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
     @property
     def json_body(self) -> bool:
         return True
+
+    # -- the interface: `build_request` is required, the rest have defaults
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, message) pairs for combinations of settings msgspec cannot express."""
+        return []
+
+    def build_request(self, body: str, idempotency_key: str, record_id: str = FOUND_ID) -> OutgoingRequest:
+        """The HTTP request that delivers `body` (for an update, to the record `record_id` that
+        the search found; dry-run passes FOUND_ID before any search ran)."""
+        raise NotImplementedError(f"destination type '{self.__struct_config__.tag}' must define build_request")
+
+    def check_body(self, body: str) -> str | None:
+        """Why the vendor would refuse this rendered body (its documented limits), or None."""
+        return None
+
+    def find_request(self, body: str) -> OutgoingRequest | None:
+        """The search an update must make before it knows which record to change, or None."""
+        return None
+
+    def found_record(self, body: str, answer: str) -> str | Outcome:
+        """The record id in the search's (2xx) answer, or the outcome when there is not exactly one."""
+        return Outcome("dead", f"destination type '{self.__struct_config__.tag}' makes no search")
+
+    def classify(self, status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
+        """What an answer means: delivered, retry (and when) or dead, with the reason."""
+        return classify_response(status, headers, body, now)
+
+    def signed(self, request: OutgoingRequest, message_id: str, timestamp: int) -> OutgoingRequest:
+        """The request with the destination's signature headers, if it signs."""
+        return request
 
 
 @dataclass(frozen=True)
@@ -119,8 +158,6 @@ def json_body(text: str) -> dict:
 # searches for the record (one GET), then changes it. Its rendered body says both:
 #     {"find": "<search term>", "set": {<the fields to change>}}
 
-#: where the record id goes in an update's URL until the search has found it (dry-run shows this)
-FOUND_ID = "{id found by the search}"
 
 
 @dataclass(frozen=True)

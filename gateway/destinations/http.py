@@ -8,7 +8,7 @@ import hmac
 from dataclasses import replace
 from typing import Literal
 
-from gateway.destinations.base import DestinationSpec, OutgoingRequest
+from gateway.destinations.base import FOUND_ID, DestinationSpec, OutgoingRequest
 
 
 class Spec(DestinationSpec, tag="http", kw_only=True):
@@ -30,20 +30,21 @@ class Spec(DestinationSpec, tag="http", kw_only=True):
                 return [("sign", "the signing secret must be base64, optionally after 'whsec_' (as Standard Webhooks generates it)")]
         return []
 
+    def build_request(self, body: str, idempotency_key: str, record_id: str = FOUND_ID) -> OutgoingRequest:
+        headers = {"Content-Type": self.content_type, "Idempotency-Key": idempotency_key, **self.headers}
+        return OutgoingRequest(self.method, self.url, headers, body)
 
-def build_request(spec: Spec, body: str, idempotency_key: str) -> OutgoingRequest:
-    headers = {"Content-Type": spec.content_type, "Idempotency-Key": idempotency_key, **spec.headers}
-    return OutgoingRequest(spec.method, spec.url, headers, body)
+    def signed(self, request: OutgoingRequest, message_id: str, timestamp: int) -> OutgoingRequest:
+        """With `sign:`, Standard Webhooks signature headers (webhook-id, webhook-timestamp,
+        webhook-signature). The secret is base64 after an optional `whsec_` prefix; the
+        signature is HMAC-SHA256 over `id.timestamp.body`, base64-encoded, as `v1,<signature>`.
+        """
+        if not self.sign:
+            return request
+        key = base64.b64decode(self.sign.removeprefix("whsec_"))
+        signed = f"{message_id}.{timestamp}.{request.body}".encode()
+        signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        headers = {**request.headers, "webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{signature}"}
+        return replace(request, headers=headers)
 
 
-def sign(request: OutgoingRequest, secret: str, message_id: str, timestamp: int) -> OutgoingRequest:
-    """Standard Webhooks signature headers (webhook-id, webhook-timestamp, webhook-signature).
-
-    The secret is base64 after an optional `whsec_` prefix; the signature is
-    HMAC-SHA256 over `id.timestamp.body`, base64-encoded, as `v1,<signature>`.
-    """
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{message_id}.{timestamp}.{request.body}".encode()
-    signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    headers = {**request.headers, "webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{signature}"}
-    return replace(request, headers=headers)

@@ -50,52 +50,49 @@ class Spec(DestinationSpec, tag="pipedrive", kw_only=True):
     def search_field(self) -> str:
         return self.find_in or DEFAULT_SEARCH_FIELD[self.object]
 
+    def build_request(self, body: str, idempotency_key: str, record_id: str = FOUND_ID) -> OutgoingRequest:
+        headers = json_headers(idempotency_key, **{"x-api-token": self.token})
+        if self.action == "create":
+            return OutgoingRequest("POST", f"{_base(self)}/{self.object}", headers, body)
+        update = checked_update(body)
+        return OutgoingRequest("PATCH", f"{_base(self)}/{self.object}/{record_id}", headers, json.dumps(update.changes, ensure_ascii=False))
+
+    def check_body(self, body: str) -> str | None:
+        return check_update(self.action, body)
+
+    def find_request(self, body: str) -> OutgoingRequest | None:
+        """The search an update starts with: an exact match on `find_in` when Pipedrive allows it."""
+        if self.action != "update":
+            return None
+        update = checked_update(body)
+        query = {"term": update.find, "fields": self.search_field, "limit": "10"}
+        if self.search_field != "title":  # titles are searched by words: "Pedido 123" inside "Pedido 123 - Ana"
+            query["exact_match"] = "true"
+        return OutgoingRequest("GET", f"{_base(self)}/{self.object}/search?{urlencode(query)}", {"x-api-token": self.token, "Accept": "application/json"})
+
+    def found_record(self, body: str, answer: str) -> str | Outcome:
+        """The id of the one record the search found; several matches are refused, not guessed."""
+        update = checked_update(body)
+        data = json_body(answer).get("data")
+        items = data.get("items", []) if isinstance(data, dict) else []
+        records = [i["item"] for i in items if isinstance(i, dict) and isinstance(i.get("item"), dict) and "id" in i["item"]]
+        if self.search_field == "title":
+            records = [r for r in records if contains_words(str(r.get("title", "")), update.find)]
+        return the_one_record("Pipedrive", self.object, update.find, [str(r["id"]) for r in records])
+
+    def classify(self, status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
+        """429 waits for `x-ratelimit-reset` (seconds); errors keep Pipedrive's own text."""
+        if status == 429:
+            wait = parse_retry_after(headers.get("x-ratelimit-reset") or headers.get("retry-after"), now)
+            return Outcome("retry", "Pipedrive: rate limited", wait if wait is not None else 2.0)
+        outcome = classify_response(status, headers, body, now)
+        error = json_body(body).get("error")
+        if outcome.kind == "delivered" or not error:
+            return outcome
+        return Outcome(outcome.kind, f"{outcome.reason}: Pipedrive says {str(error)[:200]}", outcome.retry_after)
+
 
 def _base(spec: Spec) -> str:
     return (spec.base_url or f"https://{spec.company}.pipedrive.com/api/v2").rstrip("/")
 
 
-def build_request(spec: Spec, body: str, idempotency_key: str, record_id: str = FOUND_ID) -> OutgoingRequest:
-    headers = json_headers(idempotency_key, **{"x-api-token": spec.token})
-    if spec.action == "create":
-        return OutgoingRequest("POST", f"{_base(spec)}/{spec.object}", headers, body)
-    update = checked_update(body)
-    return OutgoingRequest("PATCH", f"{_base(spec)}/{spec.object}/{record_id}", headers, json.dumps(update.changes, ensure_ascii=False))
-
-
-def check_body(spec: Spec, body: str) -> str | None:
-    return check_update(spec.action, body)
-
-
-def find_request(spec: Spec, body: str) -> OutgoingRequest | None:
-    """The search an update starts with: an exact match on `find_in` when Pipedrive allows it."""
-    if spec.action != "update":
-        return None
-    update = checked_update(body)
-    query = {"term": update.find, "fields": spec.search_field, "limit": "10"}
-    if spec.search_field != "title":  # titles are searched by words: "Pedido 123" inside "Pedido 123 - Ana"
-        query["exact_match"] = "true"
-    return OutgoingRequest("GET", f"{_base(spec)}/{spec.object}/search?{urlencode(query)}", {"x-api-token": spec.token, "Accept": "application/json"})
-
-
-def found_record(spec: Spec, body: str, answer: str) -> str | Outcome:
-    """The id of the one record the search found; several matches are refused, not guessed."""
-    update = checked_update(body)
-    data = json_body(answer).get("data")
-    items = data.get("items", []) if isinstance(data, dict) else []
-    records = [i["item"] for i in items if isinstance(i, dict) and isinstance(i.get("item"), dict) and "id" in i["item"]]
-    if spec.search_field == "title":
-        records = [r for r in records if contains_words(str(r.get("title", "")), update.find)]
-    return the_one_record("Pipedrive", spec.object, update.find, [str(r["id"]) for r in records])
-
-
-def classify(status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
-    """429 waits for `x-ratelimit-reset` (seconds); errors keep Pipedrive's own text."""
-    if status == 429:
-        wait = parse_retry_after(headers.get("x-ratelimit-reset") or headers.get("retry-after"), now)
-        return Outcome("retry", "Pipedrive: rate limited", wait if wait is not None else 2.0)
-    outcome = classify_response(status, headers, body, now)
-    error = json_body(body).get("error")
-    if outcome.kind == "delivered" or not error:
-        return outcome
-    return Outcome(outcome.kind, f"{outcome.reason}: Pipedrive says {str(error)[:200]}", outcome.retry_after)

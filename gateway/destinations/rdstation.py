@@ -37,39 +37,40 @@ class Spec(DestinationSpec, tag="rdstation", kw_only=True):
     def problems(self) -> list[tuple[str, str]]:
         return []
 
+    def build_request(self, body: str, idempotency_key: str, record_id: str = FOUND_ID) -> OutgoingRequest:
+        if self.action == "create":
+            return OutgoingRequest("POST", _url(self, self.object), json_headers(idempotency_key), body)
+        update = checked_update(body)
+        return OutgoingRequest("PUT", _url(self, f"{self.object}/{record_id}"), json_headers(idempotency_key), json.dumps(update.changes, ensure_ascii=False))
+
+    def check_body(self, body: str) -> str | None:
+        return check_update(self.action, body)
+
+    def find_request(self, body: str) -> OutgoingRequest | None:
+        if self.action != "update":
+            return None
+        update = checked_update(body)
+        return OutgoingRequest("GET", _url(self, self.object, **{SEARCH_PARAMETER[self.object]: update.find}), {"Accept": "application/json"})
+
+    def found_record(self, body: str, answer: str) -> str | Outcome:
+        """The id of the one record whose name (or e-mail) holds `find`; several are refused."""
+        update = checked_update(body)
+        listed = json_body(answer).get(self.object)
+        records = [r for r in listed if isinstance(r, dict) and (r.get("id") or r.get("_id"))] if isinstance(listed, list) else []
+        if self.object == "deals":
+            records = [r for r in records if contains_words(str(r.get("name", "")), update.find)]
+        else:
+            records = [r for r in records if any(str(e.get("email", "")).casefold() == update.find.casefold() for e in r.get("emails") or [] if isinstance(e, dict))]
+        return the_one_record("RD Station", self.object, update.find, [str(r.get("id") or r.get("_id")) for r in records])
+
+    def classify(self, status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
+        if status in _MEANINGS:
+            return Outcome("dead", _MEANINGS[status])
+        return classify_response(status, headers, body, now)
+
 
 def _url(spec: Spec, path: str, **query: str) -> str:
     return f"{spec.base_url.rstrip('/')}/{path}?{urlencode({**query, 'token': spec.token}, quote_via=quote)}"
-
-
-def build_request(spec: Spec, body: str, idempotency_key: str, record_id: str = FOUND_ID) -> OutgoingRequest:
-    if spec.action == "create":
-        return OutgoingRequest("POST", _url(spec, spec.object), json_headers(idempotency_key), body)
-    update = checked_update(body)
-    return OutgoingRequest("PUT", _url(spec, f"{spec.object}/{record_id}"), json_headers(idempotency_key), json.dumps(update.changes, ensure_ascii=False))
-
-
-def check_body(spec: Spec, body: str) -> str | None:
-    return check_update(spec.action, body)
-
-
-def find_request(spec: Spec, body: str) -> OutgoingRequest | None:
-    if spec.action != "update":
-        return None
-    update = checked_update(body)
-    return OutgoingRequest("GET", _url(spec, spec.object, **{SEARCH_PARAMETER[spec.object]: update.find}), {"Accept": "application/json"})
-
-
-def found_record(spec: Spec, body: str, answer: str) -> str | Outcome:
-    """The id of the one record whose name (or e-mail) holds `find`; several are refused."""
-    update = checked_update(body)
-    listed = json_body(answer).get(spec.object)
-    records = [r for r in listed if isinstance(r, dict) and (r.get("id") or r.get("_id"))] if isinstance(listed, list) else []
-    if spec.object == "deals":
-        records = [r for r in records if contains_words(str(r.get("name", "")), update.find)]
-    else:
-        records = [r for r in records if any(str(e.get("email", "")).casefold() == update.find.casefold() for e in r.get("emails") or [] if isinstance(e, dict))]
-    return the_one_record("RD Station", spec.object, update.find, [str(r.get("id") or r.get("_id")) for r in records])
 
 
 _MEANINGS = {
@@ -78,7 +79,3 @@ _MEANINGS = {
 }
 
 
-def classify(status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
-    if status in _MEANINGS:
-        return Outcome("dead", _MEANINGS[status])
-    return classify_response(status, headers, body, now)

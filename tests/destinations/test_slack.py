@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gateway.destinations import build_request, classify
-from gateway.destinations.slack import check_body as slack_check
+from gateway.destinations import check_body as slack_check
 from gateway.units import Rate
 from tests.conftest import Project
 from tests.destinations import NOW, deliveries_when, post_event, spec, start_gateway

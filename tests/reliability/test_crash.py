@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from gateway.delivery import LEASE_MARGIN_SECONDS
+from gateway.delivery.engine import LEASE_MARGIN_SECONDS
 from tests.conftest import EVENTS, Project
 from tests.harness import GatewayProcess, Received, Sink, always
 

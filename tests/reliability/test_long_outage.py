@@ -11,9 +11,10 @@ import sqlite3
 import pytest
 
 from gateway.config import load_config
-from gateway.delivery import DeliveryEngine, delivery_client
-from gateway.metrics import Metrics
-from gateway.retry import RetryPolicy
+from gateway.delivery.client import delivery_client
+from gateway.delivery.engine import DeliveryEngine
+from gateway.delivery.metrics import DeliveryMetrics
+from gateway.delivery.retry import RetryPolicy
 from gateway.store import DeliveryFilter, open_store
 from tests.conftest import EVENTS, Project
 from tests.harness import GatewayProcess, Sink, always
@@ -53,7 +54,7 @@ async def run_outage(project: Project, sink: Sink, clock: Clock, limit_hours: fl
     end = clock.now + limit_hours * HOURS
     try:
         async with delivery_client(4, lambda: config.egress_allow) as client:
-            engine = DeliveryEngine(store, lambda: config, client, Metrics(), concurrency=4, clock=clock)
+            engine = DeliveryEngine(store, lambda: config, client, DeliveryMetrics(), concurrency=4, clock=clock)
             for _ in range(2000):  # bounded: each pass moves the clock forward
                 due = await store.next_due_at()
                 if due is None or clock.now > end:
@@ -78,7 +79,7 @@ async def replay_and_deliver(project: Project, clock: Clock) -> int:
     try:
         assert await store.requeue(DeliveryFilter(), clock.now) == 1
         async with delivery_client(4, lambda: config.egress_allow) as client:
-            engine = DeliveryEngine(store, lambda: config, client, Metrics(), concurrency=4, clock=clock)
+            engine = DeliveryEngine(store, lambda: config, client, DeliveryMetrics(), concurrency=4, clock=clock)
             return await engine.deliver_due()
     finally:
         await store.close()

@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from gateway.config import Config
-from gateway.delivery import attempt, delivery_client
+from gateway.delivery.attempt import attempt
+from gateway.delivery.client import delivery_client
 from gateway.destinations import OutgoingRequest, find_request
 from gateway.masking import mask_request, mask_text
 from gateway.routing import PlannedDelivery, RoutingResult, build_delivery_request

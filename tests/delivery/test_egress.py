@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from gateway.egress import CheckedResolver, EgressDenied, blocked_reason, check_url, checked_socket, url_problem
+from gateway.delivery.egress import CheckedResolver, EgressDenied, blocked_reason, check_url, checked_socket, url_problem
 from tests.harness import Sink
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
@@ -133,7 +133,8 @@ def _attempt_to(url: str, tmp_path: Path) -> tuple[str, str]:
     """One real delivery attempt to `url` (from a variable, as a user would set it), with the
     shipped client and no egress_allow: (outcome, reason)."""
     from gateway.config import load_config
-    from gateway.delivery import attempt, delivery_client
+    from gateway.delivery.attempt import attempt
+    from gateway.delivery.client import delivery_client
 
     (tmp_path / "routes.yaml").write_text(
         "version: 1\nsources: {go: {token: t0ken-de-teste}}\n"
@@ -171,7 +172,8 @@ def test_a_redirect_to_the_inside_is_never_followed(sink: Sink, tmp_path: Path) 
     """A public-looking receiver that redirects to metadata: the redirect is an answer, not a hop."""
     sink.behaviour = lambda request, count: (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b"", 0)
     from gateway.config import load_config
-    from gateway.delivery import attempt, delivery_client
+    from gateway.delivery.attempt import attempt
+    from gateway.delivery.client import delivery_client
 
     (tmp_path / "routes.yaml").write_text(
         "version: 1\nsettings: {egress_allow: [127.0.0.1/32]}\nsources: {go: {token: t0ken-de-teste}}\n"

@@ -264,7 +264,7 @@ def _wait_status(gateway: GatewayProcess, event_id: str, status: str, timeout: f
 
 # ------------------------------------------------------------------ circuit breaker (pure logic)
 
-from gateway.delivery import CircuitBreaker
+from gateway.delivery.breaker import CircuitBreaker
 from gateway.destinations.base import Outcome
 
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from litestar import Request
 
-from gateway.app import GatewayHTTPError, _check_token
+from gateway.service.app import GatewayHTTPError, _check_token
 from gateway.config import Source
 from gateway.errors import Location
 from tests.conftest import EVENTS, Project

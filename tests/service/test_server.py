@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from gateway.server import PersonalDataFilter, configure_logging
+from gateway.service.logs import PersonalDataFilter, configure_logging
 from tests.conftest import EVENTS, Project
 from tests.harness import GatewayProcess
 

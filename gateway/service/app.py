@@ -1,10 +1,10 @@
 """The Litestar app: HTTP in, nothing else. Ingest, health, readiness and metrics.
 
-Ingest checks the request here (source, address, token, size, JSON) and hands the event to a
-writer (gateway/ingest.py; under `gateway serve`, a process of its own: gateway/writer.py) that
-routes, renders and stores it with all its deliveries in one transaction. 202 only after that;
-if the store cannot write, 503 so GO may try again. Under `gateway serve` the delivery engine
-runs in a process of its own too (gateway/deliverer.py); this one wakes it for new work.
+Ingest checks the request here (source, address, token, size, JSON) and hands the event to the
+ingest part (gateway/ingest.py; under `gateway serve`, the ingest child) that routes, renders
+and stores it with all its deliveries in one transaction. 202 only after that; if the store
+cannot write, 503 so GO may try again. Then the delivery part is woken for the new work. Which
+parts run where, and their start and stop, is gateway/service/topology.py's business.
 
 Every error body is `{"error": "<code>", "detail": "<sentence for a person>"}`. The body
 decides, not the Content-Type header: GO is a PHP system and may label a valid JSON event
@@ -14,15 +14,11 @@ wrongly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import ipaddress
 import logging
-import signal
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -31,37 +27,14 @@ from litestar.exceptions import ClientException, HTTPException, MethodNotAllowed
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import Receive, Scope, Send
 
-from gateway import heap
-from gateway.config import Config, ConfigFiles, Source
-from gateway.deliverer import DelivererProcess
-from gateway.delivery import DeliveryEngine, delivery_client
-from gateway.ingest import Accepted, InProcessWriter, Writer
-from gateway.metrics import Metrics
-from gateway.reload import ConfigReloader
-from gateway.store import Store, StoreUnavailable
-from gateway.writer import WriterProcess
+from gateway.config import Source
+from gateway.service.topology import Runtime, running
+from gateway.store import StoreUnavailable
 
 log = logging.getLogger("gateway.ingest")
 
 MAX_BODY_BYTES = 1024 * 1024
 _ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 503: "unavailable"}
-
-
-@dataclass
-class Runtime:
-    """What the app works with; `config` is replaced whole when routes.yaml is reloaded."""
-
-    config: Config
-    store: Store
-    metrics: Metrics = field(default_factory=Metrics)
-    concurrency: int = 32
-    deliver: bool = True  # False: ingest only, a separate `gateway worker` delivers
-    config_path: str | None = None  # watched for hot reload when set
-    database_url: str | None = None  # with config_path: ingest and delivery run in processes of their own (gateway/children.py)
-    writer: Writer | None = None
-    deliverer: DelivererProcess | None = None  # the engine's process, under `gateway serve`
-    engine: DeliveryEngine | None = None  # the engine in this process (an app built in code, an in-memory database)
-    clock: Any = time.time
 
 
 class GatewayHTTPError(HTTPException):
@@ -175,29 +148,16 @@ async def _ingest(request: Request[Any, Any, Any], runtime: Runtime) -> tuple[in
     body = await _read_body(request)
     event = _parse_event(body)
     try:
-        stored = await runtime.writer.ingest(source, body, event, runtime.clock())
+        assert runtime.ingest is not None and runtime.delivery is not None, "the app's lifespan starts them"
+        stored = await runtime.ingest.ingest(source, body, event, runtime.clock())
     except StoreUnavailable as exc:
         log.error("event not stored: %s", exc)
         runtime.metrics.events.labels(source, "store_unavailable").inc()
         raise GatewayHTTPError(503, "store_unavailable", "the gateway could not store the event; send it again later") from None
-    _announce(runtime, stored)
+    runtime.delivery.wake(stored)
     runtime.metrics.events.labels(source, "duplicate" if stored.duplicate else "accepted").inc()
     answer = {"event_id": event["event_id"], "id": stored.id, "deliveries": stored.deliveries, "duplicate": stored.duplicate}
     return (200 if stored.duplicate else 202), answer
-
-
-def _announce(runtime: Runtime, stored: Accepted) -> None:
-    """Tell the engine there is new work, and count the deliveries recorded as never to be sent
-    (failed, skipped, shadow) where the engine counts the rest."""
-    if not stored.deliveries and not stored.not_sent:
-        return
-    if runtime.deliverer is not None:
-        runtime.deliverer.wake(stored.not_sent)
-        return
-    if runtime.engine is not None and stored.deliveries:
-        runtime.engine.notify()
-    for destination, status in stored.not_sent:
-        runtime.metrics.deliveries.labels(destination, status).inc()
 
 
 async def _read_body(request: Request[Any, Any, Any]) -> bytes:
@@ -235,8 +195,8 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
         await asyncio.wait_for(runtime.store.ping(), timeout=5)
     except (TimeoutError, StoreUnavailable) as exc:
         return Response({"status": "unavailable", "detail": f"store: {exc}", "config_version": runtime.config.version}, status_code=503)
-    if isinstance(runtime.writer, WriterProcess) and not runtime.writer.ready:
-        return Response({"status": "unavailable", "detail": "the ingest writer is restarting", "config_version": runtime.config.version}, status_code=503)
+    if runtime.ingest is not None and not runtime.ingest.ready:
+        return Response({"status": "unavailable", "detail": "the ingest child is restarting", "config_version": runtime.config.version}, status_code=503)
     return Response({"status": "ready", "config_version": runtime.config.version}, status_code=200)
 
 
@@ -249,101 +209,20 @@ async def metrics(request: Request) -> Response[bytes]:
         depth = (await runtime.store.stats()).by_status
     except StoreUnavailable:
         depth = {}
-    deliveries = await runtime.deliverer.scrape() if runtime.deliverer is not None else None
+    deliveries = await runtime.delivery.scrape() if runtime.delivery is not None else None
     return Response(runtime.metrics.render(depth, deliveries), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 # --------------------------------------------------------------------------- app
 
 
-async def _purge_periodically(runtime: Runtime, every_seconds: float = 3600) -> None:
-    """Retention: payloads hold personal data (LGPD), so old events are deleted automatically."""
-    while True:
-        try:
-            purged = await runtime.store.purge(runtime.clock() - runtime.config.settings.retention.seconds)
-            if purged:
-                log.info("retention: purged %d events older than %s", purged, runtime.config.settings.retention)
-        except StoreUnavailable as exc:
-            log.error("retention purge failed: %s", exc)
-        await asyncio.sleep(every_seconds)
-
-
-def _start_reloader(runtime: Runtime) -> asyncio.Task[None] | None:
-    """Watch routes.yaml and templates/, and reload on SIGHUP."""
-    if runtime.config_path is None:
-        return None
-
-    def swap(new: Config) -> None:
-        runtime.config = new
-        runtime.metrics.reloads.labels("applied").inc()
-        for child in (runtime.writer, runtime.deliverer):  # before the next event goes down the pipe
-            if isinstance(child, (WriterProcess, DelivererProcess)):
-                child.configure(new.files)  # type: ignore[arg-type]
-        heap.settle()  # the replaced routes are collected, the new ones frozen
-
-    refused = runtime.metrics.reloads.labels("refused").inc
-    reloader = ConfigReloader(runtime.config_path, lambda: runtime.config, swap, refused=refused)
-    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals outside the main thread
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.request)
-    return asyncio.create_task(reloader.watch())
-
-
-def _start_children(runtime: Runtime) -> list[WriterProcess | DelivererProcess]:
-    """Serving a config file from a database other processes can open: ingest and delivery in
-    processes of their own. Otherwise (an app built in code, an in-memory SQLite database) both
-    run in this process."""
-    separate = bool(runtime.config_path and runtime.config.files and runtime.database_url and not runtime.database_url.endswith(":memory:"))
-
-    def files() -> ConfigFiles:  # the routes in force, handed to a child at each start
-        assert runtime.config.files is not None
-        return runtime.config.files
-
-    if runtime.writer is None:
-        runtime.writer = WriterProcess(files, runtime.database_url) if separate else InProcessWriter(lambda: runtime.config, runtime.store)  # type: ignore[arg-type]
-    if separate and runtime.deliver and runtime.deliverer is None:
-        runtime.deliverer = DelivererProcess(files, runtime.database_url, runtime.concurrency)  # type: ignore[arg-type]
-    return [child for child in (runtime.writer, runtime.deliverer) if isinstance(child, (WriterProcess, DelivererProcess))]
-
-
-@asynccontextmanager
-async def _engine_in_this_process(runtime: Runtime) -> AsyncIterator[None]:
-    """The delivery engine, when no deliverer process runs it."""
-    if not runtime.deliver or runtime.deliverer is not None:
-        yield
-        return
-    async with delivery_client(runtime.concurrency, lambda: runtime.config.egress_allow) as client:
-        runtime.engine = DeliveryEngine(runtime.store, lambda: runtime.config, client, runtime.metrics, concurrency=runtime.concurrency, clock=runtime.clock)
-        task = asyncio.create_task(runtime.engine.run())
-        try:
-            yield
-        finally:
-            await runtime.engine.stop()
-            await task
-
-
 def create_app(runtime: Runtime) -> Litestar:
-    """The app; its lifespan opens the store and starts the writer and the delivery engine."""
+    """The app; its lifespan runs the parts of `runtime.topology` (gateway/service/topology.py)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await runtime.store.open()
-        children = _start_children(runtime)
-        try:
-            for child in children:
-                await child.start()
-            async with _engine_in_this_process(runtime):
-                retention = asyncio.create_task(_purge_periodically(runtime))
-                watcher = _start_reloader(runtime)
-                heap.settle()  # what start-up built stays: out of the collector's way
-                try:
-                    yield
-                finally:
-                    retention.cancel()
-                    if watcher:
-                        watcher.cancel()
-        finally:
-            await asyncio.gather(*(child.stop() for child in children))  # requests in flight have had their answers
-            await runtime.store.close()
+        async with running(runtime):
+            yield
 
     app = Litestar(
         route_handlers=[ingest, healthz, readyz, metrics],

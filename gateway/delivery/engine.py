@@ -16,158 +16,28 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-import aiohttp
 import httpx
 from aiolimiter import AsyncLimiter
-from httpx_aiohttp import AiohttpTransport
 
-from gateway import destinations
 from gateway.config import Config, Destination
-from gateway.destinations import http as http_destination
-from gateway.destinations.base import DestinationSpec, Outcome
-from gateway.egress import CheckedResolver, EgressDenied, Network, UnusableAddress, check_url, checked_socket
+from gateway.delivery.attempt import MAX_RESPONSE_BYTES, attempt
+from gateway.delivery.breaker import CircuitBreaker
+from gateway.delivery.metrics import DeliveryMetrics
+from gateway.delivery.retry import MAX_RETRY_AFTER_SECONDS, RetryPolicy
+from gateway.destinations.base import Outcome
 from gateway.masking import mask_personal_data, mask_text
-from gateway.metrics import Metrics
-from gateway.retry import MAX_RETRY_AFTER_SECONDS, RetryPolicy
 from gateway.store.base import AttemptResult, ClaimedDelivery, Store, StoreUnavailable
 
 log = logging.getLogger("gateway.delivery")
 
-MAX_RESPONSE_BYTES = 64 * 1024
 LEASE_MARGIN_SECONDS = 15.0
 CLAIM_BATCH = 64
 # The longest the engine sleeps with nothing due: work queued by another process (a replay,
 # a second gateway on the same database) is noticed within this time. One cheap indexed query.
 IDLE_SECONDS = 0.5
-
-
-def delivery_client(concurrency: int, egress_allow: Callable[[], Iterable[Network]] = tuple) -> httpx.AsyncClient:
-    """The one HTTP client every delivery shares: httpx's API on aiohttp's connection pool.
-
-    httpcore's pool polls every pooled socket on each request (encode/httpcore#924, #928),
-    which made it three quarters of the engine's CPU time in bench_ingest; aiohttp's pool does
-    not. Names are resolved through the egress guard (`egress_allow()` gives the private ranges
-    allowed now), so the checked address is the connected one. Redirects are never followed
-    and nothing is read from the environment (proxies).
-    """
-    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency)
-
-    def session() -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=limits.max_connections or 0,
-            keepalive_timeout=limits.keepalive_expiry,
-            ssl=httpx.create_ssl_context(trust_env=False),
-            resolver=CheckedResolver(egress_allow),
-            socket_factory=checked_socket(egress_allow),  # IP literals skip the resolver
-        )
-        # No cookie jar: aiohttp's keeps a receiver's cookies and sends them with later deliveries
-        return aiohttp.ClientSession(connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
-
-    client = httpx.AsyncClient(transport=AiohttpTransport(client=session, trust_env=False), follow_redirects=False, trust_env=False)
-    client._cookies = _NoCookies()  # private on purpose: httpx's setter would wrap it in a plain Cookies
-    return client
-
-
-class _NoCookies(httpx.Cookies):
-    """A receiver's cookies never reach another delivery. httpx has no switch for it: it copies
-    every answer's cookies into the client's jar, even with a policy that refuses them all,
-    and that was a tenth of the engine's CPU (bench/README.md)."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        pass
-
-
-Answer = tuple[Outcome, int | None, str | None]  # what an attempt means, its HTTP status, the answer kept
-
-
-async def attempt(client: httpx.AsyncClient, spec: DestinationSpec, body: str, key: str, config: Config, clock: Callable[[], float] = time.time) -> Answer:
-    """Send one delivery once: for an update, the search that finds the record first, then the
-    request itself; both within the destination's timeout and through the egress guard. Used by
-    the engine and by `gateway dry-run --send`, so both behave the same."""
-    timeout = spec.timeout.seconds
-    try:
-        async with asyncio.timeout(timeout):
-            record_id = None
-            search = destinations.find_request(spec, body)
-            if search is not None:
-                found = await _search(client, spec, search, body, config, clock)
-                if not isinstance(found, str):
-                    return found
-                record_id = found
-            request = destinations.build_request(spec, body, key, record_id)
-            secret = getattr(spec, "sign", None)
-            if secret:
-                request = http_destination.sign(request, secret, key, int(clock()))
-            await check_url(request.url, config.egress_allow, resolve=False)
-            status, headers, excerpt = await _send(client, request, timeout)
-    except UnusableAddress as exc:
-        return Outcome("dead", f"the address cannot be used: {exc}"), None, None
-    except EgressDenied as exc:
-        return Outcome("dead", f"address not allowed: {exc}"), None, None
-    except TimeoutError:
-        return Outcome("retry", f"no complete answer within {timeout:g} s"), None, None
-    except httpx.UnsupportedProtocol as exc:
-        return Outcome("dead", mask_text(f"the address cannot be used: {exc}", config.secrets)), None, None
-    except httpx.HTTPError as exc:
-        return Outcome("retry", mask_text(f"{type(exc).__name__}: {exc}", config.secrets)), None, None
-    return destinations.classify(spec, status, headers, excerpt, clock()), status, excerpt
-
-
-async def _search(
-    client: httpx.AsyncClient, spec: DestinationSpec, search: destinations.OutgoingRequest, body: str, config: Config, clock: Callable[[], float]
-) -> str | Answer:
-    """The record id an update changes, or the attempt's result when the search failed."""
-    await check_url(search.url, config.egress_allow, resolve=False)
-    status, headers, answer = await _send(client, search, spec.timeout.seconds)
-    if not 200 <= status < 300:
-        outcome = destinations.classify(spec, status, headers, answer, clock())
-        return replace(outcome, reason=f"searching for the record: {outcome.reason}"), status, answer
-    found = destinations.found_record(spec, body, answer)
-    return found if isinstance(found, str) else (found, status, answer)
-
-
-async def _send(client: httpx.AsyncClient, request: destinations.OutgoingRequest, timeout: float) -> tuple[int, dict[str, str], str]:
-    """Send and keep at most MAX_RESPONSE_BYTES of the answer (a huge answer is cut off)."""
-    async with client.stream(request.method, request.url, headers=request.headers, content=request.body.encode(), timeout=timeout) as response:
-        kept = bytearray()
-        async for chunk in response.aiter_raw():
-            kept.extend(chunk[: MAX_RESPONSE_BYTES - len(kept)])
-            if len(kept) >= MAX_RESPONSE_BYTES:
-                break
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        return response.status_code, headers, kept.decode("utf-8", "replace")
-
-
-@dataclass
-class CircuitBreaker:
-    """Per destination: opens after `threshold` transient failures in a row."""
-
-    threshold: int = 5
-    base_cooldown: float = 10.0
-    max_cooldown: float = 600.0
-    failures: int = 0
-    opened: int = 0
-    open_until: float = 0.0
-
-    def is_open(self, now: float) -> bool:
-        return now < self.open_until
-
-    def record(self, outcome: Outcome, now: float) -> bool:
-        """Update with an attempt's outcome; True when this opened the circuit."""
-        if outcome.kind != "retry":
-            self.failures = 0
-            self.opened = 0
-            return False
-        self.failures += 1
-        if self.failures < self.threshold:
-            return False
-        self.opened += 1
-        self.failures = 0
-        self.open_until = now + min(self.max_cooldown, self.base_cooldown * 2 ** (self.opened - 1))
-        return True
 
 
 @dataclass
@@ -185,7 +55,7 @@ class DeliveryEngine:
         store: Store,
         config: Callable[[], Config],
         client: httpx.AsyncClient,
-        metrics: Metrics,
+        metrics: DeliveryMetrics,
         *,
         concurrency: int = 32,
         clock: Callable[[], float] = time.time,

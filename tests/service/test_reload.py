@@ -144,10 +144,10 @@ def test_a_restarted_writer_runs_the_routes_in_force_not_the_broken_file(project
     try:
         running = version(gateway)
         project.routes("version: 1\nroutes: [")
-        writer = gateway.child("gateway.writer")
+        writer = gateway.child("gateway.service.ingest_child")
         os.kill(writer, signal.SIGKILL)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (gateway.child("gateway.writer") == writer or httpx.get(gateway.url("/readyz")).status_code != 200):
+        while time.monotonic() < deadline and (gateway.child("gateway.service.ingest_child") == writer or httpx.get(gateway.url("/readyz")).status_code != 200):
             time.sleep(0.1)
         assert httpx.get(gateway.url("/readyz")).json() == {"status": "ready", "config_version": running}
         post(gateway, "8")

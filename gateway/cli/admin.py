@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from gateway.config import Config
-from gateway.plan import PlannedEvent
+from gateway.cli.plan import PlannedEvent
 from gateway.routing import route_event
 from gateway.store import DeliveryFilter, Store, open_store
 from gateway.store.base import EventRow

@@ -14,11 +14,11 @@ import httpx
 import msgspec
 import pytest
 
-from gateway.children import Frames, Ready
-from gateway.deliverer import FromChild, Scrape, Scraped, ToChild, Wake
+from gateway.service.child_process import Frames, Ready
+from gateway.service.delivery_child import FromDelivery, Scrape, Scraped, ToDelivery, Wake
 from tests.conftest import Project
 from tests.harness import GatewayProcess, Sink, alive
-from tests.test_writer import TOKEN, order, serve_with
+from tests.service.test_ingest_child import TOKEN, order, serve_with
 
 
 @pytest.fixture
@@ -34,15 +34,15 @@ def delivered(metrics: str) -> float:
 
 
 def test_messages_survive_the_frames() -> None:
-    to_child, from_child = Frames(msgspec.msgpack.Decoder(ToChild)), Frames(msgspec.msgpack.Decoder(FromChild))
+    to_child, from_child = Frames(msgspec.msgpack.Decoder(ToDelivery)), Frames(msgspec.msgpack.Decoder(FromDelivery))
     assert to_child.feed(to_child.frame(Wake([("crm", "failed")])) + to_child.frame(Scrape(7))) == [Wake([("crm", "failed")]), Scrape(7)]
     text = b"# HELP x\nx 1.0\n"
     assert from_child.feed(from_child.frame(Ready("v1")) + from_child.frame(Scraped(7, text))) == [Ready("v1"), Scraped(7, text)]
 
 
 def test_serve_delivers_from_its_deliverer_and_metrics_show_it(gateway: GatewayProcess, sink: Sink) -> None:
-    deliverer = gateway.child("gateway.deliverer")
-    assert deliverer != gateway.child("gateway.writer")
+    deliverer = gateway.child("gateway.service.delivery_child")
+    assert deliverer != gateway.child("gateway.service.ingest_child")
     started = time.monotonic()
     for number in range(5):
         assert gateway.post(f"/hooks/go?token={TOKEN}", order(str(number))).status_code == 202
@@ -58,14 +58,14 @@ def test_serve_delivers_from_its_deliverer_and_metrics_show_it(gateway: GatewayP
 
 
 def test_a_killed_deliverer_is_started_again_and_delivers_what_was_stored_meanwhile(gateway: GatewayProcess, sink: Sink) -> None:
-    first = gateway.child("gateway.deliverer")
+    first = gateway.child("gateway.service.delivery_child")
     os.kill(first, signal.SIGKILL)
     for number in range(3):  # ingest does not need the deliverer
         assert gateway.post(f"/hooks/go?token={TOKEN}", order(f"m{number}")).status_code == 202
     assert sorted(r.json()["id"] for r in sink.wait_for(3, timeout=30)) == ["m0", "m1", "m2"]
-    second = gateway.child("gateway.deliverer")
+    second = gateway.child("gateway.service.delivery_child")
     assert second != first and alive(second)
-    assert "the deliverer exited" in gateway.log() and "the deliverer is running again" in gateway.log()
+    assert "the delivery child exited" in gateway.log() and "the delivery child is running again" in gateway.log()
     assert httpx.get(gateway.url("/readyz")).status_code == 200
 
 
@@ -74,7 +74,7 @@ def test_sigterm_lets_the_deliverer_finish_what_it_is_sending(project: Project) 
     slow = Sink(lambda request, count: (200, {}, b"", 1.5))
     gateway = serve_with(project, slow)
     try:
-        deliverer = gateway.child("gateway.deliverer")
+        deliverer = gateway.child("gateway.service.delivery_child")
         assert gateway.post(f"/hooks/go?token={TOKEN}", order("lento")).status_code == 202
         slow.wait_for(1)  # the receiver has it and takes 1.5 s to answer
         assert gateway.terminate() in (0, -signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, check, dry-run, test, events, replay, purge.
+"""The `gateway` command: serve, worker, check, dry-run, test, events, replay, purge, plan.
 
 One handler at the top turns every expected error into its message and an exit code; a
 traceback is shown only with GATEWAY_DEBUG=1, because the people running this are not
@@ -18,7 +18,9 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from gateway import checker, dryrun, operations, plan, ruletests
+from gateway.cli import admin, plan, rule_tests
+from gateway.cli import check as checker
+from gateway.cli import dry_run as dry_runs
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError, Problem, did_you_mean
 from gateway.routing import read_event_file, route_event
@@ -87,12 +89,12 @@ def dry_run(config_path: str, event_file: str, only_route: str | None, source: s
         raise GatewayError(f"no route named '{only_route}'{did_you_mean(only_route, [r.name for r in config.routes])}")
     event = read_event_file(event_file)
     result = route_event(config, event, source=source, explain=True, only_route=only_route)
-    sent = dryrun.send_for_real(config, result) if send else None
+    sent = dry_runs.send_for_real(config, result) if send else None
     if as_json:
-        click.echo(json.dumps(dryrun.as_json(config, result, sent), ensure_ascii=False, indent=2))
+        click.echo(json.dumps(dry_runs.as_json(config, result, sent), ensure_ascii=False, indent=2))
     else:
         _warn_inactive(config)
-        dryrun.print_text(_console(), config, result, sent)
+        dry_runs.print_text(_console(), config, result, sent)
     return EXIT_OK
 
 
@@ -110,12 +112,12 @@ def test_rules(config_path: str, paths: tuple[str, ...]) -> int:
     """Run rule test cases (YAML files; default: settings.rule_tests)."""
     config = load_config(config_path)
     out = _console()
-    files = ruletests.find_case_files(config, list(paths))
+    files = rule_tests.find_case_files(config, list(paths))
     if not files:
         raise GatewayError(f"no rule test files found in {', '.join(paths) or config.settings.rule_tests}")
     passed = failed = 0
     for path in files:
-        for result in ruletests.run_case_file(config, path):
+        for result in rule_tests.run_case_file(config, path):
             if result.passed:
                 passed += 1
                 out.print(f"[green]PASS[/] {escape(result.name)}")
@@ -149,7 +151,7 @@ def database_option(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--deliver/--no-deliver", default=True, show_default=True, help="Deliver in this process, or leave it to `gateway worker`.")
 def serve(config_path: str, database_url: str, host: str, port: int, workers: int, deliver: bool) -> int:
     """Receive GO's events and deliver them (ingest + delivery workers)."""
-    from gateway.server import serve as run_server
+    from gateway.service.server import serve as run_server
 
     run_server(_loaded(config_path), database_url, host, port, workers, deliver)
     return EXIT_OK
@@ -161,7 +163,7 @@ def serve(config_path: str, database_url: str, host: str, port: int, workers: in
 @click.option("--workers", default=32, show_default=True, type=click.IntRange(1, 512), help="Deliveries sent at the same time.")
 def worker(config_path: str, database_url: str, workers: int) -> int:
     """Deliver stored events without receiving any (run beside `serve --no-deliver`)."""
-    from gateway.server import work
+    from gateway.service.server import work
 
     work(_loaded(config_path), database_url, workers)
     return EXIT_OK
@@ -184,8 +186,8 @@ def events(ctx: click.Context, database_url: str, limit: int, event_type: str | 
     """List stored events (newest first); `events show ID` for one with its deliveries."""
     ctx.obj = database_url
     if ctx.invoked_subcommand is None:
-        found = operations.with_store(database_url, lambda store: store.list_events(limit=limit, event_type=event_type))
-        operations.print_events(_console(), found)
+        found = admin.with_store(database_url, lambda store: store.list_events(limit=limit, event_type=event_type))
+        admin.print_events(_console(), found)
     return EXIT_OK
 
 
@@ -195,13 +197,13 @@ def events(ctx: click.Context, database_url: str, limit: int, event_type: str | 
 @click.pass_obj
 def events_show(database_url: str, event_id: str, as_json: bool) -> int:
     """One event with its deliveries and every attempt."""
-    found = operations.with_store(database_url, lambda store: store.get_event(event_id))
+    found = admin.with_store(database_url, lambda store: store.get_event(event_id))
     if found is None:
         raise GatewayError(f"no event with id {event_id}")
     if as_json:
-        click.echo(operations.event_as_json(found))
+        click.echo(admin.event_as_json(found))
     else:
-        operations.print_event(_console(), found)
+        admin.print_event(_console(), found)
     return EXIT_OK
 
 
@@ -210,7 +212,7 @@ def events_show(database_url: str, event_id: str, as_json: bool) -> int:
 @click.pass_obj
 def events_erase(database_url: str, event_id: str) -> int:
     """Erase one event's personal data (payload, bodies, responses) on request (LGPD)."""
-    if not operations.with_store(database_url, lambda store: store.erase_event(event_id)):
+    if not admin.with_store(database_url, lambda store: store.erase_event(event_id)):
         raise GatewayError(f"no event with id {event_id}")
     _console().print(f"erased the payload of {event_id}; undelivered deliveries were cancelled")
     return EXIT_OK
@@ -234,11 +236,11 @@ def replay(config_path: str, database_url: str, statuses: tuple[str, ...], desti
     selection = DeliveryFilter(statuses=chosen, destination=destination, since=after, ids=ids)
     progress = _console(stderr=True)
     if not rerender:
-        count = operations.with_store(database_url, lambda store: operations.replay(store, selection, progress))
+        count = admin.with_store(database_url, lambda store: admin.replay(store, selection, progress))
         _console().print(f"{count} deliveries queued again")
         return EXIT_OK
     config = load_config(config_path)
-    count, notes = operations.with_store(database_url, lambda store: operations.rerender(store, config, selection, progress))
+    count, notes = admin.with_store(database_url, lambda store: admin.rerender(store, config, selection, progress))
     for note in notes:
         progress.print(f"[yellow]{escape(note)}[/]")
     _console().print(f"{count} deliveries re-rendered with routes version {config.version} and queued again")
@@ -255,7 +257,7 @@ def purge(config_path: str, database_url: str, older_than: str | None) -> int:
         age = Duration.parse(older_than) if older_than else load_config(config_path).settings.retention
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than") from None
-    count = operations.with_store(database_url, lambda store: store.purge(time.time() - age.seconds))
+    count = admin.with_store(database_url, lambda store: store.purge(time.time() - age.seconds))
     _console().print(f"purged {count} events older than {age}")
     return EXIT_OK
 
@@ -280,7 +282,7 @@ def plan_command(config_path: str, database_url: str, new_config: str, last: int
             after = time.time() - Duration.parse(since).seconds if since else None
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
-        events = operations.with_store(database_url, lambda store: operations.stored_events(store, last, after))
+        events = admin.with_store(database_url, lambda store: admin.stored_events(store, last, after))
     report = plan.plan(running, proposed, events)
     if as_json:
         click.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2))

@@ -1,5 +1,5 @@
-"""Ingest in the caller's process (an app built in code, no writer process): the same answers
-and the same stored rows as `gateway serve`."""
+"""Topologies: which parts run where, chosen in one place; ingest in the caller's process (an
+app built in code) gives the same answers and the same stored rows as `gateway serve`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import sqlite3
 
 from litestar.testing import TestClient
 
-from gateway.app import Runtime, create_app
+import pytest
+
 from gateway.config import load_config
-from gateway.ingest import InProcessWriter
+from gateway.service.app import create_app
+from gateway.service.topology import DeliveryElsewhere, IngestHere, Runtime, Topology, choose_topology
 from gateway.store import open_store
 from tests.conftest import EVENTS, Project
 
@@ -35,13 +37,13 @@ def test_an_app_built_in_code_ingests_in_its_own_process(project: Project) -> No
         """
     )
     database = project.root / "data" / "gateway.db"
-    runtime = Runtime(config=load_config(config_file), store=open_store(f"sqlite:///{database}"), deliver=False)
+    runtime = Runtime(config=load_config(config_file), store=open_store(f"sqlite:///{database}"), topology=Topology.IN_PROCESS_NO_DELIVER)
     body = (EVENTS / "order_created.json").read_bytes()
     with TestClient(create_app(runtime)) as client:
         first = client.post(f"/hooks/go?token={TOKEN}", content=body)
         again = client.post(f"/hooks/go?token={TOKEN}", content=body)
         metrics = client.get("/metrics").text
-    assert isinstance(runtime.writer, InProcessWriter)
+    assert isinstance(runtime.ingest, IngestHere) and isinstance(runtime.delivery, DeliveryElsewhere)
     assert first.status_code == 202 and first.json()["deliveries"] == 2
     assert again.status_code == 200 and again.json() == {**first.json(), "deliveries": 0, "duplicate": True}  # nothing new to send
     with sqlite3.connect(database) as db:
@@ -50,3 +52,20 @@ def test_an_app_built_in_code_ingests_in_its_own_process(project: Project) -> No
     assert rows == {"ok": "pending", "broken": "failed"}
     assert json.loads(stored_body) == json.loads(body)
     assert 'gateway_deliveries_total{destination="nowhere",outcome="failed"} 1.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("database_url", "deliver", "expected"),
+    [
+        ("sqlite:///data/gateway.db", True, Topology.CHILDREN),
+        ("sqlite:///data/gateway.db", False, Topology.CHILD_NO_DELIVER),
+        ("sqlite:///:memory:", True, Topology.IN_PROCESS),
+        ("sqlite:///:memory:", False, Topology.IN_PROCESS_NO_DELIVER),
+        (None, True, Topology.IN_PROCESS),
+    ],
+)
+def test_children_only_when_they_can_open_the_same_routes_and_database(project: Project, database_url: str | None, deliver: bool, expected: Topology) -> None:
+    config = load_config(project.routes("version: 1\nsources: {go: {token: t0ken-de-teste}}\nroutes: []\n"))
+    assert choose_topology(config, database_url, deliver) is expected
+    assert expected.ingest_in_child == expected.name.startswith("CHILD")
+    assert expected.delivers == (expected in (Topology.IN_PROCESS, Topology.CHILDREN))

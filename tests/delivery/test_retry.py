@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.retry import MAX_RETRY_AFTER_SECONDS, RetryPolicy
+from gateway.delivery.retry import MAX_RETRY_AFTER_SECONDS, RetryPolicy
 
 
 def test_backoff_grows_exponentially_to_the_cap() -> None:

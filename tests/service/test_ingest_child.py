@@ -15,9 +15,9 @@ import httpx
 import msgspec
 import pytest
 
-from gateway.children import Frames, Ready
+from gateway.service.child_process import Frames, Ready
 from gateway.ingest import Accepted
-from gateway.writer import FromChild, Refused, Stored, Submit
+from gateway.service.ingest_child import FromIngest, Refused, Stored, Submit
 from tests.conftest import EVENTS, Project
 from tests.harness import GatewayProcess, Sink, alive
 
@@ -52,7 +52,7 @@ def gateway(project: Project, sink: Sink) -> Iterator[GatewayProcess]:
 
 
 def writer_pid(gateway: GatewayProcess) -> int:
-    return gateway.child("gateway.writer")
+    return gateway.child("gateway.service.ingest_child")
 
 
 def order(number: str) -> bytes:
@@ -62,7 +62,7 @@ def order(number: str) -> bytes:
 
 
 def test_frames_come_back_whole_however_the_stream_is_cut() -> None:
-    frames = Frames(msgspec.msgpack.Decoder(FromChild))
+    frames = Frames(msgspec.msgpack.Decoder(FromIngest))
     sent = [Ready("v1"), Stored(1, Accepted("a" * 32, 2, False, [("crm", "failed")])), Refused(2, "no"), Stored(3, Accepted("b" * 32, 0, True))]
     stream = b"".join(frames.frame(message) for message in sent)
     rng = random.Random(7)
@@ -84,7 +84,7 @@ def test_serve_stores_events_through_its_writer_process(project: Project, sink: 
     gateway = serve_with(project, sink, GATEWAY_LOG_LEVEL="debug")
     try:
         child = writer_pid(gateway)
-        assert "gateway.writer" in Path(f"/proc/{child}/cmdline").read_text()
+        assert "gateway.service.ingest_child" in Path(f"/proc/{child}/cmdline").read_text()
         response = gateway.post(f"/hooks/go?token={TOKEN}", order("1"))
         assert response.status_code == 202, response.text
         assert sink.wait_for(1)[0].json() == {"id": "1"}
@@ -140,12 +140,12 @@ def test_a_killed_writer_is_started_again_and_nothing_acknowledged_is_lost(gatew
     while time.monotonic() < deadline and not set(acknowledged) <= {r.json()["id"] for r in sink.received}:
         time.sleep(0.1)
     assert set(acknowledged) <= {r.json()["id"] for r in sink.received}
-    assert "the ingest writer exited" in gateway.log() and "running again" in gateway.log()
+    assert "the ingest child exited" in gateway.log() and "running again" in gateway.log()
 
 
 def test_the_children_end_with_serve_even_after_kill_9(gateway: GatewayProcess) -> None:
     """Only serve is killed, not its process group: its children see their stdin close."""
-    children = [writer_pid(gateway), gateway.child("gateway.deliverer")]
+    children = [writer_pid(gateway), gateway.child("gateway.service.delivery_child")]
     assert gateway.process is not None
     os.kill(gateway.process.pid, signal.SIGKILL)
     deadline = time.monotonic() + 40
@@ -183,5 +183,5 @@ def test_readyz_says_when_the_writer_is_restarting(gateway: GatewayProcess) -> N
         answer = httpx.get(gateway.url("/readyz"), timeout=5)
         seen.append((answer.status_code, answer.json().get("detail", "")))
         time.sleep(0.02)
-    assert (503, "the ingest writer is restarting") in seen, seen[:5]
+    assert (503, "the ingest child is restarting") in seen, seen[:5]
     assert seen[-1][0] == 200

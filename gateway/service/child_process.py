@@ -1,5 +1,5 @@
-"""The child processes of `gateway serve`: the ingest writer (gateway/writer.py) and the
-deliverer (gateway/deliverer.py).
+"""What the child processes of `gateway serve` share: the ingest child
+(gateway/service/ingest_child.py) and the delivery child (gateway/service/delivery_child.py).
 
 Why processes: Python runs one thread of Python code at a time. Rendering events and sending
 deliveries each take most of a core at a few hundred events a second; in processes of their own
@@ -20,26 +20,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Generic, TypeVar
 
 import msgspec
+import tenacity
 
-from gateway import heap
 from gateway.config import Config, ConfigFiles, load_config
+from gateway.delivery.retry import backoff
 from gateway.errors import ConfigError
+from gateway.service import gc_freeze
 from gateway.store import Store, StoreUnavailable, open_store
 
 log = logging.getLogger("gateway.children")
 
 STARTUP_SECONDS = 60.0
 STOP_SECONDS = 30.0
-RESTART_DELAYS = (0.2, 1.0, 5.0)  # between restarts of a child that keeps dying; then every 5 s
+RESTART_FIRST_SECONDS, RESTART_MAX_SECONDS = 0.2, 5.0  # between restarts of a child that keeps dying
 RESTART_TRIES = 1000  # about 80 minutes of a child that cannot start
+T = TypeVar("T")
 
 
 class Ready(msgspec.Struct, array_like=True, tag=True):
@@ -84,11 +88,42 @@ class Frames:
 # --------------------------------------------------------------------------- the HTTP process's side
 
 
+class PendingReplies(Generic[T]):
+    """Numbered requests to a child, and the futures waiting for their replies."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, asyncio.Future[T]] = {}
+        self._numbers = itertools.count(1)
+
+    def open(self) -> tuple[int, asyncio.Future[T]]:
+        number = next(self._numbers)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting[number] = future
+        return number, future
+
+    def drop(self, number: int) -> None:
+        self._waiting.pop(number, None)
+
+    def answer(self, number: int, result: T | None = None, error: BaseException | None = None) -> None:
+        future = self._waiting.pop(number, None)
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def answer_all(self, result: T | None = None, error: BaseException | None = None) -> None:
+        """The child is gone: everyone waiting hears it."""
+        for number in list(self._waiting):
+            self.answer(number, result, error)
+
+
 class ChildProcess:
     """Starts `python -m <module> <args>`, waits for its Ready, sends it messages, gives what it
     says to `received`, and starts it again if it dies. Subclasses say what the messages mean."""
 
-    name = "child"  # for the log: "ingest writer", "deliverer"
+    name = "child"  # for the log: "ingest child", "delivery child"
 
     def __init__(self, module: str, args: list[str], messages: Any, files: Callable[[], ConfigFiles]) -> None:
         self.command = [sys.executable, "-m", module, *args]
@@ -187,17 +222,26 @@ class ChildProcess:
             self._restarts = asyncio.get_running_loop().create_task(self._restart())
 
     async def _restart(self) -> None:
-        for attempt in range(RESTART_TRIES):
-            await asyncio.sleep(RESTART_DELAYS[min(attempt, len(RESTART_DELAYS) - 1)])
-            if self._transport is not None:
-                self._transport.close()
-            try:
-                await self.start()
-                log.info("the %s is running again", self.name)
-                return
-            except (StoreUnavailable, OSError) as exc:
-                log.error("the %s could not start again: %s", self.name, exc)
-        log.critical("the %s could not be started %d times; restart `gateway serve`", self.name, RESTART_TRIES)
+        """Start the child again, waiting longer after each failure (the one backoff function),
+        for up to RESTART_TRIES tries."""
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(RESTART_TRIES),
+            wait=lambda state: backoff(state.attempt_number, first=RESTART_FIRST_SECONDS, cap=RESTART_MAX_SECONDS, jitter=0),
+            retry=tenacity.retry_if_exception_type((StoreUnavailable, OSError)),
+            before_sleep=lambda state: log.error("the %s could not start again: %s", self.name, state.outcome.exception() if state.outcome else "?"),
+        )
+        await asyncio.sleep(RESTART_FIRST_SECONDS)
+        try:
+            await retrying(self._start_again)
+        except tenacity.RetryError:
+            log.critical("the %s could not be started %d times; restart `gateway serve`", self.name, RESTART_TRIES)
+            return
+        log.info("the %s is running again", self.name)
+
+    async def _start_again(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        await self.start()
 
 
 class _ChildPipes(asyncio.SubprocessProtocol):
@@ -247,7 +291,7 @@ def reconfigured(name: str, running: Config, files: ConfigFiles) -> Config:
     except ConfigError as exc:
         log.error("%s: the reloaded routes do not load here, version %s stays: %s", name, running.version, exc.problems[0] if exc.problems else exc)
         return running
-    heap.settle()  # the replaced routes are collected, the new ones frozen
+    gc_freeze.settle()  # the replaced routes are collected, the new ones frozen
     return config
 
 

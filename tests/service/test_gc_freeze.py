@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway import heap
+from gateway.service import gc_freeze
 
 
 class Node:
@@ -25,7 +25,7 @@ def _unfrozen_afterwards() -> Iterator[None]:
 
 def test_what_exists_is_frozen() -> None:
     kept = Node()
-    heap.settle()
+    gc_freeze.settle()
     assert gc.get_freeze_count() > 0
     assert not any(obj is kept for obj in gc.get_objects())  # a full collection no longer walks it
 
@@ -33,9 +33,9 @@ def test_what_exists_is_frozen() -> None:
 def test_cycles_frozen_before_a_reload_are_collected_by_the_next_settle() -> None:
     old_routes = Node()
     gone = weakref.ref(old_routes)
-    heap.settle()
+    gc_freeze.settle()
     del old_routes  # the reload replaced them; frozen, a collection alone would keep them
     gc.collect()
     assert gone() is not None
-    heap.settle()
+    gc_freeze.settle()
     assert gone() is None

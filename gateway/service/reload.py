@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
+from gateway.service import gc_freeze
 
 log = logging.getLogger("gateway.reload")
 Fingerprint = tuple[tuple[str, int, int], ...]
@@ -85,3 +87,28 @@ class ConfigReloader:
         self.swap(new)
         log.info("routes reloaded: version %s -> %s (%d routes)", running.version, new.version, len(new.routes))
         return True
+
+
+class RoutesInForce:
+    """The routes a process runs now, swapped whole between two events. Each swap settles the
+    garbage collector: the replaced routes are freed, the new ones frozen (gc_freeze.py)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def __call__(self) -> Config:
+        return self.config
+
+    def swap(self, new: Config) -> None:
+        self.config = new
+        gc_freeze.settle()
+
+
+def watch_routes(
+    config_path: str, current: Callable[[], Config], swap: Callable[[Config], None], refused: Callable[[], None] = lambda: None
+) -> asyncio.Task[None]:
+    """Follow edits of routes.yaml and its templates, and SIGHUP, until the task is cancelled."""
+    reloader = ConfigReloader(config_path, current, swap, refused=refused)
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals outside the main thread
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reloader.request)
+    return asyncio.create_task(reloader.watch())

@@ -1,5 +1,5 @@
-"""The ingest writer: a child process of `gateway serve` (gateway/children.py) that routes,
-renders and stores events.
+"""The ingest child: a child process of `gateway serve` (gateway/service/child_process.py)
+that routes, renders and stores events.
 
 Rendering the templates is most of what ingest costs; in this process it runs on a second core
 while the HTTP process goes on reading requests (bench/README.md).
@@ -25,13 +25,14 @@ from typing import Any
 
 import msgspec
 
-from gateway import heap
-from gateway.children import CannotStart, ChildProcess, Configure, Ready, Replies, read_stdin, reconfigured, start_child
 from gateway.config import Config, ConfigFiles
 from gateway.ingest import Accepted, accept
+from gateway.service import gc_freeze
+from gateway.service.child_process import CannotStart, ChildProcess, Configure, PendingReplies, Ready, Replies, read_stdin, reconfigured, start_child
+from gateway.service.logs import configure_logging
 from gateway.store import Store, StoreUnavailable
 
-log = logging.getLogger("gateway.writer")
+log = logging.getLogger("gateway.ingest")
 
 
 # --------------------------------------------------------------------------- messages
@@ -54,51 +55,43 @@ class Refused(msgspec.Struct, array_like=True, tag=True):
     detail: str
 
 
-ToChild = Configure | Submit
-FromChild = Ready | Stored | Refused
+ToIngest = Configure | Submit
+FromIngest = Ready | Stored | Refused
 
 
 # --------------------------------------------------------------------------- the HTTP process's side
 
 
-class WriterProcess(ChildProcess):
-    """Starts the child, hands it events, and starts it again if it dies."""
+class IngestProcess(ChildProcess):
+    """Starts the ingest child, hands it events, and starts it again if it dies."""
 
-    name = "ingest writer"
+    name = "ingest child"
 
     def __init__(self, files: Callable[[], ConfigFiles], database_url: str) -> None:
-        super().__init__("gateway.writer", ["--db", database_url], FromChild, files)
-        self._waiting: dict[int, asyncio.Future[Accepted]] = {}
-        self._numbers = iter(range(1, 1 << 62))
+        super().__init__("gateway.service.ingest_child", ["--db", database_url], FromIngest, files)
+        self._replies: PendingReplies[Accepted] = PendingReplies()
 
     async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted:
-        number = next(self._numbers)
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        number, future = self._replies.open()
         if not self.send(Submit(number, source, body, received_at)):
-            raise StoreUnavailable("the gateway's ingest writer is restarting")
-        self._waiting[number] = future
+            self._replies.drop(number)
+            raise StoreUnavailable("the gateway's ingest child is restarting")
         return await future
 
     def received(self, message: Any) -> None:
-        future = self._waiting.pop(message.number, None)
-        if future is None or future.done():
-            return
         if isinstance(message, Stored):
-            future.set_result(message.accepted)
+            self._replies.answer(message.number, message.accepted)
         else:
-            future.set_exception(StoreUnavailable(message.detail))
+            self._replies.answer(message.number, error=StoreUnavailable(message.detail))
 
     def lost(self) -> None:
-        waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
-            if not future.done():
-                future.set_exception(StoreUnavailable("the gateway's ingest writer stopped before storing the event"))
+        self._replies.answer_all(error=StoreUnavailable("the gateway's ingest child stopped before storing the event"))
 
 
 # --------------------------------------------------------------------------- the child's side
 
 
-class _Child:
+class _IngestLoop:
     """Takes Submit messages from stdin, stores each event, answers Stored or Refused."""
 
     def __init__(self, config: Config, store: Store, replies: Replies) -> None:
@@ -109,7 +102,7 @@ class _Child:
 
     def received(self, message: Configure | Submit) -> None:
         if isinstance(message, Configure):
-            self.config = reconfigured("ingest writer", self.config, message.files)
+            self.config = reconfigured("ingest child", self.config, message.files)
             return
         task = asyncio.get_running_loop().create_task(self.store_event(message, self.config))  # the routes in force now
         self.pending.add(task)
@@ -130,13 +123,13 @@ class _Child:
 
 async def _run_child(database_url: str) -> int:
     try:
-        replies, config, store = await start_child("ingest writer", database_url)
+        replies, config, store = await start_child("ingest child", database_url)
     except CannotStart as exc:
         return exc.code
-    child = _Child(config, store, replies)
-    heap.settle()
+    child = _IngestLoop(config, store, replies)
+    gc_freeze.settle()
     replies.send(Ready(config.version))
-    await read_stdin(ToChild, child.received)
+    await read_stdin(ToIngest, child.received)
     while child.pending:  # what was received before stdin closed is still stored and answered
         await asyncio.gather(*child.pending)
     await store.close()
@@ -145,10 +138,8 @@ async def _run_child(database_url: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gateway.writer --db URL`, started by `gateway serve`, which hands it the routes."""
-    from gateway.server import configure_logging
-
-    parser = argparse.ArgumentParser(prog="python -m gateway.writer", description="The ingest writer of `gateway serve` (not run by hand).")
+    """`python -m gateway.service.ingest_child --db URL`, started by `gateway serve`, which hands it the routes."""
+    parser = argparse.ArgumentParser(prog="python -m gateway.service.ingest_child", description="The ingest child of `gateway serve` (not run by hand).")
     parser.add_argument("--db", required=True)
     arguments = parser.parse_args(argv)
     configure_logging()

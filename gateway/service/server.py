@@ -1,0 +1,68 @@
+"""Running the service: `gateway serve` (uvicorn, graceful shutdown on SIGTERM) and
+`gateway worker` (delivery only, beside `serve --no-deliver`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvicorn
+
+from gateway.config import Config
+from gateway.service.app import create_app
+from gateway.service.delivery_service import DeliveryService
+from gateway.service.logs import configure_logging
+from gateway.service.reload import RoutesInForce, watch_routes
+from gateway.service.topology import Runtime, choose_topology
+from gateway.store import Store, open_store
+
+SHUTDOWN_GRACE_SECONDS = 30
+
+
+def serve(config: Config, database_url: str, host: str, port: int, workers: int, deliver: bool = True) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight deliveries finish or are given back."""
+    configure_logging()
+    asyncio.run(_preflight(open_store(database_url)))  # a bad database URL is a message, not a traceback
+    topology = choose_topology(config, database_url, deliver)
+    runtime = Runtime(config=config, store=open_store(database_url), topology=topology, concurrency=workers, database_url=database_url, watch=True)
+    logging.getLogger("gateway").info("config %s (version %s), database %s, listening on %s:%d", config.file, config.version, database_url, host, port)
+    uvicorn.run(
+        create_app(runtime),
+        host=host,
+        port=port,
+        access_log=False,
+        proxy_headers=False,  # X-Forwarded-For is trusted only from sources' trusted_proxies (app.py)
+        log_config=None,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        server_header=False,
+    )
+
+
+async def _preflight(store: Store) -> None:
+    await store.open()
+    await store.close()
+
+
+def work(config: Config, database_url: str, workers: int) -> None:
+    """Deliver only (no HTTP), until SIGINT/SIGTERM: `gateway worker`, beside `serve --no-deliver`."""
+    configure_logging()
+    asyncio.run(_work(config, database_url, workers))
+
+
+async def _work(config: Config, database_url: str, workers: int) -> None:
+    store = open_store(database_url)
+    await store.open()
+    routes = RoutesInForce(config)  # swapped whole by a hot reload, as in serve: destinations, secrets, limits
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    watcher = watch_routes(config.file, routes, routes.swap)
+    try:
+        async with DeliveryService(store, routes, concurrency=workers, stop_grace_seconds=SHUTDOWN_GRACE_SECONDS - 5):
+            logging.getLogger("gateway").info("worker delivering for %s (version %s) from %s", config.file, config.version, database_url)
+            await stopping.wait()
+    finally:
+        watcher.cancel()
+        await store.close()
