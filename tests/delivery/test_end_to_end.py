@@ -1,20 +1,20 @@
-"""Delivery semantics against a running gateway and a real sink: retries, Retry-After,
-permanent failures and replay, ordering, signatures, egress guard, timeouts."""
+"""Delivery through a running `gateway serve` and a real sink: the wiring of retries, replay,
+signatures, the egress guard, `gateway worker` and reloads. The engine's behaviour in detail
+(schedules, Retry-After, 410, ordering, the breaker, timeouts) is tests/delivery/test_engine.py,
+on the in-memory store with a controlled clock."""
 
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
 import hmac
 import json
 import time
 
-import httpx
 import pytest
 
 from tests.conftest import EVENTS, Project
-from tests.harness import GatewayProcess, Received, Sink
+from tests.harness import GatewayProcess, Sink
 
 TOKEN = "token-de-teste-123"
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
@@ -73,18 +73,6 @@ def test_503_twice_then_200_is_delivered_on_the_third_attempt(project: Project, 
         gateway.kill()
 
 
-def test_retry_after_is_obeyed(project: Project, sink: Sink) -> None:
-    """A 429 with Retry-After: 2 is not tried again before 2 seconds have passed."""
-    sink.behaviour = lambda request, count: (429, {"Retry-After": "2"}, b"slow down", 0) if count == 1 else (200, {}, b"", 0)
-    gateway = start(project, config(sink))
-    try:
-        send(gateway)
-        first, second = sink.wait_for(2)[:2]
-        assert second.at - first.at >= 2.0
-    finally:
-        gateway.kill()
-
-
 def test_400_is_dead_at_once_and_replay_delivers_after_the_fix(project: Project, sink: Sink) -> None:
     """A permanent failure is dead after one attempt; `gateway replay` sends it again."""
     sink.behaviour = lambda request, count: (400, {}, b"campo invalido", 0)
@@ -100,109 +88,6 @@ def test_400_is_dead_at_once_and_replay_delivers_after_the_fix(project: Project,
         received = sink.wait_for(2)
         assert received[0].headers["idempotency-key"] == received[1].headers["idempotency-key"]
         assert _wait_status(gateway, event_id, "delivered")["attempts_log"][-1]["outcome"] == "delivered"
-    finally:
-        gateway.kill()
-
-
-def test_gives_up_after_the_configured_attempts(project: Project, sink: Sink) -> None:
-    sink.behaviour = lambda request, count: (500, {}, b"", 0)
-    gateway = start(project, config(sink))
-    try:
-        event_id = send(gateway)
-        delivery = _wait_status(gateway, event_id, "dead", timeout=30)
-        assert delivery["attempts"] == 4
-        assert "gave up after 4 attempts" in delivery["last_error"]
-    finally:
-        gateway.kill()
-
-
-def test_410_stops_the_destination_with_a_log_and_a_metric(project: Project, sink: Sink) -> None:
-    """Gone means gone: after one 410 the other pending deliveries to that address are not
-    sent (each is dead with the reason), the log says so once, and a metric shows it."""
-    sink.behaviour = lambda request, count: (410, {}, b"gone", 0)
-    gateway = start(project, config(sink, "concurrency: 1"))
-    try:
-        first = send(gateway, "1")
-        assert _wait_status(gateway, first, "dead")["last_error"] == "HTTP 410: the receiver says this address is gone"
-        later = [send(gateway, str(n)) for n in range(2, 6)]
-        for event_id in later:
-            delivery = _wait_status(gateway, event_id, "dead")
-            assert delivery["last_error"].startswith("not sent: destination 'sink' answered 410 Gone at ")
-            assert "gateway replay --destination sink" in delivery["last_error"]
-        assert len(sink.received) == 1
-        assert gateway.log().count("destination sink answered 410 Gone") == 1
-        assert 'gateway_destination_stopped{destination="sink"} 1.0' in httpx.get(gateway.url("/metrics")).text
-    finally:
-        gateway.kill()
-
-
-@pytest.mark.parametrize(
-    ("retry_after", "earliest", "latest"),
-    [
-        ("3", 3.0, 60.0),  # seconds
-        ("0", 0.0, 1.0),  # at once: the schedule's own short wait
-        ("soon", 0.0, 1.0),  # garbage: the schedule decides (100 ms first wait here)
-    ],
-)
-def test_retry_after_forms_through_the_engine(project: Project, sink: Sink, retry_after: str, earliest: float, latest: float) -> None:
-    sink.behaviour = lambda request, count: (503, {"Retry-After": retry_after}, b"", 0) if count == 1 else (200, {}, b"", 0)
-    gateway = start(project, config(sink))
-    try:
-        send(gateway)
-        first, second = sink.wait_for(2)[:2]
-        assert earliest <= second.at - first.at < latest
-    finally:
-        gateway.kill()
-
-
-def test_retry_after_as_an_http_date_is_never_early(project: Project, sink: Sink) -> None:
-    def behaviour(request: Received, count: int) -> tuple[int, dict[str, str], bytes, float]:
-        if count == 1:
-            return 503, {"Retry-After": email.utils.formatdate(time.time() + 3, usegmt=True)}, b"", 0
-        return 200, {}, b"", 0
-
-    sink.behaviour = behaviour
-    gateway = start(project, config(sink))
-    try:
-        send(gateway)
-        first, second = sink.wait_for(2, timeout=30)[:2]
-        assert second.at - first.at >= 2.0  # an HTTP date has whole seconds: 3 s minus the part already begun
-    finally:
-        gateway.kill()
-
-
-def test_an_absurd_retry_after_is_capped_and_logged(project: Project, sink: Sink) -> None:
-    sink.behaviour = lambda request, count: (429, {"Retry-After": "86400"}, b"", 0)
-    gateway = start(project, config(sink))
-    try:
-        event_id = send(gateway)
-        delivery = _wait_status(gateway, event_id, "pending")
-        deadline = time.monotonic() + 20
-        while delivery["attempts"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
-            delivery = attempts(gateway, event_id)
-        wait = delivery["next_attempt_at"] - delivery["attempts_log"][0]["started_at"]
-        assert 6 * 3600 - 5 <= wait <= 6 * 3600 + 5
-        assert "asked to wait 86400 s; waiting 21600 s, the most the gateway allows" in gateway.log()
-    finally:
-        gateway.kill()
-
-
-def test_ordered_deliveries_arrive_in_order_even_when_the_first_fails(project: Project, sink: Sink) -> None:
-    """With ordered_by, a later event for the same order waits for the earlier one's retries."""
-    def behaviour(request: Received, count: int):
-        body = request.json()
-        return (503, {}, b"", 0) if body["event"] == "ORDER_CREATED" and count == 1 else (200, {}, b"", 0)
-
-    sink.behaviour = behaviour
-    gateway = start(project, config(sink, 'ordered_by: "{{ data.id }}"'))
-    try:
-        send(gateway, "100", "order_created.json")
-        send(gateway, "100", "order_cancel.json")
-        send(gateway, "200", "order_cancel.json")  # another order: not held back
-        received = sink.wait_for(4)
-        delivered_100 = [r.json()["event"] for r in received if r.json()["id"] == "100"]
-        assert delivered_100 == ["ORDER_CREATED", "ORDER_CREATED", "ORDER_CANCEL"]
     finally:
         gateway.kill()
 
@@ -239,19 +124,6 @@ def test_private_addresses_are_refused_unless_allowed(project: Project, sink: Si
         gateway.kill()
 
 
-def test_hanging_receiver_times_out_and_is_retried(project: Project, sink: Sink) -> None:
-    sink.behaviour = lambda request, count: (200, {}, b"", 5) if count == 1 else (200, {}, b"", 0)
-    gateway = start(project, config(sink))
-    try:
-        event_id = send(gateway)
-        delivery = _wait_status(gateway, event_id, "delivered", timeout=30)
-        first = delivery["attempts_log"][0]
-        assert first["outcome"] == "retry" and "no complete answer within 2 s" in first["error"]
-        assert first["duration_ms"] < 4000
-    finally:
-        gateway.kill()
-
-
 def _wait_status(gateway: GatewayProcess, event_id: str, status: str, timeout: float = 20) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -260,31 +132,6 @@ def _wait_status(gateway: GatewayProcess, event_id: str, status: str, timeout: f
             return delivery
         time.sleep(0.1)
     raise AssertionError(f"delivery still {delivery['status']} after {timeout} s: {delivery}")
-
-
-# ------------------------------------------------------------------ circuit breaker (pure logic)
-
-from gateway.delivery.breaker import CircuitBreaker
-from gateway.destinations.base import Outcome
-
-
-def test_circuit_opens_after_consecutive_transient_failures_and_backs_off_longer() -> None:
-    breaker = CircuitBreaker(threshold=3, base_cooldown=10, max_cooldown=25)
-    retry, ok = Outcome("retry"), Outcome("delivered")
-    assert [breaker.record(retry, 0) for _ in range(3)] == [False, False, True]
-    assert breaker.is_open(5) and not breaker.is_open(10)
-    assert [breaker.record(retry, 10) for _ in range(3)][-1] is True
-    assert breaker.open_until == 30  # 10 s, then 20 s
-    for _ in range(3):
-        breaker.record(retry, 30)
-    assert breaker.open_until == 55  # capped at 25 s
-    breaker.record(ok, 60)
-    assert (breaker.failures, breaker.opened) == (0, 0)
-
-
-def test_permanent_failures_do_not_open_the_circuit() -> None:
-    breaker = CircuitBreaker(threshold=2)
-    assert not any(breaker.record(Outcome("dead"), 0) for _ in range(10))
 
 
 def test_separate_worker_delivers_what_serve_no_deliver_stores(project: Project, sink: Sink) -> None:

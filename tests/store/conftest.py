@@ -1,4 +1,5 @@
-"""Every store test runs against every backend, on a real database."""
+"""Every store test runs against every backend: the real SQLite file, and the in-memory store
+that the engine's behaviour tests run on (so it must keep the same contract)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from gateway.store import Store, open_store
+from gateway.store.memory import MemoryDatabase, MemoryStore
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "memory"]
 
 
 @pytest.fixture
@@ -19,6 +21,10 @@ def anyio_backend() -> str:
 
 @pytest.fixture(params=BACKENDS)
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
+    """Stores on one database: each call is another process opening the same file."""
+    if request.param == "memory":
+        database = MemoryDatabase()
+        return lambda: MemoryStore(database)
     url = f"sqlite:///{tmp_path / 'gateway.db'}"
     return lambda: open_store(url)
 

@@ -8,17 +8,24 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway.store import Store, StoreUnavailable
+from gateway.store import Store, StoreUnavailable, open_store
 from gateway.store import sqlite as sqlite_backend
 from gateway.store.sqlite import SQLiteStore
 from tests.store.test_store import T0, event
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def store_factory(tmp_path: Path) -> Callable[[], Store]:
+    """This module is SQLite's alone (the contract suite runs every backend)."""
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    return lambda: open_store(url)
 
 
 @contextlib.contextmanager

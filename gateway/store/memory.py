@@ -1,0 +1,249 @@
+"""An in-memory store: the store contract without a database, for tests of what sits above it.
+
+It passes the same contract suite as the real backends (tests/store/), so the delivery engine's
+behaviour can be tested on it with a controlled clock in milliseconds instead of processes and
+files (tests/delivery/test_engine.py). Several `MemoryStore`s on one `MemoryDatabase` behave
+like several processes on one database file. Nothing is durable: no command of the gateway
+opens one; `gateway serve` always stores on disk.
+
+Each operation runs without awaiting inside it, so it is atomic on the event loop, as a
+transaction is in a database.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field, replace
+
+from gateway.store.base import (
+    DEAD,
+    DELIVERED,
+    FAILED,
+    PENDING,
+    SENDING,
+    AddResult,
+    AttemptResult,
+    AttemptRow,
+    ClaimedDelivery,
+    DeliveryFilter,
+    DeliveryRow,
+    EventRow,
+    NewEvent,
+    QueueStats,
+    Store,
+    StoreUnavailable,
+)
+
+_OUTCOME_STATUS = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD}
+
+
+@dataclass
+class _Event:
+    row: EventRow
+    dedupe_key: str | None
+    seq: int
+
+
+@dataclass
+class _Delivery:
+    row: DeliveryRow  # attempt_log and replaced_bodies grow as tuples
+    ordering_key: str | None
+    seq: int
+    claimed_until: float | None = None
+
+
+@dataclass
+class MemoryDatabase:
+    """What several MemoryStores share, as processes share a database file."""
+
+    events: dict[str, _Event] = field(default_factory=dict)
+    deliveries: dict[str, _Delivery] = field(default_factory=dict)  # in insertion (seq) order
+    sequence: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
+
+
+class MemoryStore(Store):
+    def __init__(self, database: MemoryDatabase | None = None) -> None:
+        self.db = database or MemoryDatabase()
+        self._open = False
+
+    async def open(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    def _check_open(self) -> MemoryDatabase:
+        if not self._open:
+            raise StoreUnavailable("the store is not open")
+        return self.db
+
+    async def ping(self) -> None:
+        self._check_open()
+
+    # ----------------------------------------------------------------- ingest
+
+    async def add_event(self, event: NewEvent) -> AddResult:
+        db = self._check_open()
+        original = _original(db, event)
+        if original is not None:
+            return AddResult(original, True, 0)
+        if event.id in db.events or any(d.id in db.deliveries for d in event.deliveries):
+            raise ValueError(f"UNIQUE constraint failed: event {event.id} or one of its deliveries is stored already")
+        db.events[event.id] = _Event(EventRow(event.id, event.source, event.event_type, event.body, event.received_at, event.config_version), event.dedupe_key, next(db.sequence))
+        for d in event.deliveries:
+            row = DeliveryRow(d.id, event.id, d.route, d.destination, d.status, 0, event.received_at, d.error, d.body, event.received_at, event.received_at, event.config_version)
+            db.deliveries[d.id] = _Delivery(row, d.ordering_key, next(db.sequence))
+        return AddResult(event.id, False, len(event.deliveries))
+
+    # ----------------------------------------------------------------- the engine's work
+
+    async def claim_due(self, now: float, limit: int, lease_seconds: float, exclude_destinations: frozenset[str] = frozenset()) -> list[ClaimedDelivery]:
+        db = self._check_open()
+        due = [d for d in db.deliveries.values() if _is_due(d, now) and d.row.destination not in exclude_destinations and not _held_back(db, d)]
+        due.sort(key=lambda d: (d.row.next_attempt_at or 0, d.seq))
+        claimed = []
+        for d in due[:limit]:
+            d.row = replace(d.row, status=SENDING, updated_at=now)
+            d.claimed_until = now + lease_seconds
+            r = d.row
+            claimed.append(ClaimedDelivery(r.id, r.event_id, r.route, r.destination, r.body or "", r.attempts, d.ordering_key, r.created_at))
+        return claimed
+
+    async def record_attempt(self, result: AttemptResult, now: float) -> None:
+        db = self._check_open()
+        d = db.deliveries.get(result.delivery_id)
+        if d is None:
+            return
+        status = _OUTCOME_STATUS[result.outcome]
+        number = len(d.row.attempt_log) + 1
+        attempt = AttemptRow(number, result.started_at, result.duration_ms, result.status_code, result.response, result.error, result.outcome)
+        error = None if status == DELIVERED else (result.error or f"HTTP {result.status_code}")
+        d.row = replace(
+            d.row, status=status, attempts=d.row.attempts + 1, next_attempt_at=result.next_attempt_at, last_error=error, updated_at=now, attempt_log=(*d.row.attempt_log, attempt)
+        )
+        d.claimed_until = None
+
+    async def release(self, delivery_ids: list[str], now: float) -> None:
+        db = self._check_open()
+        for delivery_id in delivery_ids:
+            d = db.deliveries.get(delivery_id)
+            if d is not None and d.row.status == SENDING:
+                d.row = replace(d.row, status=PENDING, next_attempt_at=now, updated_at=now)
+                d.claimed_until = None
+
+    async def next_due_at(self) -> float | None:
+        db = self._check_open()
+        times = [d.row.next_attempt_at for d in db.deliveries.values() if d.row.status == PENDING and d.row.next_attempt_at is not None]
+        times += [d.claimed_until for d in db.deliveries.values() if d.row.status == SENDING and d.claimed_until is not None]
+        return min(times, default=None)
+
+    # ----------------------------------------------------------------- operators
+
+    async def requeue(self, selection: DeliveryFilter, now: float) -> int:
+        db = self._check_open()
+        chosen = [d for d in db.deliveries.values() if d.row.body is not None and _selected(d.row, selection)]
+        for d in chosen:
+            d.row = replace(d.row, status=PENDING, next_attempt_at=now, attempts=0, updated_at=now)
+            d.claimed_until = None
+        return len(chosen)
+
+    async def rerender(self, delivery_id: str, body: str | None, error: str | None, config_version: str, now: float) -> None:
+        db = self._check_open()
+        d = db.deliveries.get(delivery_id)
+        if d is None:
+            return
+        replaced = (*d.row.replaced_bodies, (d.row.body, d.row.config_version, now))
+        status = PENDING if error is None else FAILED
+        d.row = replace(
+            d.row, body=body, status=status, last_error=error, config_version=config_version, attempts=0, next_attempt_at=now, updated_at=now, replaced_bodies=replaced
+        )
+        d.claimed_until = None
+
+    async def list_deliveries(self, selection: DeliveryFilter, limit: int = 1000) -> list[DeliveryRow]:
+        db = self._check_open()
+        found = [replace(d.row, attempt_log=(), replaced_bodies=()) for d in db.deliveries.values() if _selected(d.row, selection)]
+        return found[:limit]
+
+    async def list_events(self, limit: int = 50, since: float | None = None, event_type: str | None = None) -> list[EventRow]:
+        db = self._check_open()
+        found = [e for e in db.events.values() if e.row.received_at >= (since or 0) and (event_type is None or e.row.event_type == event_type)]
+        found.sort(key=lambda e: (e.row.received_at, e.seq), reverse=True)
+        return [e.row for e in found[:limit]]
+
+    async def get_event(self, event_id: str) -> EventRow | None:
+        db = self._check_open()
+        event = db.events.get(event_id)
+        if event is None:
+            return None
+        return replace(event.row, deliveries=tuple(d.row for d in db.deliveries.values() if d.row.event_id == event_id))
+
+    async def purge(self, older_than: float) -> int:
+        db = self._check_open()
+        unfinished = {d.row.event_id for d in db.deliveries.values() if d.row.status in (PENDING, SENDING)}
+        gone = {i for i, e in db.events.items() if e.row.received_at < older_than and i not in unfinished}
+        for event_id in gone:
+            del db.events[event_id]
+        for delivery_id in [i for i, d in db.deliveries.items() if d.row.event_id in gone]:
+            del db.deliveries[delivery_id]
+        return len(gone)
+
+    async def erase_event(self, event_id: str) -> bool:
+        db = self._check_open()
+        event = db.events.get(event_id)
+        if event is None:
+            return False
+        event.row, event.dedupe_key = replace(event.row, body=None), None
+        for d in db.deliveries.values():
+            if d.row.event_id != event_id:
+                continue
+            unfinished = d.row.status in (PENDING, SENDING)
+            d.row = replace(
+                d.row,
+                status=DEAD if unfinished else d.row.status,
+                last_error="erased on request before delivery" if unfinished else d.row.last_error,
+                body=None,
+                attempt_log=tuple(replace(a, response=None) for a in d.row.attempt_log),
+                replaced_bodies=tuple((None, version, when) for _, version, when in d.row.replaced_bodies),
+            )
+        return True
+
+    async def stats(self) -> QueueStats:
+        db = self._check_open()
+        counts: dict[str, int] = {}
+        for d in db.deliveries.values():
+            counts[d.row.status] = counts.get(d.row.status, 0) + 1
+        return QueueStats(counts)
+
+
+def _original(db: MemoryDatabase, event: NewEvent) -> str | None:
+    """The latest stored event of the same source and dedupe key inside the window, if any."""
+    if not event.dedupe_key or not event.dedupe_window:
+        return None
+    since = event.received_at - event.dedupe_window
+    same = [e for e in db.events.values() if e.dedupe_key == event.dedupe_key and e.row.source == event.source and e.row.received_at >= since]
+    return max(same, key=lambda e: (e.row.received_at, e.seq)).row.id if same else None
+
+
+def _is_due(d: _Delivery, now: float) -> bool:
+    if d.row.status == PENDING:
+        return d.row.next_attempt_at is not None and d.row.next_attempt_at <= now
+    return d.row.status == SENDING and d.claimed_until is not None and d.claimed_until < now
+
+
+def _held_back(db: MemoryDatabase, d: _Delivery) -> bool:
+    """An earlier delivery with the same destination and ordering key is not finished yet."""
+    if d.ordering_key is None:
+        return False
+    return any(
+        e.seq < d.seq and e.ordering_key == d.ordering_key and e.row.destination == d.row.destination and e.row.status in (PENDING, SENDING)
+        for e in db.deliveries.values()
+    )
+
+
+def _selected(row: DeliveryRow, selection: DeliveryFilter) -> bool:
+    return (
+        (not selection.statuses or row.status in selection.statuses)
+        and (selection.destination is None or row.destination == selection.destination)
+        and (selection.since is None or row.created_at >= selection.since)
+        and (not selection.ids or row.id in selection.ids or row.event_id in selection.ids)
+    )
