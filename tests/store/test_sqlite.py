@@ -15,6 +15,7 @@ import pytest
 
 from gateway.store import Store, StoreUnavailable, open_store
 from gateway.store import sqlite as sqlite_backend
+from gateway.store import sqlite_executor
 from gateway.store.sqlite import SQLiteStore
 from tests.store.test_store import T0, event
 
@@ -60,7 +61,7 @@ async def test_a_write_waits_for_another_writers_lock(store: Store, tmp_path: Pa
 
 
 async def test_a_lock_held_past_the_limit_is_store_unavailable(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_backend, "LOCK_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(sqlite_executor, "LOCK_WAIT_SECONDS", 0.2)
     with another_writer(tmp_path / "gateway.db", 1.0), pytest.raises(StoreUnavailable, match="database is locked"):
         await store.add_event(event(1))
     assert (await store.add_event(event(2))).deliveries == 1  # and the store works once it is free

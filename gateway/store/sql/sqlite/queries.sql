@@ -1,0 +1,131 @@
+-- The SQLite backend's queries, one named block each (gateway/store/sqlfiles.py reads them).
+-- `{marks}`, `{rows}`, `{where}` and `{exclusion}` are filled in at run time with placeholders
+-- for lists of values (never with values themselves); everything else is a plain `?` parameter.
+
+-- name: ping
+SELECT 1;
+
+-- name: newest_event_row
+SELECT max(rowid) FROM events;
+
+-- name: insert_events
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version) VALUES {rows};
+
+-- name: insert_deliveries
+INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
+VALUES {rows};
+
+-- name: insert_attempts
+INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, response, error, outcome) VALUES {rows};
+
+-- name: dedupe_keys_since
+SELECT source, dedupe_key, received_at FROM events WHERE received_at >= ? AND dedupe_key IS NOT NULL ORDER BY received_at;
+
+-- name: dedupe_keys_after_row
+SELECT source, dedupe_key, received_at FROM events WHERE rowid > ? AND dedupe_key IS NOT NULL ORDER BY rowid;
+
+-- name: original_stored_at
+SELECT id FROM events WHERE received_at = ? AND source = ? AND dedupe_key = ?;
+
+-- name: original_between
+-- only past the remembered window's limit: the part of the window it dropped
+SELECT id FROM events WHERE received_at >= ? AND received_at < ? AND source = ? AND dedupe_key = ? ORDER BY received_at DESC LIMIT 1;
+
+-- name: claim_due
+-- Pending deliveries due by now and expired claims, oldest first; a delivery with an ordering
+-- key only when no earlier one with the same destination and key is pending or being sent.
+UPDATE deliveries SET status = ?, claimed_until = ?, updated_at = ?
+WHERE id IN (
+    SELECT d.id FROM deliveries d
+    WHERE ((d.status = ? AND d.next_attempt_at <= ?) OR (d.status = ? AND d.claimed_until < ?))
+      {exclusion}
+      AND (d.ordering_key IS NULL OR NOT EXISTS (
+            SELECT 1 FROM deliveries e
+            WHERE e.destination = d.destination AND e.ordering_key = d.ordering_key
+              AND e.seq < d.seq AND e.status IN (?, ?)))
+    ORDER BY d.next_attempt_at, d.seq
+    LIMIT ?)
+RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at;
+
+-- name: attempts_made
+SELECT delivery_id, count(*) FROM attempts WHERE delivery_id IN ({marks}) GROUP BY delivery_id;
+
+-- name: move_attempted_deliveries
+WITH changes (id, status, next_at, error, at) AS (VALUES {rows})
+UPDATE deliveries SET status = changes.status, attempts = attempts + 1, next_attempt_at = changes.next_at,
+    claimed_until = NULL, last_error = changes.error, updated_at = changes.at
+FROM changes WHERE deliveries.id = changes.id;
+
+-- name: release
+UPDATE deliveries SET status = ?, next_attempt_at = ?, claimed_until = NULL, updated_at = ? WHERE status = ? AND id IN ({marks});
+
+-- name: next_due_at
+SELECT min(t) FROM (
+    SELECT min(next_attempt_at) AS t FROM deliveries WHERE status = ?
+    UNION ALL SELECT min(claimed_until) FROM deliveries WHERE status = ?);
+
+-- name: requeue
+UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = 0, claimed_until = NULL, updated_at = ? WHERE body IS NOT NULL AND {where};
+
+-- name: list_deliveries
+SELECT id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at, config_version
+FROM deliveries WHERE {where} ORDER BY seq LIMIT ?;
+
+-- name: list_events
+SELECT id, source, event_type, body, received_at, config_version FROM events
+WHERE received_at >= ? AND (? IS NULL OR event_type = ?) ORDER BY received_at DESC, rowid DESC LIMIT ?;
+
+-- name: get_event
+SELECT id, source, event_type, body, received_at, config_version FROM events WHERE id = ?;
+
+-- name: event_deliveries
+SELECT id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at, config_version
+FROM deliveries WHERE event_id = ? ORDER BY seq;
+
+-- name: delivery_attempts
+SELECT number, started_at, duration_ms, status_code, response, error, outcome FROM attempts WHERE delivery_id = ? ORDER BY number;
+
+-- name: delivery_replaced_bodies
+SELECT body, config_version, replaced_at FROM replaced_bodies WHERE delivery_id = ? ORDER BY id;
+
+-- name: purge_chunk
+-- one chunk of old events with nothing left to deliver (their deliveries go with them)
+DELETE FROM events WHERE id IN (
+    SELECT id FROM events WHERE received_at < ? AND NOT EXISTS
+        (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN (?, ?))
+    LIMIT ?);
+
+-- name: erase_event_body
+UPDATE events SET body = NULL, dedupe_key = NULL WHERE id = ?;
+
+-- name: erase_event_deliveries
+UPDATE deliveries SET
+    status = CASE WHEN status IN (?, ?) THEN ? ELSE status END,
+    last_error = CASE WHEN status IN (?, ?) THEN 'erased on request before delivery' ELSE last_error END,
+    body = NULL
+WHERE event_id = ?;
+
+-- name: erase_event_responses
+UPDATE attempts SET response = NULL WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?);
+
+-- name: erase_event_replaced_bodies
+UPDATE replaced_bodies SET body = NULL WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = ?);
+
+-- name: keep_replaced_body
+INSERT INTO replaced_bodies (delivery_id, body, config_version, replaced_at) SELECT id, body, config_version, ? FROM deliveries WHERE id = ?;
+
+-- name: rerender
+UPDATE deliveries SET body = ?, status = ?, last_error = ?, config_version = ?, attempts = 0, next_attempt_at = ?, claimed_until = NULL, updated_at = ?
+WHERE id = ?;
+
+-- name: stats
+SELECT status, count(*) FROM deliveries GROUP BY status;
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL);
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations;
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s', 'now'));
