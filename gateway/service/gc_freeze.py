@@ -3,7 +3,7 @@
 A process of `gateway serve` holds tens of thousands of long-lived objects: Litestar's app,
 the routes and their compiled templates. Python's full collection walks them all: ~20 ms,
 several times a minute under load, and every request in flight waits for it (a full
-collection in the HTTP process or the writer was most of ingest's p99 at saturation,
+collection in the HTTP process or the ingest child was most of ingest's p99 at saturation,
 bench/README.md). `gc.freeze()` moves what exists after start-up out of the collector's reach,
 so full collections only walk what is new.
 

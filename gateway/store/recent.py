@@ -1,7 +1,7 @@
 """The dedupe window, remembered: which (source, key) pairs were stored recently.
 
 Looking each batch's keys up in the database, and keeping an index of keys that are hashes
-(every insert landing on a random page of it), cost ingest's writer 6-10% of its CPU and a
+(every insert landing on a random page of it), cost the ingest child 6-10% of its CPU and a
 quarter of its p99 on a filled database (bench/README.md). Remembering the window costs about
 100 bytes per keyed event inside it (tracemalloc, 100,000 keys).
 
