@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
 
@@ -21,6 +21,7 @@ import msgspec
 from gateway.destinations import TYPES as DESTINATION_TYPES
 from gateway.destinations.base import DestinationSpec
 from gateway.delivery.egress import Network, literal_address_refused, url_problem
+from gateway.masking import mask_text, remember_secrets, secret_forms
 from gateway.errors import ConfigError, Location, Problem, TemplateError, did_you_mean, one_of
 from gateway.rules import Condition, RouteIndex, RuleCompiler, indexed_event_ids
 from gateway.schema import Schema, SchemaReader
@@ -194,7 +195,7 @@ class _Interpolation:
                 return whole
             if name in self.environ:
                 if len(self.environ[name]) >= _SECRET_MIN_LENGTH and at[-1] not in _NEVER_SECRET:
-                    self.secrets.add(self.environ[name])
+                    self.secrets.update(secret_forms(self.environ[name]))
                 return self.environ[name]
             if default is not None:
                 return default
@@ -251,8 +252,9 @@ class _Loader:
         destinations = self.destinations(data.get("destinations"), egress_allow)
         ordering = self.ordering_templates(destinations, engine)
         routes = self.routes(data.get("routes"), sources, destinations, engine)
+        remember_secrets(self.env.secrets)  # for log lines and messages whose origin nobody checked
         if self.problems:
-            raise ConfigError(sorted(self.problems, key=_position))
+            raise ConfigError(sorted((self.masked(p) for p in self.problems), key=_position))
         files = self.files or ConfigFiles(self.path, raw, dict(engine.sources), dict(engine.unusable))
         return Config(
             file=self.path,
@@ -264,10 +266,15 @@ class _Loader:
             destinations=destinations,
             routes=tuple(routes),
             secrets=frozenset(self.env.secrets),
-            warnings=tuple(sorted(self.warnings, key=_position)),
+            warnings=tuple(sorted((self.masked(w) for w in self.warnings), key=_position)),
             ordering_templates=ordering,
             egress_allow=egress_allow,
         )
+
+    def masked(self, problem: Problem) -> Problem:
+        """A message may quote a value read from a variable (a type error does): never a secret."""
+        text = mask_text(problem.message, self.env.secrets)
+        return problem if text == problem.message else replace(problem, message=text)
 
     def template_engine(self, settings: SettingsSpec) -> TemplateEngine:
         folder = self.resolve(settings.templates)

@@ -165,6 +165,18 @@ def slack_text(value: Any) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def first_name(value: Any) -> str:
+    """The first word of a full name: 'Maria da Silva' -> 'Maria' (CRMs keep first and last apart)."""
+    words = ("" if value is None else str(value)).split()
+    return words[0] if words else ""
+
+
+def last_name(value: Any) -> str:
+    """Everything after the first word: 'Maria da Silva' -> 'da Silva'; '' for a single word."""
+    words = ("" if value is None else str(value)).split(maxsplit=1)
+    return words[1] if len(words) > 1 else ""
+
+
 FILTERS = {
     "brl": brl,
     "cpf_cnpj": cpf_cnpj,
@@ -173,4 +185,6 @@ FILTERS = {
     "digits": digits,
     "tojson": tojson,
     "slack_text": slack_text,
+    "first_name": first_name,
+    "last_name": last_name,
 }

@@ -22,12 +22,41 @@ def mask_secret(secret: str) -> str:
     return MASK
 
 
+def secret_forms(secret: str) -> set[str]:
+    """A secret and the parts of it that are secret alone: a receiver quoting the path it was
+    called on (a Slack webhook's path is its key), a library quoting a URL's password."""
+    forms = {secret}
+    if secret.startswith(("http://", "https://")):
+        parts = urlsplit(secret)
+        tail = parts.path + (f"?{parts.query}" if parts.query else "")
+        if len(tail.strip("/")) >= 6:
+            forms.add(tail)
+        if parts.password and len(parts.password) >= 4:
+            forms.add(parts.password)
+    return forms
+
+
 def mask_text(text: str, secrets: Iterable[str]) -> str:
     """Replace every known secret value in `text` (longest first, so none leaks in part)."""
     for secret in sorted(secrets, key=len, reverse=True):
         if secret and secret in text:
             text = text.replace(secret, mask_secret(secret))
     return text
+
+
+# Every secret value this process has loaded from a routes.yaml (config.py remembers them), also
+# those of routes since replaced: text whose origin nobody checked (a log line, a library's
+# traceback, the CLI's last-resort message) is scrubbed of all of them.
+_REMEMBERED: set[str] = set()
+
+
+def remember_secrets(secrets: Iterable[str]) -> None:
+    _REMEMBERED.update(secret for secret in secrets if secret)
+
+
+def scrub(text: str) -> str:
+    """`text` with every remembered secret and all personal data masked."""
+    return mask_personal_data(mask_text(text, _REMEMBERED)) if text else text
 
 
 def mask_url(url: str, secrets: Iterable[str]) -> str:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from gateway.filters import brl, cpf_cnpj, digits, go_date, phone_br, slack_text, tojson
+from gateway.filters import brl, cpf_cnpj, digits, first_name, go_date, last_name, phone_br, slack_text, tojson
 
 GO_DATE = {"date": "2021-03-02 21:02:53.000000", "timezone_type": 3, "timezone": "UTC"}
 
@@ -116,3 +116,11 @@ def test_tojson_writes_strict_json_from_any_python_value() -> None:
 def test_digits_and_slack_text() -> None:
     assert digits("123.456.789-09") == "12345678909"
     assert slack_text("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "last"),
+    [("Maria da Silva Santos", "Maria", "da Silva Santos"), ("  Ana  ", "Ana", ""), ("", "", ""), (None, "", "")],
+)
+def test_first_and_last_name(name: str | None, first: str, last: str) -> None:
+    assert (first_name(name), last_name(name)) == (first, last)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -21,10 +21,11 @@ from gateway.config import Config
 from gateway.cli.plan import PlannedEvent
 from gateway.routing import route_event
 from gateway.store import DeliveryFilter, Store, open_store
-from gateway.store.base import EventRow
+from gateway.store.base import DeliveryRef, EventRow
 
 T = TypeVar("T")
 REPLAY_CHUNK = 500
+MAX_NOTES = 100  # notes printed after a re-render; the rest are counted
 
 
 def with_store(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
@@ -90,17 +91,25 @@ def event_as_json(event: EventRow) -> str:
 
 
 async def replay(store: Store, selection: DeliveryFilter, console: Console) -> int:
-    """Requeue the selected deliveries in chunks, with a progress bar; returns how many."""
-    rows = await store.list_deliveries(selection, limit=1_000_000)
-    ids = [row.id for row in rows if row.body is not None]
+    """Requeue the selected deliveries page by page (never all of them in memory), with a
+    progress bar; returns how many."""
     done = 0
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("replaying", total=len(ids))
-        for start in range(0, len(ids), REPLAY_CHUNK):
-            chunk = tuple(ids[start : start + REPLAY_CHUNK])
-            done += await store.requeue(DeliveryFilter(statuses=selection.statuses, ids=chunk), time.time())
-            progress.update(task, advance=len(chunk))
+        task = progress.add_task("replaying", total=await store.count_deliveries(selection))
+        async for page in _pages(store, selection):
+            ids = tuple(ref.id for ref in page if ref.has_body)
+            if ids:
+                done += await store.requeue(DeliveryFilter(statuses=selection.statuses, ids=ids), time.time())
+            progress.update(task, advance=len(page))
     return done
+
+
+async def _pages(store: Store, selection: DeliveryFilter) -> AsyncIterator[list[DeliveryRef]]:
+    """The selection in pages of REPLAY_CHUNK, by id; each page starts after the last one."""
+    after = ""
+    while page := await store.delivery_refs(selection, after, REPLAY_CHUNK):
+        yield page
+        after = page[-1].id
 
 
 async def stored_events(store: Store, limit: int, since: float | None) -> list[PlannedEvent]:
@@ -110,22 +119,27 @@ async def stored_events(store: Store, limit: int, since: float | None) -> list[P
 
 
 async def rerender(store: Store, config: Config, selection: DeliveryFilter, console: Console) -> tuple[int, list[str]]:
-    """Render the selected deliveries again with the config in force now; (queued, notes)."""
-    rows = await store.list_deliveries(selection, limit=1_000_000)
-    queued, notes = 0, []
+    """Render the selected deliveries again with the config in force now, page by page;
+    (queued, notes)."""
+    queued, notes, unnoted = 0, [], 0
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("re-rendering", total=len(rows))
-        for row in rows:
-            note = await _rerender_one(store, config, row)
-            if note:
-                notes.append(f"{row.id}: {note}")
-            else:
-                queued += 1
-            progress.update(task, advance=1)
+        task = progress.add_task("re-rendering", total=await store.count_deliveries(selection))
+        async for page in _pages(store, selection):
+            for ref in page:
+                note = await _rerender_one(store, config, ref)
+                if not note:
+                    queued += 1
+                elif len(notes) < MAX_NOTES:
+                    notes.append(f"{ref.id}: {note}")
+                else:
+                    unnoted += 1
+                progress.update(task, advance=1)
+    if unnoted:
+        notes.append(f"{unnoted} more not re-rendered (the first {MAX_NOTES} are above; `gateway events show ID` tells each one's story)")
     return queued, notes
 
 
-async def _rerender_one(store: Store, config: Config, row: Any) -> str | None:
+async def _rerender_one(store: Store, config: Config, row: DeliveryRef) -> str | None:
     """Re-render one delivery; why not, or None when it is queued (or failed again, recorded)."""
     event = await store.get_event(row.event_id)
     if event is None or event.body is None:

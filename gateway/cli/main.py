@@ -23,6 +23,7 @@ from gateway.cli import check as checker
 from gateway.cli import dry_run as dry_runs
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError, Problem, did_you_mean
+from gateway.masking import scrub
 from gateway.routing import read_event_file, route_event
 from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter
 from gateway.units import Duration
@@ -307,13 +308,13 @@ def run(argv: list[str] | None = None) -> None:
         err.print(f"[red]{len(exc.problems)} error(s); nothing was changed[/]")
         code = EXIT_ERRORS
     except GatewayError as exc:
-        _console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}")
+        _console(stderr=True).print(f"[red]error:[/] {escape(scrub(str(exc)))}")
         code = EXIT_ERRORS
     except Exception as exc:  # the last line of defence: a message, not a stack trace
         if os.environ.get("GATEWAY_DEBUG"):
             raise
         _console(stderr=True).print(
-            f"[red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}\n"
+            f"[red]internal error:[/] {escape(type(exc).__name__)}: {escape(scrub(str(exc)))}\n"
             "This is a bug in the gateway; run again with GATEWAY_DEBUG=1 for details and report it."
         )
         code = EXIT_INTERNAL

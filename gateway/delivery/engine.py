@@ -131,10 +131,12 @@ class DeliveryEngine:
             state.in_flight += 1
         task = asyncio.create_task(self._deliver(delivery, destination, config))
         self._in_flight[delivery.id] = task
-        task.add_done_callback(lambda _: self._finished(delivery, destination))
+        task.add_done_callback(lambda done: self._finished(done, delivery, destination))
         return True
 
-    def _finished(self, delivery: ClaimedDelivery, destination: Destination | None) -> None:
+    def _finished(self, task: asyncio.Task[None], delivery: ClaimedDelivery, destination: Destination | None) -> None:
+        if not task.cancelled() and (error := task.exception()) is not None:  # _deliver records every outcome; this is a bug
+            log.error("delivery %s to %s: the engine failed to finish it (its claim will expire and it is sent again)", delivery.id, delivery.destination, exc_info=error)
         self._in_flight.pop(delivery.id, None)
         if destination is not None:
             self._state(destination).in_flight -= 1

@@ -28,18 +28,22 @@ from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.types import Receive, Scope, Send
 
 from gateway.config import Source
+from gateway.ingest import Accepted
 from gateway.service.topology import Runtime, running
 from gateway.store import StoreUnavailable
 
 log = logging.getLogger("gateway.ingest")
 
 MAX_BODY_BYTES = 1024 * 1024
+# Events read and handed to the ingest part but not yet stored. Past it, a flood would only grow
+# the HTTP process's memory (every body held while it waits): 503, and GO sends again.
+MAX_INGESTS_IN_FLIGHT = 1024
 _ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 503: "unavailable"}
 
 
 class GatewayHTTPError(HTTPException):
-    def __init__(self, status_code: int, error: str, detail: str) -> None:
-        super().__init__(status_code=status_code, detail=detail)
+    def __init__(self, status_code: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status_code, detail=detail, headers=headers)
         self.error = error
 
 
@@ -145,19 +149,31 @@ async def _ingest(request: Request[Any, Any, Any], runtime: Runtime) -> tuple[in
         runtime.metrics.events.labels(source, "forbidden").inc()
         raise GatewayHTTPError(403, "forbidden", f"the address {address} is not in allow_ips for source '{source}'")
     _check_token(request, found)
-    body = await _read_body(request)
-    event = _parse_event(body)
+    if runtime.ingesting >= MAX_INGESTS_IN_FLIGHT:  # beyond it, memory would grow with the flood: GO sends again
+        runtime.metrics.events.labels(source, "busy").inc()
+        raise GatewayHTTPError(503, "busy", f"the gateway is storing {MAX_INGESTS_IN_FLIGHT} events already; send this one again in a moment", {"Retry-After": "1"})
+    runtime.ingesting += 1
     try:
-        assert runtime.ingest is not None and runtime.delivery is not None, "the app's lifespan starts them"
-        stored = await runtime.ingest.ingest(source, body, event, runtime.clock())
-    except StoreUnavailable as exc:
-        log.error("event not stored: %s", exc)
-        runtime.metrics.events.labels(source, "store_unavailable").inc()
-        raise GatewayHTTPError(503, "store_unavailable", "the gateway could not store the event; send it again later") from None
+        stored, event = await _store(request, runtime, source)
+    finally:
+        runtime.ingesting -= 1
     runtime.delivery.wake(stored)
     runtime.metrics.events.labels(source, "duplicate" if stored.duplicate else "accepted").inc()
     answer = {"event_id": event["event_id"], "id": stored.id, "deliveries": stored.deliveries, "duplicate": stored.duplicate}
     return (200 if stored.duplicate else 202), answer
+
+
+async def _store(request: Request[Any, Any, Any], runtime: Runtime, source: str) -> tuple[Accepted, dict[str, Any]]:
+    """Read, parse and store the event: 503 if the store cannot take it now."""
+    body = await _read_body(request)
+    event = _parse_event(body)
+    try:
+        assert runtime.ingest is not None and runtime.delivery is not None, "the app's lifespan starts them"
+        return await runtime.ingest.ingest(source, body, event, runtime.clock()), event
+    except StoreUnavailable as exc:
+        log.error("event not stored: %s", exc)
+        runtime.metrics.events.labels(source, "store_unavailable").inc()
+        raise GatewayHTTPError(503, "store_unavailable", "the gateway could not store the event; send it again later") from None
 
 
 async def _read_body(request: Request[Any, Any, Any]) -> bytes:

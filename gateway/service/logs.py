@@ -12,20 +12,21 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-from gateway.masking import mask_personal_data
+from gateway.masking import scrub
 
 
 class PersonalDataFilter(logging.Filter):
-    """Masks e-mails, CPF/CNPJ and phone numbers in every record: the gateway's own messages
-    never carry them, and this keeps a library's or a future message's from slipping through."""
+    """Masks secrets (every one the process loaded) and e-mails, CPF/CNPJ and phone numbers in
+    every record: the gateway's own messages never carry them, and this keeps a library's, a
+    traceback's or a future message's from slipping through."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = mask_personal_data(message)
+        masked = scrub(message)
         if masked != message:
             record.msg, record.args = masked, None
         if record.exc_info and not record.exc_text:  # a traceback quotes exception messages too
-            record.exc_text = mask_personal_data(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
         return True
 
 

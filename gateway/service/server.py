@@ -10,7 +10,7 @@ import signal
 import uvicorn
 
 from gateway.config import Config
-from gateway.service.app import create_app
+from gateway.service.app import MAX_INGESTS_IN_FLIGHT, create_app
 from gateway.service.delivery_service import DeliveryService
 from gateway.service.logs import configure_logging
 from gateway.service.reload import RoutesInForce, watch_routes
@@ -35,6 +35,9 @@ def serve(config: Config, database_url: str, host: str, port: int, workers: int,
         proxy_headers=False,  # X-Forwarded-For is trusted only from sources' trusted_proxies (app.py)
         log_config=None,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        # The app answers a JSON 503 past MAX_INGESTS_IN_FLIGHT; this bounds everything else
+        # (connections that send nothing, other paths), with uvicorn's own plain 503.
+        limit_concurrency=2 * MAX_INGESTS_IN_FLIGHT,
         server_header=False,
     )
 

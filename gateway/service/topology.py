@@ -180,6 +180,7 @@ class Runtime:
     clock: Callable[[], float] = time.time
     ingest: IngestPart | None = None
     delivery: DeliveryPart | None = None
+    ingesting: int = 0  # events handed to `ingest` and not yet stored (app.py bounds it)
 
     def files(self) -> ConfigFiles:
         """The routes in force, as bytes: what a child is handed at each start."""

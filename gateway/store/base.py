@@ -141,6 +141,17 @@ class DeliveryFilter:
     ids: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class DeliveryRef:
+    """A delivery named without its body: what a page of a long selection holds."""
+
+    id: str
+    event_id: str
+    route: str
+    destination: str
+    has_body: bool
+
+
 @dataclass
 class QueueStats:
     by_status: dict[str, int] = field(default_factory=dict)
@@ -199,6 +210,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_deliveries(self, selection: DeliveryFilter, limit: int = 1000) -> list[DeliveryRow]: ...
+
+    @abc.abstractmethod
+    async def delivery_refs(self, selection: DeliveryFilter, after: str, limit: int) -> list[DeliveryRef]:
+        """One page of the selection, by id: those after `after` ("" for the first page). A
+        selection of any size is read page by page, never held whole in memory."""
+
+    @abc.abstractmethod
+    async def count_deliveries(self, selection: DeliveryFilter) -> int: ...
 
     @abc.abstractmethod
     async def list_events(self, limit: int = 50, since: float | None = None, event_type: str | None = None) -> list[EventRow]: ...

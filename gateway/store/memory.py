@@ -26,6 +26,7 @@ from gateway.store.base import (
     AttemptRow,
     ClaimedDelivery,
     DeliveryFilter,
+    DeliveryRef,
     DeliveryRow,
     EventRow,
     NewEvent,
@@ -163,6 +164,15 @@ class MemoryStore(Store):
         db = self._check_open()
         found = [replace(d.row, attempt_log=(), replaced_bodies=()) for d in db.deliveries.values() if _selected(d.row, selection)]
         return found[:limit]
+
+    async def delivery_refs(self, selection: DeliveryFilter, after: str, limit: int) -> list[DeliveryRef]:
+        db = self._check_open()
+        found = sorted((d.row for d in db.deliveries.values() if d.row.id > after and _selected(d.row, selection)), key=lambda r: r.id)
+        return [DeliveryRef(r.id, r.event_id, r.route, r.destination, r.body is not None) for r in found[:limit]]
+
+    async def count_deliveries(self, selection: DeliveryFilter) -> int:
+        db = self._check_open()
+        return sum(1 for d in db.deliveries.values() if _selected(d.row, selection))
 
     async def list_events(self, limit: int = 50, since: float | None = None, event_type: str | None = None) -> list[EventRow]:
         db = self._check_open()

@@ -24,6 +24,7 @@ from gateway.store.base import (
     AttemptRow,
     ClaimedDelivery,
     DeliveryFilter,
+    DeliveryRef,
     DeliveryRow,
     EventRow,
     NewEvent,
@@ -129,6 +130,16 @@ class SQLiteStore(Store):
         where, params = _where(selection)
         sql = _SQL["list_deliveries"].format(where=where)
         return await self._executor.call(lambda c: [DeliveryRow(*row) for row in c.execute(sql, (*params, limit))])
+
+    async def delivery_refs(self, selection: DeliveryFilter, after: str, limit: int) -> list[DeliveryRef]:
+        where, params = _where(selection)
+        sql = _SQL["delivery_refs"].format(where=where)
+        return await self._executor.call(lambda c: [DeliveryRef(i, e, r, d, bool(b)) for i, e, r, d, b in c.execute(sql, (*params, after, limit))])
+
+    async def count_deliveries(self, selection: DeliveryFilter) -> int:
+        where, params = _where(selection)
+        sql = _SQL["count_deliveries"].format(where=where)
+        return await self._executor.call(lambda c: c.execute(sql, params).fetchone()[0])
 
     async def list_events(self, limit: int = 50, since: float | None = None, event_type: str | None = None) -> list[EventRow]:
         params = (since or 0, event_type, event_type, limit)

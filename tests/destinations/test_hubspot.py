@@ -151,3 +151,22 @@ def test_one_order_is_one_deal_created_lost_and_won_by_upsert(project: Project, 
         assert (contact["idProperty"], contact["id"]) == ("email", "teste@teste.com")
     finally:
         gateway.kill()
+
+
+# Contact properties every HubSpot portal has (a custom one answers 400 "Property does not exist").
+DEFAULT_CONTACT_PROPERTIES = {"email", "firstname", "lastname", "phone", "mobilephone", "company", "website", "city", "state", "zip", "address"}
+
+
+def test_the_shipped_contact_uses_only_properties_a_new_portal_has_and_splits_the_name() -> None:
+    from gateway.config import load_config
+    from gateway.routing import route_event
+    from tests.conftest import EVENTS, REPO
+
+    config = load_config(REPO / "examples" / "routes" / "hubspot.yaml", {"HUBSPOT_TOKEN": "pat-na1-teste", "GO_WEBHOOK_TOKEN": "t0ken-de-teste"})
+    event = json.loads((EVENTS / "order_created.json").read_text())
+    event["data"]["user"]["name"] = "Maria da Silva Santos"
+    routed = route_event(config, event, source="go")
+    contact = next(d for d in routed.deliveries if d.destination == "hubspot-contatos")
+    properties = json.loads(contact.body)["properties"]
+    assert set(properties) <= DEFAULT_CONTACT_PROPERTIES, set(properties) - DEFAULT_CONTACT_PROPERTIES
+    assert (properties["firstname"], properties["lastname"]) == ("Maria", "da Silva Santos")

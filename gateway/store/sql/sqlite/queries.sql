@@ -71,6 +71,12 @@ UPDATE deliveries SET status = ?, next_attempt_at = ?, attempts = 0, claimed_unt
 SELECT id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at, config_version
 FROM deliveries WHERE {where} ORDER BY seq LIMIT ?;
 
+-- name: delivery_refs
+SELECT id, event_id, route, destination, body IS NOT NULL FROM deliveries WHERE {where} AND id > ? ORDER BY id LIMIT ?;
+
+-- name: count_deliveries
+SELECT count(*) FROM deliveries WHERE {where};
+
 -- name: list_events
 SELECT id, source, event_type, body, received_at, config_version FROM events
 WHERE received_at >= ? AND (? IS NULL OR event_type = ?) ORDER BY received_at DESC, rowid DESC LIMIT ?;
