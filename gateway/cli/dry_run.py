@@ -18,7 +18,7 @@ from rich.markup import escape
 from gateway.config import Config
 from gateway.delivery.attempt import attempt
 from gateway.delivery.client import delivery_client
-from gateway.destinations import OutgoingRequest, find_request
+from gateway.destinations import DRY_RUN_KEY, OutgoingRequest, find_request
 from gateway.masking import mask_request, mask_text
 from gateway.routing import PlannedDelivery, RoutingResult, build_delivery_request
 
@@ -38,6 +38,15 @@ def masked_search(config: Config, delivery: PlannedDelivery) -> OutgoingRequest 
     return mask_request(search, config.secrets) if search else None
 
 
+def masked_steps(config: Config, delivery: PlannedDelivery) -> list[OutgoingRequest]:
+    """Every request the delivery makes, in order (a search, a record and a link, ...), with
+    placeholders for what earlier answers give."""
+    if delivery.body is None:
+        return []
+    spec = config.destinations[delivery.destination].spec
+    return [mask_request(request, config.secrets) for request in spec.planned_requests(delivery.body, DRY_RUN_KEY)]
+
+
 def as_json(config: Config, result: RoutingResult, sent: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The dry-run as data, for `--json`."""
     routes = []
@@ -47,6 +56,7 @@ def as_json(config: Config, result: RoutingResult, sent: dict[int, dict[str, Any
             if delivery.route != verdict.route.name:
                 continue
             request = masked_request(config, delivery)
+            steps = masked_steps(config, delivery)
             search = masked_search(config, delivery)
             deliveries.append(
                 {
@@ -58,6 +68,7 @@ def as_json(config: Config, result: RoutingResult, sent: dict[int, dict[str, Any
                     "ordering_key": delivery.ordering_key,
                     "request": asdict(request) if request else None,
                     **({"search": asdict(search)} if search else {}),
+                    **({"requests": [asdict(step) for step in steps]} if len(steps) > 1 else {}),
                     **({"sent": sent[index]} if sent and index in sent else {}),
                 }
             )
@@ -102,22 +113,29 @@ def _print_delivery(console: Console, config: Config, delivery: PlannedDelivery,
         return
     if delivery.skipped:
         console.print(f"    [yellow]would be skipped: {escape(delivery.skipped)}[/]")
-    search = masked_search(config, delivery)
-    if search is not None:
-        console.print(f"    [dim]first finds the record:[/] [cyan]{search.method} {escape(search.url)}[/]")
-        console.print("    [dim]then changes it:[/]")
     request = masked_request(config, delivery)
     assert request is not None  # a delivery without an error has a body
-    console.print(f"    [cyan]{request.method} {escape(request.url)}[/]")
-    for name, value in request.headers.items():
-        console.print(f"    {escape(name)}: {escape(value)}")
+    steps = masked_steps(config, delivery)
+    if len(steps) > 1:
+        console.print(f"    [dim]{len(steps)} requests, in order (each safe to make again; a retry starts over):[/]")
+        for number, step in enumerate(steps, 1):
+            _print_request(console, step, f"{number}. ")
+    else:
+        _print_request(console, request, "")
     if delivery.ordering_key:
         console.print(f"    [dim]ordered by: {escape(delivery.ordering_key)}[/]")
-    console.print("")
-    console.print(_indent(request.body, "    "), highlight=False, markup=False)
     if sent:
         status = sent.get("status") or sent.get("error")
         console.print(f"    [bold]sent:[/] {escape(str(status))} {escape(sent.get('body', ''))} [bold]→ {sent['outcome']}[/] {escape(sent.get('reason', ''))}")
+
+
+def _print_request(console: Console, request: OutgoingRequest, number: str) -> None:
+    console.print(f"    {number}[cyan]{request.method} {escape(request.url)}[/]")
+    for name, value in request.headers.items():
+        console.print(f"    {escape(name)}: {escape(value)}")
+    if request.body:
+        console.print("")
+        console.print(_indent(request.body, "    "), highlight=False, markup=False)
 
 
 def _indent(text: str, prefix: str) -> str:

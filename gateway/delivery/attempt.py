@@ -1,44 +1,45 @@
-"""One delivery attempt over the wire: the search an update needs, the request, the answer's
-meaning. Used by the engine and by `gateway dry-run --send`, so both behave the same. What a
-destination sends and what its answers mean come from its Spec (gateway/destinations/base.py)."""
+"""One delivery attempt over the wire: the destination's exchange (its requests in order, each
+answer handed back to it), through the egress guard. Used by the engine and by `gateway
+dry-run --send`, so both behave the same. Which requests, and what their answers mean, come
+from the destination's Spec (gateway/destinations/base.py): this module knows no vendor."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 import httpx
 
 from gateway.config import Config
 from gateway.delivery.egress import EgressDenied, UnusableAddress, check_url
-from gateway.destinations.base import FOUND_ID, DestinationSpec, Outcome, OutgoingRequest
+from gateway.destinations.base import Answer, DestinationSpec, Outcome, OutgoingRequest
 from gateway.masking import mask_text
 
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
-Answer = tuple[Outcome, int | None, str | None]  # what an attempt means, its HTTP status, the answer kept
+Result = tuple[Outcome, int | None, str | None]  # what an attempt means, its last HTTP status, the answer kept
 
 
-async def attempt(client: httpx.AsyncClient, spec: DestinationSpec, body: str, key: str, config: Config, clock: Callable[[], float] = time.time) -> Answer:
-    """Send one delivery once: for an update, the search that finds the record first, then the
-    request itself; both within the destination's timeout and through the egress guard. Used by
-    the engine and by `gateway dry-run --send`, so both behave the same."""
+async def attempt(client: httpx.AsyncClient, spec: DestinationSpec, body: str, key: str, config: Config, clock: Callable[[], float] = time.time) -> Result:
+    """Send one delivery once: every request of the destination's exchange (for an update the
+    search first; for a CRM deal with its contact, each record and the link), all within the
+    destination's timeout and through the egress guard."""
     timeout = spec.timeout.seconds
+    status: int | None = None
+    excerpt: str | None = None
     try:
         async with asyncio.timeout(timeout):
-            record_id = None
-            search = spec.find_request(body)
-            if search is not None:
-                found = await _search(client, spec, search, body, config, clock)
-                if not isinstance(found, str):
-                    return found
-                record_id = found
-            request = spec.signed(spec.build_request(body, key, record_id or FOUND_ID), key, int(clock()))
-            await check_url(request.url, config.egress_allow, resolve=False)
-            status, headers, excerpt = await _send(client, request, timeout)
+            steps = spec.exchange(body, key, clock())
+            request = next(steps)
+            while True:
+                await check_url(request.url, config.egress_allow, resolve=False)
+                status, headers, excerpt = await _send(client, request, timeout)
+                try:
+                    request = steps.send(Answer(status, headers, excerpt))
+                except StopIteration as finished:
+                    return finished.value, status, excerpt
     except UnusableAddress as exc:
         return Outcome("dead", f"the address cannot be used: {exc}"), None, None
     except EgressDenied as exc:
@@ -49,20 +50,6 @@ async def attempt(client: httpx.AsyncClient, spec: DestinationSpec, body: str, k
         return Outcome("dead", mask_text(f"the address cannot be used: {exc}", config.secrets)), None, None
     except httpx.HTTPError as exc:
         return Outcome("retry", mask_text(f"{type(exc).__name__}: {exc}", config.secrets)), None, None
-    return spec.classify(status, headers, excerpt, clock()), status, excerpt
-
-
-async def _search(
-    client: httpx.AsyncClient, spec: DestinationSpec, search: OutgoingRequest, body: str, config: Config, clock: Callable[[], float]
-) -> str | Answer:
-    """The record id an update changes, or the attempt's result when the search failed."""
-    await check_url(search.url, config.egress_allow, resolve=False)
-    status, headers, answer = await _send(client, search, spec.timeout.seconds)
-    if not 200 <= status < 300:
-        outcome = spec.classify(status, headers, answer, clock())
-        return replace(outcome, reason=f"searching for the record: {outcome.reason}"), status, answer
-    found = spec.found_record(body, answer)
-    return found if isinstance(found, str) else (found, status, answer)
 
 
 async def _send(client: httpx.AsyncClient, request: OutgoingRequest, timeout: float) -> tuple[int, dict[str, str], str]:

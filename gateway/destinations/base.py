@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -25,6 +26,10 @@ from gateway.units import Duration, Rate
 DRY_RUN_KEY = "<assigned when the event is stored>"
 #: where the record id goes in an update's URL until the search has found it (dry-run shows this)
 FOUND_ID = "{id found by the search}"
+
+
+# A delivery's requests, one after the other: yields requests, is sent answers, returns the outcome.
+Exchange = Generator["OutgoingRequest", "Answer", "Outcome"]
 
 
 class RetrySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -80,6 +85,43 @@ class DestinationSpec(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
     def signed(self, request: OutgoingRequest, message_id: str, timestamp: int) -> OutgoingRequest:
         """The request with the destination's signature headers, if it signs."""
         return request
+
+    def exchange(self, body: str, idempotency_key: str, now: float) -> Exchange:
+        """The requests one delivery makes, in order, as a generator: it yields each request, is
+        sent each answer, and returns the delivery's outcome. Every step must be safe to make
+        again: a retry starts from the first. The default: the search an update needs (if any),
+        then the request itself."""
+        record_id = FOUND_ID
+        search = self.find_request(body)
+        if search is not None:
+            found = yield search
+            if not 200 <= found.status < 300:
+                return searching_failed(self.classify(found.status, found.headers, found.text, now))
+            record = self.found_record(body, found.text)
+            if isinstance(record, Outcome):
+                return record
+            record_id = record
+        answer = yield self.signed(self.build_request(body, idempotency_key, record_id), idempotency_key, int(now))
+        return self.classify(answer.status, answer.headers, answer.text, now)
+
+    def planned_requests(self, body: str, idempotency_key: str) -> list[OutgoingRequest]:
+        """Every request `exchange` makes, ids that answers give shown as placeholders: what
+        dry-run prints."""
+        search = self.find_request(body)
+        return [request for request in (search, self.build_request(body, idempotency_key, FOUND_ID)) if request is not None]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a receiver answered one request (at most 64 KiB of its body)."""
+
+    status: int
+    headers: dict[str, str]
+    text: str
+
+
+def searching_failed(outcome: Outcome) -> Outcome:
+    return Outcome(outcome.kind, f"searching for the record: {outcome.reason}", outcome.retry_after, outcome.known_reset)
 
 
 @dataclass(frozen=True)

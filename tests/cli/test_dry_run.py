@@ -203,7 +203,7 @@ VENDOR_SECRETS = {
 VENDOR_REQUESTS = [
     ("slack", "financial_payment_discharge.json", "slack-financeiro", "POST", "https://slack.com/api/chat.postMessage", "Authorization", None),
     ("http", "financial_payment_discharge.json", "erp", "POST", "https://erp.example.com/***", "Authorization", None),  # a URL from the environment may hold a key, as Slack's do
-    ("hubspot", "order_created.json", "hubspot-contatos", "POST", "https://api.hubapi.com/crm/v3/objects/contacts/batch/upsert", "Authorization", None),
+    ("hubspot", "order_created.json", "hubspot-negocios", "POST", "https://api.hubapi.com/crm/v3/objects/deals/batch/upsert", "Authorization", None),
     ("hubspot", "order_cancel.json", "hubspot-negocios", "POST", "https://api.hubapi.com/crm/v3/objects/deals/batch/upsert", "Authorization", None),
     ("pipedrive", "order_created.json", "pipedrive-negocios", "POST", "https://minhaempresa.pipedrive.com/api/v2/deals", "x-api-token", None),
     (

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.destinations import build_request, check_body, classify
-from tests.conftest import Project
+from tests.conftest import REPO, Project, run_gateway
 from tests.destinations import NOW, deliveries_when, post_event, spec, start_gateway
-from tests.harness import Sink
+from tests.harness import Received, Sink
 
 HUBSPOT = spec({"type": "hubspot", "token": "pat"})
 DEALS = spec({"type": "hubspot", "token": "pat", "object": "deals", "upsert_by": "go_order_code"})
@@ -64,7 +64,9 @@ def test_upsert_goes_to_batch_upsert_keyed_by_the_unique_property() -> None:
         ({"properties": {"go_order_code": "1", "amount": 10}}, "put quotes around the value of amount"),
         ({"properties": {"dealname": "x"}}, "must give properties.go_order_code a value"),
         ({"properties": {"go_order_code": "", "dealname": "x"}}, "must give properties.go_order_code a value"),
-        ({"properties": {"go_order_code": "1"}, "associations": []}, 'upsert takes only "properties"; remove associations'),
+        ({"properties": {"go_order_code": "1"}, "associations": []}, 'upsert takes only "properties" (and "contact", its customer); remove associations'),
+        ({"properties": {"go_order_code": "1"}, "contact": {"properties": {"firstname": "Ana"}}}, "must give contact.properties.email a value"),
+        ({"properties": {"go_order_code": "1"}, "contact": {"properties": {"email": "a@b.c", "idade": 3}}}, "put quotes around the value of contact.idade"),
     ],
 )
 def test_bodies_hubspot_would_refuse_are_caught_at_render(body: dict, problem: str) -> None:
@@ -166,7 +168,74 @@ def test_the_shipped_contact_uses_only_properties_a_new_portal_has_and_splits_th
     event = json.loads((EVENTS / "order_created.json").read_text())
     event["data"]["user"]["name"] = "Maria da Silva Santos"
     routed = route_event(config, event, source="go")
-    contact = next(d for d in routed.deliveries if d.destination == "hubspot-contatos")
-    properties = json.loads(contact.body)["properties"]
+    deal = next(d for d in routed.deliveries if d.destination == "hubspot-negocios")
+    properties = json.loads(deal.body)["contact"]["properties"]
     assert set(properties) <= DEFAULT_CONTACT_PROPERTIES, set(properties) - DEFAULT_CONTACT_PROPERTIES
     assert (properties["firstname"], properties["lastname"]) == ("Maria", "da Silva Santos")
+
+
+def test_the_example_links_the_deal_to_its_contact_in_bodies_hubspots_models_accept(project: Project, sink: Sink) -> None:
+    """examples/routes/hubspot.yaml on ORDER_CREATED: the contact upserted by e-mail, the deal
+    by go_order_code, then the default deal-to-contact association with both ids, every body
+    checked against hubspot-api-client's models. The same three requests are what dry-run shows."""
+    from hubspot.crm.contacts import models as contact_models
+    from hubspot.crm.deals import models as deal_models
+
+    from tests.destinations.official_models import model_errors
+
+    errors: list[str] = []
+    ids = {"contacts": "501", "deals": "901"}
+
+    def hubspot(request: Received, count: int) -> tuple[int, dict[str, str], bytes, float]:
+        kind = request.path.split("/")[4] if request.path.startswith("/crm/v3/objects/") else None
+        if kind in ids and request.path.endswith("/batch/upsert"):
+            models = contact_models if kind == "contacts" else deal_models
+            errors.extend(model_errors(models, "BatchInputSimplePublicObjectBatchInputUpsert", request.json(), f"{kind} upsert"))
+            answer = {"status": "COMPLETE", "results": [{"id": ids[kind], "properties": {}, "createdAt": "2026-12-01T00:00:00Z", "updatedAt": "2026-12-01T00:00:00Z", "archived": False}]}
+            return 200, {"content-type": "application/json"}, json.dumps(answer).encode(), 0
+        if request.method == "PUT" and request.path.startswith("/crm/v4/objects/deals/"):
+            answer = {"fromObjectTypeId": "0-3", "fromObjectId": int(ids["deals"]), "toObjectTypeId": "0-1", "toObjectId": int(ids["contacts"]), "labels": []}
+            return 200, {"content-type": "application/json"}, json.dumps(answer).encode(), 0
+        errors.append(f"unexpected {request.method} {request.path}")
+        return 404, {}, b"{}", 0
+
+    sink.behaviour = hubspot
+    routes = (REPO / "examples" / "routes" / "hubspot.yaml").read_text().replace("templates: ../../templates", "templates: templates").replace("samples: ../events", "samples: examples/events")
+    routes = routes.replace("    upsert_by: go_order_code", f'    upsert_by: go_order_code\n    base_url: "{sink.url("")}"').replace("settings:\n", "settings:\n  egress_allow: [127.0.0.0/8]\n")
+    gateway = start_gateway(project, routes, {"HUBSPOT_TOKEN": SECRET})
+    try:
+        event_id = post_event(gateway, "order_created.json", code="0000000777")
+        (delivery,) = deliveries_when(gateway, event_id, lambda ds: all(d["status"] != "pending" for d in ds))
+        assert delivery["status"] == "delivered", delivery
+        assert [(r.method, r.path) for r in sink.received] == [
+            ("POST", "/crm/v3/objects/contacts/batch/upsert"),
+            ("POST", "/crm/v3/objects/deals/batch/upsert"),
+            ("PUT", "/crm/v4/objects/deals/901/associations/default/contacts/501"),
+        ]
+        assert errors == []
+        contact = sink.received[0].json()["inputs"][0]
+        assert (contact["idProperty"], contact["id"], contact["properties"]["firstname"]) == ("email", "teste@teste.com", "teste")
+        assert sink.received[1].json()["inputs"][0]["id"] == "0000000777"
+        assert all(r.headers["authorization"] == f"Bearer {SECRET}" for r in sink.received)
+        shown = run_gateway("dry-run", "--json", "examples/events/order_created.json", cwd=project.root, env={"HUBSPOT_TOKEN": SECRET, "GO_WEBHOOK_TOKEN": "t0ken-de-teste"})
+        (planned,) = [d for r in json.loads(shown.stdout)["routes"] if r["matched"] for d in r["deliveries"]]
+        assert [(s["method"], s["url"].replace(sink.url(""), "")) for s in planned["requests"]] == [
+            ("POST", "/crm/v3/objects/contacts/batch/upsert"),
+            ("POST", "/crm/v3/objects/deals/batch/upsert"),
+            ("PUT", "/crm/v4/objects/deals/{deal id from the upsert}/associations/default/contacts/{contact id from the upsert}"),
+        ]
+    finally:
+        gateway.kill()
+
+
+def test_a_failed_contact_step_is_retried_from_the_start_and_says_which_step() -> None:
+    """Each step's failure names the step; a transient one is retried (from the contact again)."""
+    from gateway.destinations.base import Answer
+
+    deals = spec({"type": "hubspot", "token": "pat", "object": "deals", "upsert_by": "go_order_code"})
+    body = json.dumps({"properties": {"go_order_code": "1"}, "contact": {"properties": {"email": "a@b.com"}}})
+    steps = deals.exchange(body, "k", NOW)
+    assert next(steps).url.endswith("/crm/v3/objects/contacts/batch/upsert")
+    with pytest.raises(StopIteration) as finished:
+        steps.send(Answer(503, {}, ""))
+    assert (finished.value.value.kind, finished.value.value.reason) == ("retry", "upserting the contact: HTTP 503")
