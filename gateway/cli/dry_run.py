@@ -130,7 +130,8 @@ def _print_delivery(console: Console, config: Config, delivery: PlannedDelivery,
 
 
 def _print_request(console: Console, request: OutgoingRequest, number: str) -> None:
-    console.print(f"    {number}[cyan]{request.method} {escape(request.url)}[/]")
+    note = f" [dim]({escape(request.note)})[/]" if request.note else ""
+    console.print(f"    {number}[cyan]{request.method} {escape(request.url)}[/]{note}")
     for name, value in request.headers.items():
         console.print(f"    {escape(name)}: {escape(value)}")
     if request.body:

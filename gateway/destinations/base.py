@@ -132,6 +132,7 @@ class OutgoingRequest:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     body: str = ""
+    note: str = ""  # for dry-run: when the request is made only on a condition
 
 
 def json_headers(idempotency_key: str, **extra: str) -> dict[str, str]:

@@ -3,17 +3,27 @@
 `action: update` finds the record with Pipedrive's search (`GET /api/v2/{object}/search`), then
 changes it with `PATCH /api/v2/{object}/{id}`: how a deal becomes won or lost when GO says the
 order was paid or cancelled.
+
+A new deal's body may carry its customer: `"person": {"name": ..., "emails": [{"value": ...}]}`.
+Pipedrive has no upsert, so each step searches before it creates, and a retry (which starts
+over) finds what an earlier attempt made: the deal by its exact title (there already: done),
+the person by e-mail (the oldest one if several share it), the person created only when none
+is found, and the deal created with its `person_id`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Literal
 from urllib.parse import urlencode
 
 from gateway.destinations.base import (
     FOUND_ID,
+    Answer,
     DestinationSpec,
+    Exchange,
     Outcome,
     OutgoingRequest,
     check_update,
@@ -26,6 +36,8 @@ from gateway.destinations.base import (
     the_one_record,
 )
 
+#: where the person's id goes in a new deal until the person is found or created (dry-run shows this)
+PERSON_ID = "{person id found or created}"
 # The field Pipedrive searches when `find_in` is not given.
 DEFAULT_SEARCH_FIELD = {"deals": "title", "persons": "email"}
 SEARCHABLE = {"deals": ("title", "custom_fields", "notes"), "persons": ("email", "name", "phone", "custom_fields", "notes")}
@@ -52,12 +64,19 @@ class Spec(DestinationSpec, tag="pipedrive", kw_only=True):
 
     def build_request(self, body: str, idempotency_key: str, record_id: str = FOUND_ID) -> OutgoingRequest:
         headers = json_headers(idempotency_key, **{"x-api-token": self.token})
+        if self._person(body) is not None:  # the deal itself, once its person is known (see `exchange`)
+            return self._create("deals", self._deal_for(body, PERSON_ID), idempotency_key)
         if self.action == "create":
             return OutgoingRequest("POST", f"{_base(self)}/{self.object}", headers, body)
         update = checked_update(body)
         return OutgoingRequest("PATCH", f"{_base(self)}/{self.object}/{record_id}", headers, json.dumps(update.changes, ensure_ascii=False))
 
     def check_body(self, body: str) -> str | None:
+        person = self._person(body)
+        if person is not None and not _email(person):
+            return 'a deal\'s "person" is found by e-mail: give it "emails": [{"value": "...", "primary": true}]'
+        if person is not None and not json_body(body).get("title"):
+            return 'a Pipedrive deal needs "title"'
         return check_update(self.action, body)
 
     def find_request(self, body: str) -> OutgoingRequest | None:
@@ -80,6 +99,78 @@ class Spec(DestinationSpec, tag="pipedrive", kw_only=True):
             records = [r for r in records if contains_words(str(r.get("title", "")), update.find)]
         return the_one_record("Pipedrive", self.object, update.find, [str(r["id"]) for r in records])
 
+    def exchange(self, body: str, idempotency_key: str, now: float) -> Exchange:
+        """A new deal with its person: find or create the person, then the deal, never twice."""
+        person = self._person(body)
+        if person is None:
+            return (yield from super().exchange(body, idempotency_key, now))
+        deal = self._deal_for(body, None)
+        answer = yield self._search("deals", "title", str(deal.get("title", "")))
+        existing = self._found(answer, now, "searching for the deal", lambda item: item.get("title") == deal.get("title"))
+        if isinstance(existing, Outcome) or existing:
+            return existing if isinstance(existing, Outcome) else Outcome("delivered", f"Pipedrive: the deal is there already (id {existing[0]})")
+        answer = yield self._search("persons", "email", _email(person))
+        found = self._found(answer, now, "searching for the person", lambda item: True)
+        if isinstance(found, Outcome):
+            return found
+        if found:
+            person_id = found[0]
+        else:
+            answer = yield self._create("persons", person, idempotency_key)
+            created = self._created_id(answer, now, "creating the person")
+            if isinstance(created, Outcome):
+                return created
+            person_id = created
+        answer = yield self._create("deals", self._deal_for(body, int(person_id) if person_id.isdigit() else person_id), idempotency_key)
+        outcome = self.classify(answer.status, answer.headers, answer.text, now)
+        return outcome if outcome.kind != "delivered" else Outcome("delivered", f"Pipedrive: deal created for person {person_id}")
+
+    def planned_requests(self, body: str, idempotency_key: str) -> list[OutgoingRequest]:
+        person = self._person(body)
+        if person is None:
+            return super().planned_requests(body, idempotency_key)
+        return [
+            self._search("deals", "title", str(self._deal_for(body, None).get("title", ""))),
+            self._search("persons", "email", _email(person)),
+            replace(self._create("persons", person, idempotency_key), note="only when the search finds no person with this e-mail"),
+            self.build_request(body, idempotency_key),
+        ]
+
+    def _deal_for(self, body: str, person_id: int | str | None) -> dict:
+        """The deal of a body that carries its person: without it, with the person's id."""
+        deal = {k: v for k, v in json_body(body).items() if k != "person"}
+        return deal if person_id is None else {**deal, "person_id": person_id}
+
+    def _person(self, body: str) -> dict | None:
+        person = json_body(body).get("person") if self.object == "deals" and self.action == "create" else None
+        return person if isinstance(person, dict) else None
+
+    def _search(self, kind: str, field: str, term: str) -> OutgoingRequest:
+        query = urlencode({"term": term, "fields": field, "exact_match": "true", "limit": "10"})
+        return OutgoingRequest("GET", f"{_base(self)}/{kind}/search?{query}", {"x-api-token": self.token, "Accept": "application/json"})
+
+    def _create(self, kind: str, record: dict, idempotency_key: str) -> OutgoingRequest:
+        headers = json_headers(idempotency_key, **{"x-api-token": self.token})
+        return OutgoingRequest("POST", f"{_base(self)}/{kind}", headers, json.dumps(record, ensure_ascii=False))
+
+    def _found(self, answer: Answer, now: float, step: str, wanted: Callable[[dict], bool]) -> list[str] | Outcome:
+        """The ids a search found (oldest first), or what its failure means."""
+        if not 200 <= answer.status < 300:
+            outcome = self.classify(answer.status, answer.headers, answer.text, now)
+            return Outcome(outcome.kind, f"{step}: {outcome.reason}", outcome.retry_after)
+        data = json_body(answer.text).get("data")
+        items = data.get("items", []) if isinstance(data, dict) else []
+        records = [i["item"] for i in items if isinstance(i, dict) and isinstance(i.get("item"), dict) and "id" in i["item"]]
+        return sorted((str(r["id"]) for r in records if wanted(r)), key=lambda i: (len(i), i))
+
+    def _created_id(self, answer: Answer, now: float, step: str) -> str | Outcome:
+        outcome = self.classify(answer.status, answer.headers, answer.text, now)
+        if outcome.kind != "delivered":
+            return Outcome(outcome.kind, f"{step}: {outcome.reason}", outcome.retry_after)
+        data = json_body(answer.text).get("data")
+        record_id = data.get("id") if isinstance(data, dict) else None
+        return str(record_id) if record_id is not None else Outcome("dead", f"{step}: Pipedrive answered {answer.status} without an id")
+
     def classify(self, status: int, headers: dict[str, str], body: str, now: float) -> Outcome:
         """429 waits for `x-ratelimit-reset` (seconds); errors keep Pipedrive's own text."""
         if status == 429:
@@ -90,6 +181,12 @@ class Spec(DestinationSpec, tag="pipedrive", kw_only=True):
         if outcome.kind == "delivered" or not error:
             return outcome
         return Outcome(outcome.kind, f"{outcome.reason}: Pipedrive says {str(error)[:200]}", outcome.retry_after)
+
+
+def _email(person: dict) -> str:
+    emails = person.get("emails")
+    first = emails[0] if isinstance(emails, list) and emails and isinstance(emails[0], dict) else {}
+    return str(first.get("value") or "")
 
 
 def _base(spec: Spec) -> str:

@@ -44,6 +44,10 @@ class Spec(DestinationSpec, tag="rdstation", kw_only=True):
         return OutgoingRequest("PUT", _url(self, f"{self.object}/{record_id}"), json_headers(idempotency_key), json.dumps(update.changes, ensure_ascii=False))
 
     def check_body(self, body: str) -> str | None:
+        """A deal's inline contacts (how RD ties a new deal to its customer) each need a name."""
+        contacts = json_body(body).get("contacts") if self.object == "deals" and self.action == "create" else None
+        if contacts is not None and not (isinstance(contacts, list) and all(isinstance(c, dict) and c.get("name") for c in contacts)):
+            return 'a deal\'s "contacts" is a list of contacts, each with "name" (and "emails": [{"email": "..."}])'
         return check_update(self.action, body)
 
     def find_request(self, body: str) -> OutgoingRequest | None:

@@ -215,7 +215,7 @@ VENDOR_REQUESTS = [
         "x-api-token",
         "https://minhaempresa.pipedrive.com/api/v2/deals/search?term=Pedido+0000593098&fields=title&limit=10",
     ),
-    ("rdstation", "order_created.json", "rd-contatos", "POST", "https://crm.rdstation.com/api/v1/contacts?token=***", None, None),
+    ("rdstation", "order_created.json", "rd-negociacoes", "POST", "https://crm.rdstation.com/api/v1/deals?token=***", None, None),
     (
         "rdstation",
         "order_cancel.json",

@@ -247,3 +247,70 @@ def test_dry_run_send_finds_and_updates_the_deal(project: Project, sink: Sink) -
     assert [r.method for r in sink.received] == ["GET", "PATCH"]
     assert pipedrive.deals[100]["status"] == "lost"
     assert SECRET not in result.stdout
+
+
+def test_the_example_links_each_deal_to_its_person_in_bodies_pipedrives_types_accept(project: Project, sink: Sink) -> None:
+    """examples/routes/pipedrive.yaml on ORDER_CREATED: a new customer's person is created and
+    the deal gets its person_id; the same customer's next order finds the person by e-mail and
+    creates none. Every body is checked against the official client's request types (tsc)."""
+    from tests.conftest import REPO
+    from tests.destinations.official_models import pipedrive_type_errors
+
+    persons: dict[str, int] = {}
+    created: list[tuple[str, dict]] = []
+
+    def pipedrive(request: Received, count: int) -> tuple[int, dict[str, str], bytes, float]:
+        query = parse_qs(urlsplit(request.path).query)
+        path = urlsplit(request.path).path
+        if request.method == "GET" and path == "/api/v2/persons/search":
+            found = [{"item": {"id": persons[query["term"][0]]}}] if query["term"][0] in persons else []
+            return 200, {}, json.dumps({"success": True, "data": {"items": found}}).encode(), 0
+        if request.method == "GET" and path == "/api/v2/deals/search":
+            titles = [(n, b["title"]) for n, (kind, b) in enumerate(created) if kind == "AddDealRequest"]
+            found = [{"item": {"id": 900 + n, "title": t}} for n, t in titles if t == query["term"][0]]
+            return 200, {}, json.dumps({"success": True, "data": {"items": found}}).encode(), 0
+        if request.method == "POST" and path in ("/api/v2/persons", "/api/v2/deals"):
+            body = request.json()
+            created.append(("AddPersonRequest" if path.endswith("persons") else "AddDealRequest", body))
+            if path.endswith("persons"):
+                persons[body["emails"][0]["value"]] = 70 + len(persons)
+                return 201, {}, json.dumps({"success": True, "data": {"id": persons[body["emails"][0]["value"]]}}).encode(), 0
+            return 201, {}, json.dumps({"success": True, "data": {"id": 900 + len(created)}}).encode(), 0
+        return 404, {}, b'{"success": false, "error": "unexpected"}', 0
+
+    sink.behaviour = pipedrive
+    routes = (REPO / "examples" / "routes" / "pipedrive.yaml").read_text().replace("templates: ../../templates", "templates: templates").replace("samples: ../events", "samples: examples/events")
+    routes = routes.replace("settings:\n", "settings:\n  egress_allow: [127.0.0.0/8]\n").replace("    object: deals\n", f'    object: deals\n    base_url: "{sink.url("/api/v2")}"\n')
+    gateway = start_gateway(project, routes, {"PIPEDRIVE_TOKEN": SECRET, "PIPEDRIVE_COMPANY": "minhaempresa"})
+    try:
+        for code, status in (("0000000701", 1), ("0000000702", 1), ("0000000701", 2)):  # the last: the first order comes again
+            event_id = post_event(gateway, "order_created.json", code=code, status=status)
+            (delivery,) = deliveries_when(gateway, event_id, lambda ds: all(d["status"] != "pending" for d in ds))
+            assert delivery["status"] == "delivered", delivery
+    finally:
+        gateway.kill()
+    assert [kind for kind, _ in created] == ["AddPersonRequest", "AddDealRequest", "AddDealRequest"]  # one person, two deals, no duplicate
+    deals = [body for kind, body in created if kind == "AddDealRequest"]
+    assert [d["person_id"] for d in deals] == [70, 70] and all("person" not in d for d in deals)
+    assert created[0][1]["emails"][0]["value"] == "teste@teste.com"
+    assert pipedrive_type_errors(created) == []
+
+
+def test_dry_run_plans_every_step_of_a_deal_with_its_person() -> None:
+    deals = spec({"type": "pipedrive", "token": "t", "company": "acme", "object": "deals"})
+    body = json.dumps({"title": "Pedido 7 - Ana", "currency": "BRL", "person": {"name": "Ana", "emails": [{"value": "ana@example.com", "primary": True}]}})
+    steps = deals.planned_requests(body, "k")
+    assert [(s.method, urlsplit(s.url).path, bool(s.note)) for s in steps] == [
+        ("GET", "/api/v2/deals/search", False),
+        ("GET", "/api/v2/persons/search", False),
+        ("POST", "/api/v2/persons", True),
+        ("POST", "/api/v2/deals", False),
+    ]
+    assert json.loads(steps[-1].body) == {"title": "Pedido 7 - Ana", "currency": "BRL", "person_id": "{person id found or created}"}
+    assert parse_qs(urlsplit(steps[1].url).query)["term"] == ["ana@example.com"]
+
+
+def test_a_deal_with_a_person_needs_the_persons_email() -> None:
+    deals = spec({"type": "pipedrive", "token": "t", "company": "acme", "object": "deals"})
+    problem = deals.check_body(json.dumps({"title": "x", "person": {"name": "Ana"}}))
+    assert problem and "found by e-mail" in problem

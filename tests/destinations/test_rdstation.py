@@ -67,6 +67,12 @@ def test_contacts_are_found_by_exact_email() -> None:
 # ------------------------------------------------------------------ through a running gateway
 
 
+# POST /deals as RD Station CRM v1 documents it (../shared/destinations.md): no official SDK or
+# OpenAPI document exists, so the fake refuses any other field.
+DEALS_POST_KEYS = {"deal", "organization", "deal_source", "contacts", "deal_products", "campaign", "distribution_settings"}
+CONTACT_KEYS = {"name", "title", "emails", "phones", "birthday", "facebook", "linkedin", "skype", "contact_custom_fields", "legal_bases"}
+
+
 class FakeRDStation:
     """Answers as RD Station CRM v1 does: the token in the query, 401 for a wrong one, 406
     once the plan's contacts are used up, deals listed by name and updated with PUT."""
@@ -92,7 +98,14 @@ class FakeRDStation:
             self.contacts += 1
             return 200, {}, json.dumps({"_id": f"c{self.contacts}", **request.json()["contact"]}).encode(), 0
         if request.method == "POST" and path == "/api/v1/deals":
-            deal = {"_id": f"d{len(self.deals) + 1}", "win": None, **request.json()["deal"]}
+            body = request.json()
+            unknown = sorted(set(body) - DEALS_POST_KEYS) + sorted(f"contacts[].{k}" for c in body.get("contacts", []) for k in set(c) - CONTACT_KEYS)
+            if unknown:
+                return 400, {}, json.dumps({"errors": f"unknown fields {unknown}"}).encode(), 0
+            self.contacts += len(body.get("contacts", []))
+            if self.contacts > self.contact_limit:
+                return 406, {}, b'{"errors": "Limite de contatos excedido"}', 0
+            deal = {"_id": f"d{len(self.deals) + 1}", "win": None, **body["deal"], "contacts": body.get("contacts", [])}
             deal["id"] = deal["_id"]
             self.deals[deal["_id"]] = deal
             return 200, {}, json.dumps(deal).encode(), 0
@@ -174,3 +187,25 @@ def test_contact_limit_and_wrong_token_are_dead_with_a_reason(project: Project, 
         assert "errado" not in gateway.log()
     finally:
         gateway.kill()
+
+
+def test_the_example_creates_the_deal_with_its_contact_inside(project: Project, sink: Sink) -> None:
+    """examples/routes/rdstation.yaml on ORDER_CREATED: one POST /deals carrying the customer in
+    "contacts", so the deal is created already linked to its contact."""
+    from tests.conftest import REPO
+
+    fake = FakeRDStation()
+    sink.behaviour = fake
+    routes = (REPO / "examples" / "routes" / "rdstation.yaml").read_text().replace("templates: ../../templates", "templates: templates").replace("samples: ../events", "samples: examples/events")
+    routes = routes.replace("settings:\n", "settings:\n  egress_allow: [127.0.0.0/8]\n").replace("    object: deals\n", f'    object: deals\n    base_url: "{sink.url("/api/v1")}"\n')
+    gateway = start_gateway(project, routes, {"RDSTATION_CRM_TOKEN": SECRET})
+    try:
+        event_id = post_event(gateway, "order_created.json", code="0000000801")
+        (delivery,) = deliveries_when(gateway, event_id, settled)
+        assert delivery["status"] == "delivered", delivery
+    finally:
+        gateway.kill()
+    (deal,) = fake.deals.values()
+    assert deal["name"] == "Pedido 0000000801 - teste"
+    assert [(c["name"], c["emails"]) for c in deal["contacts"]] == [("teste", [{"email": "teste@teste.com"}])]
+    assert [r.path.split("?")[0] for r in sink.received] == ["/api/v1/deals"]
