@@ -279,3 +279,24 @@ async def test_a_delivery_in_flight_at_stop_is_given_back(tmp_path: Path, sink: 
         await running
         delivery = await b.delivery(event_id)
     assert (delivery.status, delivery.attempts) == ("pending", 0)
+
+
+class _RecordingFails(MemoryStore):
+    """A store whose attempt records fail with a bug, not an outage."""
+
+    async def record_attempt(self, result, now):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug in the store")
+
+
+async def test_an_engine_task_that_fails_is_logged_not_dropped(tmp_path: Path, sink: Sink, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway")
+    (tmp_path / "routes.yaml").write_text(routes(sink))
+    config = load_config(tmp_path / "routes.yaml", {})
+    store = _RecordingFails()
+    await store.open()
+    event = json.loads((EVENTS / "order_created.json").read_text())
+    await accept(config, store, "go", json.dumps(event).encode(), event, T0)
+    async with delivery_client(2, lambda: config.egress_allow) as client:
+        engine = DeliveryEngine(store, lambda: config, client, DeliveryMetrics(), concurrency=2, clock=Clock())
+        await engine.deliver_due()
+    assert "the engine failed to finish it" in caplog.text and "a bug in the store" in caplog.text

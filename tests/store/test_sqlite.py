@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import threading
 import time
@@ -114,3 +115,16 @@ async def test_past_the_remembered_limit_older_keys_are_looked_up_in_the_databas
     assert (early.id, early.duplicate) == ("e0", True)
     assert (recent.id, recent.duplicate) == ("e5", True)
     assert not new.duplicate
+
+
+def test_a_rollback_that_fails_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """Only "no transaction is active" is expected; anything else is said, not swallowed."""
+    closed = sqlite3.connect(":memory:")
+    closed.close()
+    with caplog.at_level(logging.ERROR, logger="gateway.store"):
+        sqlite_executor.rollback(closed)
+    assert "rollback failed" in caplog.text
+    idle = sqlite3.connect(":memory:", isolation_level=None)
+    caplog.clear()
+    sqlite_executor.rollback(idle)  # nothing was begun: quiet
+    assert caplog.text == ""
