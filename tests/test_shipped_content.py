@@ -70,13 +70,16 @@ def crm_bodies(vendor: str) -> list[tuple[str, object, dict]]:
 
 @pytest.mark.parametrize("vendor", ["hubspot", "pipedrive", "rdstation"])
 def test_each_crm_follows_an_order_from_created_to_lost_or_won(vendor: str) -> None:
-    """ORDER_CREATED makes a contact and a deal; ORDER_CANCEL loses the deal and
-    FINANCIAL_PAYMENT_DISCHARGE wins it."""
+    """ORDER_CREATED makes a deal that carries its customer's contact (one delivery, which
+    ties them together); ORDER_CANCEL loses the deal and FINANCIAL_PAYMENT_DISCHARGE wins it."""
     by_event: dict[str, list[str]] = {}
-    for event_id, destination, _ in crm_bodies(vendor):
+    customer = {"hubspot": "contact", "pipedrive": "person", "rdstation": "contacts"}[vendor]
+    for event_id, destination, body in crm_bodies(vendor):
         by_event.setdefault(event_id, []).append(f"{destination.object}:{getattr(destination, 'action', 'upsert')}")
+        if event_id == "ORDER_CREATED":
+            assert body.get(customer), f"{vendor}: the new deal does not carry its {customer}: {body}"
     assert set(by_event) == {"ORDER_CREATED", "ORDER_CANCEL", "FINANCIAL_PAYMENT_DISCHARGE"}
-    assert len(by_event["ORDER_CREATED"]) == 2 and any(kind.startswith("deals") for kind in by_event["ORDER_CREATED"])
+    assert len(by_event["ORDER_CREATED"]) == 1 and by_event["ORDER_CREATED"][0].startswith("deals")
     assert len(by_event["ORDER_CANCEL"]) == len(by_event["FINANCIAL_PAYMENT_DISCHARGE"]) == 1
 
 
@@ -88,6 +91,8 @@ def test_hubspot_properties_are_strings_and_deals_share_the_order_key() -> None:
         if destination.object == "deals":
             assert body["properties"]["go_order_code"] == "0000593098"
             stages[event_id] = body["properties"]["dealstage"]
+        if "contact" in body:
+            assert body["contact"]["properties"]["email"] and all(isinstance(v, str) for v in body["contact"]["properties"].values())
     assert stages["ORDER_CANCEL"] == "closedlost" and stages["FINANCIAL_PAYMENT_DISCHARGE"] == "closedwon"
 
 
@@ -98,6 +103,7 @@ def test_pipedrive_required_fields_and_updates_find_the_created_deal() -> None:
             updates[event_id] = body
         elif destination.object == "deals":
             assert isinstance(body["title"], str) and body["title"] and body["currency"] == "BRL"
+            assert body["person"]["name"] and body["person"]["emails"][0]["value"]
             titles.append(body["title"])
         else:
             assert isinstance(body["name"], str) and body["name"], body
@@ -115,5 +121,6 @@ def test_rdstation_envelopes_and_updates_find_the_created_deal() -> None:
         assert isinstance(body[envelope]["name"], str) and body[envelope]["name"], body
         if envelope == "deal":
             names.append(body["deal"]["name"])
+            assert body["contacts"][0]["name"] and body["contacts"][0]["emails"][0]["email"]
     assert updates["ORDER_CANCEL"]["set"]["deal"]["win"] is False and updates["FINANCIAL_PAYMENT_DISCHARGE"]["set"]["deal"]["win"] is True
     assert all(contains_words(names[0], update["find"]) for update in updates.values())
