@@ -94,7 +94,7 @@ class Sink:
         self._server = _QuietServer((self.host, self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)  # close() waits at most this long
         self._thread.start()
 
     def url(self, path: str = "/in") -> str:
