@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import msgspec
+import yaml
 
 from gateway.destinations import TYPES as DESTINATION_TYPES
 from gateway.destinations.base import DestinationSpec
@@ -55,6 +56,7 @@ class SettingsSpec(Schema, kw_only=True):
     rule_tests: str = "tests/routes"
     egress_allow: list[str] = []  # private ranges deliveries may reach, e.g. [127.0.0.0/8]
     retention: Duration = Duration(30 * 86400, "30d")
+    database: str | None = None  # the database every verb uses for this file (--db and GATEWAY_DATABASE_URL first)
 
 
 class DedupeSpec(Schema, kw_only=True):
@@ -189,9 +191,8 @@ class _Interpolation:
             if whole == "$$":
                 return "$"
             if name is None:
-                self.problems.append(
-                    Problem("'${' must be followed by a variable name and '}', like ${HUBSPOT_TOKEN}; write $$ for a literal $", doc.where(at))
-                )
+                message = _malformed_variable(text[match.end():])
+                self.problems.append(Problem(f"{message}; write $$ for a literal $", doc.where(at)))
                 return whole
             if name in self.environ:
                 if len(self.environ[name]) >= _SECRET_MIN_LENGTH and at[-1] not in _NEVER_SECRET:
@@ -246,6 +247,7 @@ class _Loader:
         data = self.env.walk(top, (), self.doc)
         self.problems.extend(self.env.problems)
         settings = self.settings(data.get("settings"))
+        self.database_setting(settings)
         egress_allow = self.networks(settings.egress_allow, ("settings", "egress_allow"))
         engine = self.template_engine(settings)
         sources = self.sources(data.get("sources"), engine)
@@ -304,6 +306,11 @@ class _Loader:
         return data
 
     # -- settings and sources
+
+    def database_setting(self, settings: SettingsSpec) -> None:
+        url = settings.database
+        if url is not None and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            self.error(f"settings.database must be a database URL like sqlite:///data/gateway.db, not '{url}'", self.doc.where(("settings", "database")))
 
     def settings(self, raw: Any) -> SettingsSpec:
         return self.converter.convert(raw or {}, SettingsSpec, ("settings",), "settings") or SettingsSpec()
@@ -552,6 +559,49 @@ class _Loader:
         except TemplateError as exc:
             self.error(exc.detail, exc.location or self.doc.where(at))
             return None
+
+
+def _malformed_variable(rest: str) -> str:
+    """What is wrong with a '${' and the text after it, with the fix."""
+    closing = rest.find("}")
+    name = re.match(r"[A-Za-z_][A-Za-z0-9_]*", rest)
+    if closing < 0 and name:
+        return f"the variable {name.group(0)} is not closed: write ${{{name.group(0)}}}"
+    if closing > 0:
+        inside = rest[:closing]
+        suggestion = re.sub(r"\W+", "_", inside.strip()).upper() or "HUBSPOT_TOKEN"
+        return f"'${{{inside}}}' is not a variable name: use only letters, digits and _, like ${{{suggestion}}}"
+    return "'${' must be followed by a variable name and '}', like ${HUBSPOT_TOKEN}"
+
+
+def configured_database(path: str | os.PathLike[str]) -> str | None:
+    """`settings.database` of a routes.yaml, a relative sqlite path made relative to the file's
+    folder; None when it has none. Read from the YAML alone when the file has other mistakes
+    (its stored events can be looked at meanwhile), and None when it cannot be read at all."""
+    try:
+        raw = load_config(path).settings.database
+    except (ConfigError, OSError):
+        raw = _raw_setting(Path(path), "database")
+    if not isinstance(raw, str) or not raw:
+        return None
+    return resolve_sqlite_url(raw, Path(path).resolve().parent)
+
+
+def resolve_sqlite_url(url: str, folder: Path) -> str:
+    """A sqlite:/// URL with a relative path, made absolute from `folder`; others unchanged."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.endswith(":memory:") or Path(url[len(prefix):]).is_absolute():
+        return url
+    return prefix + str((folder / url[len(prefix):]).resolve())
+
+
+def _raw_setting(path: Path, key: str) -> Any:
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    settings = data.get("settings") if isinstance(data, dict) else None
+    return settings.get(key) if isinstance(settings, dict) else None
 
 
 def _version(files: ConfigFiles) -> str:

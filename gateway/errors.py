@@ -73,6 +73,13 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """'1 delivery', '2 deliveries', '0 errors': the count with the word that fits it."""
+    if count == 1:
+        return f"1 {word}"
+    return f"{count} {many or (word[:-1] + 'ies' if word.endswith('y') and word[-2:-1] not in 'aeiou' else word + 's')}"
+
+
 def one_of(choices: Iterable[str]) -> str:
     """A readable list of allowed words: 'a', 'b' or 'c'."""
     quoted = [f"'{c}'" for c in choices]

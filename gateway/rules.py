@@ -84,14 +84,40 @@ def same_value(actual: Any, expected: Any) -> bool:
 
 
 def type_hint(actual: Any, expected: Any) -> str:
-    """A fix for the common text-versus-number slip, or ''."""
+    """A fix for the common text-versus-number slip, in the user's own value, or ''."""
     if _is_number(actual) and isinstance(expected, str):
-        return f"; GO sends a number here: write {show(actual)} without quotes"
+        number = _as_number(expected)
+        return f"; GO sends a number here: write {show(number)} without quotes" if number is not None else "; GO sends a number here: compare it with a number"
     if isinstance(actual, str) and _is_number(expected):
-        return f"; GO sends text here: write '{actual}' in quotes"
+        return f"; GO sends text here: write '{show(expected)}' in quotes"
     if kind(actual) != kind(expected) and actual is not None:
         return f"; the event has {kind(actual)} here, the rule has {kind(expected)}"
     return ""
+
+
+def _as_number(text: str) -> int | float | None:
+    """'2' -> 2, '2.5' -> 2.5, anything else -> None."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text) if text.strip() and text.strip().lower() not in ("nan", "inf", "-inf", "infinity") else None
+    except ValueError:
+        return None
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _orderable(value: Any) -> bool:
+    """What gt/gte/lt/lte compare with: a number, or a date written like 2024-01-31."""
+    return _is_number(value) or (isinstance(value, str) and _ISO_DATE.match(value) is not None)
+
+
+def _a_list_of_values(value: Any) -> bool:
+    """A non-empty list, and not one whose item is a list written without commas ('2 3')."""
+    return isinstance(value, list) and bool(value) and not any(isinstance(v, str) and len(v.split()) > 1 and all(_as_number(p) is not None for p in v.split()) for v in value)
 
 
 def lookup(event: Any, segments: tuple[str, ...]) -> Any:
@@ -214,14 +240,14 @@ def _scalar(value: Any) -> bool:
 MATCHERS: dict[str, _MatcherSpec] = {
     "equals": _MatcherSpec(_equals, lambda v: True, "a value"),
     "not_equals": _MatcherSpec(_not_equals, lambda v: True, "a value"),
-    "in": _MatcherSpec(_one_of, lambda v: isinstance(v, list) and bool(v), "a non-empty list, like [2, 3]"),
-    "not_in": _MatcherSpec(_not_in, lambda v: isinstance(v, list) and bool(v), "a non-empty list, like [2, 3]"),
+    "in": _MatcherSpec(_one_of, _a_list_of_values, "a non-empty list with commas between the values, like [2, 3]"),
+    "not_in": _MatcherSpec(_not_in, _a_list_of_values, "a non-empty list with commas between the values, like [2, 3]"),
     "exists": _MatcherSpec(lambda v: Check(lambda a: True, str), lambda v: isinstance(v, bool), "true or false"),
     "matches": _MatcherSpec(_matches, lambda v: isinstance(v, str), "a regular expression in quotes"),
     "contains": _MatcherSpec(_contains, _scalar, "a single value"),
     "startswith": _MatcherSpec(_startswith, lambda v: isinstance(v, str), "text"),
     **{
-        name: _MatcherSpec(lambda v, n=name: _ordered(n, v), lambda v: _is_number(v) or isinstance(v, str), "a number")
+        name: _MatcherSpec(lambda v, n=name: _ordered(n, v), _orderable, "a number (or a date written like 2024-01-31)")
         for name in _ORDER
     },
 }

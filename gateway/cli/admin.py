@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from gateway.config import Config
+from gateway.errors import GatewayError, plural
 from gateway.cli.plan import PlannedEvent
 from gateway.routing import route_event
 from gateway.store import DeliveryFilter, Store, open_store
@@ -29,7 +31,14 @@ MAX_NOTES = 100  # notes printed after a re-render; the rest are counted
 
 
 def with_store(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store, run `work`, close it."""
+    """Open the store of a database that exists, run `work`, close it. These verbs read (or
+    change) what `gateway serve` stored: a missing file is a mistake to name, never created."""
+    missing = missing_database(database_url)
+    if missing:
+        raise GatewayError(
+            f"there is no database at {missing}: `gateway serve` creates it there (with the same --config); "
+            "give the one it uses with --db, GATEWAY_DATABASE_URL or settings.database in routes.yaml"
+        )
 
     async def run() -> T:
         store = open_store(database_url)
@@ -40,6 +49,14 @@ def with_store(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
             await store.close()
 
     return asyncio.run(run())
+
+
+def missing_database(database_url: str) -> Path | None:
+    """The file a sqlite:/// URL names, when it does not exist."""
+    if not database_url.startswith("sqlite:///") or database_url.endswith(":memory:"):
+        return None
+    path = Path(database_url[len("sqlite:///"):])
+    return None if path.is_file() else path.resolve()
 
 
 def when(timestamp: float | None) -> str:
@@ -58,7 +75,7 @@ def print_event(console: Console, event: EventRow) -> None:
     console.print(f"[bold]{event.event_type}[/] {event.id} from {event.source}, received {when(event.received_at)}, config {event.config_version}")
     console.print(escape(event.body) if event.body is not None else "[dim](payload erased or purged)[/]", highlight=False)
     for delivery in event.deliveries:
-        console.print(f"\n→ {escape(delivery.route)} → {escape(delivery.destination)}: [bold]{delivery.status}[/] after {delivery.attempts} attempt(s) ({delivery.id})")
+        console.print(f"\n→ {escape(delivery.route)} → {escape(delivery.destination)}: [bold]{delivery.status}[/] after {plural(len(delivery.attempt_log), 'attempt')} ({delivery.id})")
         if delivery.last_error:
             console.print(f"  last error: {escape(delivery.last_error)}")
         if delivery.status == "pending" and delivery.next_attempt_at:

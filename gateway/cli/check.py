@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import Config, Route, load_config
-from gateway.errors import ConfigError, EventError, Problem, TemplateError, did_you_mean
+from gateway.errors import ConfigError, EventError, Problem, TemplateError, did_you_mean, plural
 from gateway.routing import read_event_file, render_send, route_event, template_context
 from gateway.rules import MISSING, field_matches, kind, lookup, show, type_hint
 from gateway.yamlfile import display_path
@@ -135,14 +135,14 @@ def _check_renders(config: Config, route: Route, samples: list[Sample], report: 
 def sample_summary(report: CheckReport) -> str:
     config = report.config
     if config is None:
-        return f"{len(report.errors)} error(s): the config was not loaded"
+        return f"{plural(len(report.errors), 'error')}: the config was not loaded"
     parts = [
-        f"{len(config.routes)} routes",
-        f"{len(config.destinations)} destinations",
-        f"{len(config.sources)} source(s)",
-        f"{report.renders} renders against {len(report.samples)} sample events",
+        plural(len(config.routes), "route"),
+        plural(len(config.destinations), "destination"),
+        plural(len(config.sources), "source"),
+        f"{plural(report.renders, 'render')} against {plural(len(report.samples), 'sample event')}",
     ]
-    return f"{config.file}: " + ", ".join(parts) + f"; {len(report.errors)} error(s), {len(report.warnings)} warning(s)"
+    return f"{config.file}: " + ", ".join(parts) + f"; {plural(len(report.errors), 'error')}, {plural(len(report.warnings), 'warning')}"
 
 
 def dumps_problems(problems: list[Problem]) -> str:

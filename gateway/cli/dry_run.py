@@ -18,6 +18,7 @@ from rich.markup import escape
 from gateway.config import Config
 from gateway.delivery.attempt import attempt
 from gateway.delivery.client import delivery_client
+from gateway.delivery.egress import literal_address_refused, url_problem
 from gateway.destinations import DRY_RUN_KEY, OutgoingRequest, find_request
 from gateway.masking import mask_request, mask_text
 from gateway.routing import PlannedDelivery, RoutingResult, build_delivery_request
@@ -36,6 +37,24 @@ def masked_search(config: Config, delivery: PlannedDelivery) -> OutgoingRequest 
         return None
     search = find_request(config.destinations[delivery.destination].spec, delivery.body)
     return mask_request(search, config.secrets) if search else None
+
+
+def refused_address(config: Config, delivery: PlannedDelivery) -> str | None:
+    """Why a delivery's address would be refused when it is sent (known without a name
+    server: the URL itself, an IP literal, localhost), or None."""
+    spec = config.destinations[delivery.destination].spec
+    if delivery.body is None:
+        return None
+    for request in spec.planned_requests(delivery.body, DRY_RUN_KEY):
+        problem = url_problem(request.url) or literal_address_refused(request.url, config.egress_allow)
+        if problem:
+            return mask_text(problem, config.secrets)
+    return None
+
+
+def fails(config: Config, result: RoutingResult) -> bool:
+    """A matched route whose template fails, or whose address would be refused: exit 1."""
+    return any(d.error or refused_address(config, d) for d in result.deliveries)
 
 
 def masked_steps(config: Config, delivery: PlannedDelivery) -> list[OutgoingRequest]:
@@ -65,6 +84,7 @@ def as_json(config: Config, result: RoutingResult, sent: dict[int, dict[str, Any
                     "status": delivery.status,
                     "skipped": delivery.skipped,
                     "error": delivery.error,
+                    "address_refused": refused_address(config, delivery),
                     "ordering_key": delivery.ordering_key,
                     "request": asdict(request) if request else None,
                     **({"search": asdict(search)} if search else {}),
@@ -113,6 +133,9 @@ def _print_delivery(console: Console, config: Config, delivery: PlannedDelivery,
         return
     if delivery.skipped:
         console.print(f"    [yellow]would be skipped: {escape(delivery.skipped)}[/]")
+    refused = refused_address(config, delivery)
+    if refused:
+        console.print(f"    [red]would be dead at once, the address cannot be used: {escape(refused)}[/]")
     request = masked_request(config, delivery)
     assert request is not None  # a delivery without an error has a body
     steps = masked_steps(config, delivery)

@@ -21,8 +21,8 @@ from rich.markup import escape
 from gateway.cli import admin, plan, rule_tests
 from gateway.cli import check as checker
 from gateway.cli import dry_run as dry_runs
-from gateway.config import Config, load_config
-from gateway.errors import ConfigError, GatewayError, Problem, did_you_mean
+from gateway.config import Config, configured_database, load_config
+from gateway.errors import ConfigError, GatewayError, Problem, did_you_mean, plural
 from gateway.masking import scrub
 from gateway.routing import read_event_file, route_event
 from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter
@@ -33,7 +33,8 @@ EXIT_OK, EXIT_ERRORS, EXIT_CHANGES, EXIT_INTERNAL = 0, 1, 2, 70
 
 
 def _console(stderr: bool = False) -> Console:
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    # emoji=False: rich would turn the ':100:' of 'routes.yaml:100:1' into an emoji
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -84,7 +85,8 @@ def _print_problem(out: Console, problem: Problem) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--send", is_flag=True, help="Deliver the matching requests for real, once.")
 def dry_run(config_path: str, event_file: str, only_route: str | None, source: str | None, as_json: bool, send: bool) -> int:
-    """Show what EVENT.json (or - for standard input) would do: routes, reasons, requests."""
+    """Show what EVENT.json (or - for standard input) would do: routes, reasons, requests.
+    Exit 1 when a matched route's template fails or its address would be refused."""
     config = load_config(config_path)
     if only_route and only_route not in {r.name for r in config.routes}:
         raise GatewayError(f"no route named '{only_route}'{did_you_mean(only_route, [r.name for r in config.routes])}")
@@ -96,7 +98,7 @@ def dry_run(config_path: str, event_file: str, only_route: str | None, source: s
     else:
         _warn_inactive(config)
         dry_runs.print_text(_console(), config, result, sent)
-    return EXIT_OK
+    return EXIT_ERRORS if dry_runs.fails(config, result) else EXIT_OK
 
 
 def _warn_inactive(config: Config) -> None:
@@ -137,10 +139,19 @@ def database_option(command: Callable[..., Any]) -> Callable[..., Any]:
         "--db",
         "database_url",
         envvar="GATEWAY_DATABASE_URL",
-        default=DEFAULT_DATABASE_URL,
-        show_default=True,
-        help="Database URL (env GATEWAY_DATABASE_URL).",
+        default=None,
+        help=f"Database URL (env GATEWAY_DATABASE_URL; else settings.database in routes.yaml; else {DEFAULT_DATABASE_URL}).",
     )(command)
+
+
+def database_for(database_url: str | None, config_path: str) -> str:
+    """The database `serve` would use with this routes.yaml: --db or GATEWAY_DATABASE_URL,
+    then settings.database (a relative sqlite path is relative to routes.yaml's folder), then
+    the default. Read even when routes.yaml has mistakes: events can be looked at meanwhile."""
+    if database_url:
+        return database_url
+    configured = configured_database(config_path)
+    return configured or DEFAULT_DATABASE_URL
 
 
 @main.command()
@@ -150,11 +161,11 @@ def database_option(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--port", envvar="GATEWAY_PORT", default=8000, show_default=True, type=int, help="Port (env GATEWAY_PORT).")
 @click.option("--workers", default=32, show_default=True, type=click.IntRange(1, 512), help="Deliveries sent at the same time.")
 @click.option("--deliver/--no-deliver", default=True, show_default=True, help="Deliver in this process, or leave it to `gateway worker`.")
-def serve(config_path: str, database_url: str, host: str, port: int, workers: int, deliver: bool) -> int:
+def serve(config_path: str, database_url: str | None, host: str, port: int, workers: int, deliver: bool) -> int:
     """Receive GO's events and deliver them (ingest + delivery workers)."""
     from gateway.service.server import serve as run_server
 
-    run_server(_loaded(config_path), database_url, host, port, workers, deliver)
+    run_server(_loaded(config_path), database_for(database_url, config_path), host, port, workers, deliver)
     return EXIT_OK
 
 
@@ -162,11 +173,11 @@ def serve(config_path: str, database_url: str, host: str, port: int, workers: in
 @config_option
 @database_option
 @click.option("--workers", default=32, show_default=True, type=click.IntRange(1, 512), help="Deliveries sent at the same time.")
-def worker(config_path: str, database_url: str, workers: int) -> int:
+def worker(config_path: str, database_url: str | None, workers: int) -> int:
     """Deliver stored events without receiving any (run beside `serve --no-deliver`)."""
     from gateway.service.server import work
 
-    work(_loaded(config_path), database_url, workers)
+    work(_loaded(config_path), database_for(database_url, config_path), workers)
     return EXIT_OK
 
 
@@ -179,26 +190,35 @@ def _loaded(config_path: str) -> Config:
 
 
 @main.group(invoke_without_command=True)
+@config_option
 @database_option
 @click.option("--limit", default=20, show_default=True, help="How many events to list.")
 @click.option("--type", "event_type", help="Only this event_id (ORDER_CREATED, ...).")
 @click.pass_context
-def events(ctx: click.Context, database_url: str, limit: int, event_type: str | None) -> int:
+def events(ctx: click.Context, config_path: str, database_url: str | None, limit: int, event_type: str | None) -> int:
     """List stored events (newest first); `events show ID` for one with its deliveries."""
-    ctx.obj = database_url
+    ctx.obj = (config_path, database_url)
     if ctx.invoked_subcommand is None:
-        found = admin.with_store(database_url, lambda store: store.list_events(limit=limit, event_type=event_type))
+        found = admin.with_store(database_for(database_url, config_path), lambda store: store.list_events(limit=limit, event_type=event_type))
         admin.print_events(_console(), found)
     return EXIT_OK
+
+
+def _events_database(given: tuple[str, str | None], config_path: str | None, database_url: str | None) -> str:
+    """`events show ID --db X` and `events --db X show ID` mean the same."""
+    group_config, group_database = given
+    return database_for(database_url or group_database, config_path or group_config)
 
 
 @events.command("show")
 @click.argument("event_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--config", "config_path", default=None, help="routes.yaml, to find its database (as on `events`).")
+@database_option
 @click.pass_obj
-def events_show(database_url: str, event_id: str, as_json: bool) -> int:
+def events_show(given: tuple[str, str | None], event_id: str, as_json: bool, config_path: str | None, database_url: str | None) -> int:
     """One event with its deliveries and every attempt."""
-    found = admin.with_store(database_url, lambda store: store.get_event(event_id))
+    found = admin.with_store(_events_database(given, config_path, database_url), lambda store: store.get_event(event_id))
     if found is None:
         raise GatewayError(f"no event with id {event_id}")
     if as_json:
@@ -210,10 +230,12 @@ def events_show(database_url: str, event_id: str, as_json: bool) -> int:
 
 @events.command("erase")
 @click.argument("event_id")
+@click.option("--config", "config_path", default=None, help="routes.yaml, to find its database (as on `events`).")
+@database_option
 @click.pass_obj
-def events_erase(database_url: str, event_id: str) -> int:
+def events_erase(given: tuple[str, str | None], event_id: str, config_path: str | None, database_url: str | None) -> int:
     """Erase one event's personal data (payload, bodies, responses) on request (LGPD)."""
-    if not admin.with_store(database_url, lambda store: store.erase_event(event_id)):
+    if not admin.with_store(_events_database(given, config_path, database_url), lambda store: store.erase_event(event_id)):
         raise GatewayError(f"no event with id {event_id}")
     _console().print(f"erased the payload of {event_id}; undelivered deliveries were cancelled")
     return EXIT_OK
@@ -227,7 +249,7 @@ def events_erase(database_url: str, event_id: str) -> int:
 @click.option("--since", "since", help="Only deliveries created in the last period, like 2h or 3d.")
 @click.option("--id", "ids", multiple=True, help="Only this delivery or event id (repeatable).")
 @click.option("--rerender", is_flag=True, help="Render again with today's routes.yaml and templates (after a template fix).")
-def replay(config_path: str, database_url: str, statuses: tuple[str, ...], destination: str | None, since: str | None, ids: tuple[str, ...], rerender: bool) -> int:
+def replay(config_path: str, database_url: str | None, statuses: tuple[str, ...], destination: str | None, since: str | None, ids: tuple[str, ...], rerender: bool) -> int:
     """Send dead (or selected) deliveries again: their stored bodies, or re-rendered ones."""
     try:
         after = time.time() - Duration.parse(since).seconds if since else None
@@ -236,15 +258,16 @@ def replay(config_path: str, database_url: str, statuses: tuple[str, ...], desti
     chosen = statuses or (("dead", "failed") if rerender else ("dead",))
     selection = DeliveryFilter(statuses=chosen, destination=destination, since=after, ids=ids)
     progress = _console(stderr=True)
+    database_url = database_for(database_url, config_path)
     if not rerender:
         count = admin.with_store(database_url, lambda store: admin.replay(store, selection, progress))
-        _console().print(f"{count} deliveries queued again")
+        _console().print(f"{plural(count, 'delivery')} queued again")
         return EXIT_OK
     config = load_config(config_path)
     count, notes = admin.with_store(database_url, lambda store: admin.rerender(store, config, selection, progress))
     for note in notes:
         progress.print(f"[yellow]{escape(note)}[/]")
-    _console().print(f"{count} deliveries re-rendered with routes version {config.version} and queued again")
+    _console().print(f"{plural(count, 'delivery')} re-rendered with routes version {config.version} and queued again")
     return EXIT_ERRORS if notes else EXIT_OK
 
 
@@ -252,14 +275,14 @@ def replay(config_path: str, database_url: str, statuses: tuple[str, ...], desti
 @config_option
 @database_option
 @click.option("--older-than", "older_than", help="Age, like 30d (default: settings.retention).")
-def purge(config_path: str, database_url: str, older_than: str | None) -> int:
+def purge(config_path: str, database_url: str | None, older_than: str | None) -> int:
     """Delete stored events older than the retention period (never ones still being delivered)."""
     try:
         age = Duration.parse(older_than) if older_than else load_config(config_path).settings.retention
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than") from None
-    count = admin.with_store(database_url, lambda store: store.purge(time.time() - age.seconds))
-    _console().print(f"purged {count} events older than {age}")
+    count = admin.with_store(database_for(database_url, config_path), lambda store: store.purge(time.time() - age.seconds))
+    _console().print(f"purged {plural(count, 'event')} older than {age}")
     return EXIT_OK
 
 
@@ -271,7 +294,7 @@ def purge(config_path: str, database_url: str, older_than: str | None) -> int:
 @click.option("--since", help="Stored events received in the last period instead, like 2h or 3d.")
 @click.option("--event", "event_files", multiple=True, help="An event file to use instead of stored events (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def plan_command(config_path: str, database_url: str, new_config: str, last: int, since: str | None, event_files: tuple[str, ...], as_json: bool) -> int:
+def plan_command(config_path: str, database_url: str | None, new_config: str, last: int, since: str | None, event_files: tuple[str, ...], as_json: bool) -> int:
     """Show what NEW.yaml would change for real events: routes that start or stop firing,
     and body diffs. Exit 2 when something changes, 0 when nothing does, 1 on an invalid config."""
     running = load_config(config_path)
@@ -283,7 +306,7 @@ def plan_command(config_path: str, database_url: str, new_config: str, last: int
             after = time.time() - Duration.parse(since).seconds if since else None
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--since") from None
-        events = admin.with_store(database_url, lambda store: admin.stored_events(store, last, after))
+        events = admin.with_store(database_for(database_url, config_path), lambda store: admin.stored_events(store, last, after))
     report = plan.plan(running, proposed, events)
     if as_json:
         click.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
@@ -305,7 +328,7 @@ def run(argv: list[str] | None = None) -> None:
         err = _console(stderr=True)
         for problem in exc.problems:
             _print_problem(err, problem)
-        err.print(f"[red]{len(exc.problems)} error(s); nothing was changed[/]")
+        err.print(f"[red]{plural(len(exc.problems), 'error')}: {escape(exc.problems[0].location.file if exc.problems and exc.problems[0].location else 'routes.yaml')} was not loaded[/]")
         code = EXIT_ERRORS
     except GatewayError as exc:
         _console(stderr=True).print(f"[red]error:[/] {escape(scrub(str(exc)))}")

@@ -124,5 +124,6 @@ def print_report(console: Console, report: PlanReport) -> None:
             console.print(f"{escape(route)} {title} for: {escape(listed)}")
     for key, items in report.changes.items():
         event_id, diff = items[0]
-        console.print(f"\n{escape(key)}, event {escape(event_id)} (and {len(items) - 1} more):")
+        others = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+        console.print(f"\n{escape(key)}, event {escape(event_id)}{others}:")
         console.print(diff, markup=False, highlight=False)

@@ -17,6 +17,7 @@ import email.utils
 import re
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import msgspec
 
@@ -35,7 +36,7 @@ Exchange = Generator["OutgoingRequest", "Answer", "Outcome"]
 class RetrySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """`retry: {attempts: 12, first: 10s, max: 2h}`: exponential backoff with jitter."""
 
-    attempts: int = 20
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
     first: Duration = Duration(5, "5s")
     max: Duration = Duration(3600, "1h")
 
@@ -46,7 +47,7 @@ class DestinationSpec(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
     rate: Rate | None = None
     timeout: Duration = Duration(10, "10s")
     retry: RetrySpec = RetrySpec()
-    concurrency: int = 4
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=512)] = 4
     ordered_by: str | None = None
     description: str | None = None
 

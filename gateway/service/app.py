@@ -226,7 +226,8 @@ async def metrics(request: Request) -> Response[bytes]:
     except StoreUnavailable:
         depth = {}
     deliveries = await runtime.delivery.scrape() if runtime.delivery is not None else None
-    return Response(runtime.metrics.render(depth, deliveries), media_type="text/plain; version=0.0.4; charset=utf-8")
+    # Litestar adds "; charset=utf-8" to a text/ media type itself: naming it here said it twice
+    return Response(runtime.metrics.render(depth, deliveries), media_type="text/plain; version=0.0.4")
 
 
 # --------------------------------------------------------------------------- app

@@ -47,7 +47,7 @@ def test_events_list_show_erase_purge_and_replay(project: Project) -> None:
     replayed = project.gateway("replay", "--destination", "other", env=env)
     assert "0 deliveries queued again" in replayed.stdout
     replayed = project.gateway("replay", "--since", "1h", env=env)
-    assert "1 deliveries queued again" in replayed.stdout
+    assert "1 delivery queued again" in replayed.stdout
 
     erased = project.gateway("events", "erase", "new", env=env)
     assert erased.returncode == 0
@@ -56,7 +56,7 @@ def test_events_list_show_erase_purge_and_replay(project: Project) -> None:
     assert "ana@cliente.com.br" not in project.gateway("events", "show", "new", env=env).stdout
 
     purged = project.gateway("purge", "--older-than", "30d", env=env)
-    assert "purged 1 events older than 30d" in purged.stdout
+    assert "purged 1 event older than 30d" in purged.stdout
     assert project.gateway("events", "show", "old", env=env).returncode == 1
 
     bad = project.gateway("purge", "--older-than", "30 d", env=env)

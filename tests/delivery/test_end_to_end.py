@@ -84,7 +84,7 @@ def test_400_is_dead_at_once_and_replay_delivers_after_the_fix(project: Project,
         assert delivery["attempts_log"][0]["response"] == "campo invalido"
         sink.behaviour = lambda request, count: (200, {}, b"ok", 0)
         replayed = gateway.cli("replay")
-        assert replayed.returncode == 0 and "1 deliveries queued again" in replayed.stdout
+        assert replayed.returncode == 0 and "1 delivery queued again" in replayed.stdout
         received = sink.wait_for(2)
         assert received[0].headers["idempotency-key"] == received[1].headers["idempotency-key"]
         assert _wait_status(gateway, event_id, "delivered")["attempts_log"][-1]["outcome"] == "delivered"
