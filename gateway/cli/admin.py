@@ -65,10 +65,29 @@ def when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def print_events(console: Console, events: list[EventRow]) -> None:
-    """One line per event, never cut (ids are copied into `events show`), easy to grep."""
+STATUS_ORDER = ("delivered", "pending", "sending", "dead", "failed", "skipped", "shadow")
+
+
+def print_events(console: Console, events: list[EventRow], statuses: dict[str, dict[str, int]]) -> None:
+    """One line per event, never cut (ids are copied into `events show`), easy to grep, with
+    what became of its deliveries: `2 delivered, 1 dead, 1 shadow`."""
     for event in events:
-        console.print(f"{event.id}  {when(event.received_at)}  {event.event_type:<28} {event.source:<8} config {event.config_version}", highlight=False, soft_wrap=True)
+        counts = statuses.get(event.id, {})
+        summary = ", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER if counts.get(s)) or "no deliveries"
+        line = f"{event.id}  {when(event.received_at)}  {event.event_type:<28} {event.source:<8} config {event.config_version}  {summary}"
+        console.print(escape(line), highlight=False, soft_wrap=True)
+    if not events:
+        console.print("no events match")
+
+
+def print_deliveries(console: Console, deliveries: list[Any]) -> None:
+    """One line per delivery (its id, event, destination, status, attempts), then its last error."""
+    for d in deliveries:
+        console.print(escape(f"{d.id}  {when(d.created_at)}  {d.destination:<20} {d.route:<24} {d.status:<9} {plural(d.attempts, 'attempt')}  event {d.event_id}"), highlight=False, soft_wrap=True)
+        if d.last_error:
+            console.print(f"    {escape(d.last_error)}", highlight=False, soft_wrap=True)
+    if not deliveries:
+        console.print("no deliveries match")
 
 
 def print_event(console: Console, event: EventRow) -> None:

@@ -25,7 +25,8 @@ from gateway.config import Config, configured_database, load_config
 from gateway.errors import ConfigError, GatewayError, Problem, did_you_mean, plural
 from gateway.masking import scrub
 from gateway.routing import read_event_file, route_event
-from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter
+from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter, Store
+from gateway.store.base import EventRow
 from gateway.units import Duration
 
 DEFAULT_CONFIG = "routes.yaml"
@@ -189,18 +190,54 @@ def _loaded(config_path: str) -> Config:
     return config
 
 
+STATUS_CHOICE = click.Choice(["pending", "sending", "delivered", "dead", "failed", "skipped", "shadow"])
+
+
 @main.group(invoke_without_command=True)
 @config_option
 @database_option
 @click.option("--limit", default=20, show_default=True, help="How many events to list.")
 @click.option("--type", "event_type", help="Only this event_id (ORDER_CREATED, ...).")
+@click.option("--status", type=STATUS_CHOICE, help="Only events with a delivery in this status (dead: what needs attention).")
+@click.option("--destination", help="Only events with a delivery to this destination.")
+@click.option("--since", help="Only events received in the last period, like 2h or 3d.")
 @click.pass_context
-def events(ctx: click.Context, config_path: str, database_url: str | None, limit: int, event_type: str | None) -> int:
-    """List stored events (newest first); `events show ID` for one with its deliveries."""
+def events(ctx: click.Context, config_path: str, database_url: str | None, limit: int, event_type: str | None, status: str | None, destination: str | None, since: str | None) -> int:
+    """List stored events (newest first) with their deliveries' statuses; `events show ID` for one
+    with its deliveries and every attempt."""
     ctx.obj = (config_path, database_url)
     if ctx.invoked_subcommand is None:
-        found = admin.with_store(database_for(database_url, config_path), lambda store: store.list_events(limit=limit, event_type=event_type))
-        admin.print_events(_console(), found)
+        after = _since(since)
+
+        async def listed(store: Store) -> tuple[list[EventRow], dict[str, dict[str, int]]]:
+            found = await store.list_events(limit=limit, since=after, event_type=event_type, status=status, destination=destination)
+            return found, await store.delivery_statuses([e.id for e in found])
+
+        found, statuses = admin.with_store(database_for(database_url, config_path), listed)
+        admin.print_events(_console(), found, statuses)
+    return EXIT_OK
+
+
+def _since(since: str | None) -> float | None:
+    try:
+        return time.time() - Duration.parse(since).seconds if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+
+
+@main.command()
+@config_option
+@database_option
+@click.option("--status", "statuses", multiple=True, type=STATUS_CHOICE, help="Which statuses (repeatable; default: dead).")
+@click.option("--destination", help="Only deliveries to this destination.")
+@click.option("--since", help="Only deliveries created in the last period, like 2h or 3d.")
+@click.option("--limit", default=50, show_default=True, help="How many to list.")
+def deliveries(config_path: str, database_url: str | None, statuses: tuple[str, ...], destination: str | None, since: str | None, limit: int) -> int:
+    """List deliveries by status (dead by default: what needs attention), oldest first, with
+    why; `gateway replay` sends them again."""
+    selection = DeliveryFilter(statuses=statuses or ("dead",), destination=destination, since=_since(since))
+    found = admin.with_store(database_for(database_url, config_path), lambda store: store.list_deliveries(selection, limit=limit))
+    admin.print_deliveries(_console(), found)
     return EXIT_OK
 
 

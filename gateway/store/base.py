@@ -220,7 +220,14 @@ class Store(abc.ABC):
     async def count_deliveries(self, selection: DeliveryFilter) -> int: ...
 
     @abc.abstractmethod
-    async def list_events(self, limit: int = 50, since: float | None = None, event_type: str | None = None) -> list[EventRow]: ...
+    async def list_events(
+        self, limit: int = 50, since: float | None = None, event_type: str | None = None, status: str | None = None, destination: str | None = None
+    ) -> list[EventRow]:
+        """Newest first; with `status` and/or `destination`, only events that have a delivery so."""
+
+    @abc.abstractmethod
+    async def delivery_statuses(self, event_ids: list[str]) -> dict[str, dict[str, int]]:
+        """For each event, how many of its deliveries are in each status."""
 
     @abc.abstractmethod
     async def get_event(self, event_id: str) -> EventRow | None:

@@ -174,11 +174,30 @@ class MemoryStore(Store):
         db = self._check_open()
         return sum(1 for d in db.deliveries.values() if _selected(d.row, selection))
 
-    async def list_events(self, limit: int = 50, since: float | None = None, event_type: str | None = None) -> list[EventRow]:
+    async def list_events(
+        self, limit: int = 50, since: float | None = None, event_type: str | None = None, status: str | None = None, destination: str | None = None
+    ) -> list[EventRow]:
         db = self._check_open()
-        found = [e for e in db.events.values() if e.row.received_at >= (since or 0) and (event_type is None or e.row.event_type == event_type)]
+        having = (
+            {d.row.event_id for d in db.deliveries.values() if (status is None or d.row.status == status) and (destination is None or d.row.destination == destination)}
+            if status or destination
+            else None
+        )
+        found = [
+            e for e in db.events.values()
+            if e.row.received_at >= (since or 0) and (event_type is None or e.row.event_type == event_type) and (having is None or e.row.id in having)
+        ]
         found.sort(key=lambda e: (e.row.received_at, e.seq), reverse=True)
         return [e.row for e in found[:limit]]
+
+    async def delivery_statuses(self, event_ids: list[str]) -> dict[str, dict[str, int]]:
+        db = self._check_open()
+        wanted, found = set(event_ids), {}  # type: ignore[var-annotated]
+        for d in db.deliveries.values():
+            if d.row.event_id in wanted:
+                counts = found.setdefault(d.row.event_id, {})
+                counts[d.row.status] = counts.get(d.row.status, 0) + 1
+        return found
 
     async def get_event(self, event_id: str) -> EventRow | None:
         db = self._check_open()

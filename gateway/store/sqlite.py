@@ -141,9 +141,21 @@ class SQLiteStore(Store):
         sql = _SQL["count_deliveries"].format(where=where)
         return await self._executor.call(lambda c: c.execute(sql, params).fetchone()[0])
 
-    async def list_events(self, limit: int = 50, since: float | None = None, event_type: str | None = None) -> list[EventRow]:
-        params = (since or 0, event_type, event_type, limit)
+    async def list_events(
+        self, limit: int = 50, since: float | None = None, event_type: str | None = None, status: str | None = None, destination: str | None = None
+    ) -> list[EventRow]:
+        params = (since or 0, event_type, event_type, status, destination, status, status, destination, destination, limit)
         return await self._executor.call(lambda c: [EventRow(*row) for row in c.execute(_SQL["list_events"], params)])
+
+    async def delivery_statuses(self, event_ids: list[str]) -> dict[str, dict[str, int]]:
+        if not event_ids:
+            return {}
+        sql = _SQL["delivery_statuses"].format(marks=_marks(event_ids))
+        rows = await self._executor.call(lambda c: c.execute(sql, event_ids).fetchall())
+        found: dict[str, dict[str, int]] = {}
+        for event_id, status, count in rows:
+            found.setdefault(event_id, {})[status] = count
+        return found
 
     async def get_event(self, event_id: str) -> EventRow | None:
         return await self._executor.call(lambda c: _get_event(c, event_id))

@@ -117,3 +117,24 @@ def test_replay_of_100000_dead_deliveries_runs_in_bounded_memory(tmp_path: Path)
     assert peak < 10 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB"
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall() == [("pending", count)]
+
+
+def test_events_show_their_delivery_statuses_and_deliveries_lists_what_needs_attention(project: Project) -> None:
+    """`gateway events` used to show no delivery status: a dead or shadowed delivery was found
+    only by opening every event."""
+    database = project.root / "data" / "gateway.db"
+    seed(database)
+    env = {"GATEWAY_DATABASE_URL": f"sqlite:///{database}"}
+    listed = project.gateway("events", env=env).stdout.splitlines()
+    assert any(line.startswith("new ") and line.endswith("1 dead") for line in listed), listed
+    assert any(line.startswith("old ") and line.endswith("1 delivered") for line in listed), listed
+    dead_only = project.gateway("events", "--status", "dead", env=env).stdout
+    assert "new " in dead_only and "old " not in dead_only
+    assert "no events match" in project.gateway("events", "--destination", "other", env=env).stdout
+    assert "old " not in project.gateway("events", "--since", "1d", env=env).stdout
+    attention = project.gateway("deliveries", env=env)
+    assert attention.returncode == 0
+    lines = attention.stdout.splitlines()
+    assert lines[0].startswith("d-new ") and "dead" in lines[0] and "event new" in lines[0] and "1 attempt " in lines[0] + " "
+    assert "HTTP 400" in lines[1]
+    assert "d-old" in project.gateway("deliveries", "--status", "delivered", env=env).stdout

@@ -252,3 +252,15 @@ async def test_data_survives_reopening(store_factory) -> None:
     await second.open()
     assert (await second.get_event("e1")) is not None
     await second.close()
+
+
+async def test_events_filtered_by_their_deliveries_and_their_status_counts(store: Store) -> None:
+    await store.add_event(event(1, deliveries=2, destination="a"))
+    await store.add_event(event(2, destination="b", at=T0 + 1))
+    await store.claim_due(T0 + 5, 1, 30)  # d1-0 is being sent
+    await store.record_attempt(attempt("d1-0", "dead", status=400), T0 + 6)
+    assert [e.id for e in await store.list_events(status=DEAD)] == ["e1"]
+    assert [e.id for e in await store.list_events(destination="b")] == ["e2"]
+    assert [e.id for e in await store.list_events(status=PENDING, destination="a")] == ["e1"]
+    assert await store.list_events(status=DELIVERED) == []
+    assert await store.delivery_statuses(["e1", "e2", "nada"]) == {"e1": {DEAD: 1, PENDING: 1}, "e2": {PENDING: 1}}

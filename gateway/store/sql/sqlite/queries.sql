@@ -79,7 +79,13 @@ SELECT count(*) FROM deliveries WHERE {where};
 
 -- name: list_events
 SELECT id, source, event_type, body, received_at, config_version FROM events
-WHERE received_at >= ? AND (? IS NULL OR event_type = ?) ORDER BY received_at DESC, rowid DESC LIMIT ?;
+WHERE received_at >= ? AND (? IS NULL OR event_type = ?)
+  AND (? IS NULL AND ? IS NULL OR EXISTS (
+        SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND (? IS NULL OR d.status = ?) AND (? IS NULL OR d.destination = ?)))
+ORDER BY received_at DESC, rowid DESC LIMIT ?;
+
+-- name: delivery_statuses
+SELECT event_id, status, count(*) FROM deliveries WHERE event_id IN ({marks}) GROUP BY event_id, status;
 
 -- name: get_event
 SELECT id, source, event_type, body, received_at, config_version FROM events WHERE id = ?;
