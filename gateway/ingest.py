@@ -42,6 +42,10 @@ async def accept(config: Config, store: Store, source: str, body: bytes, event: 
     new_event = _new_event(found, body, event, routed, moment, config)
     stored = await store.add_event(new_event)
     not_sent = [] if stored.duplicate else [(d.destination, d.status) for d in new_event.deliveries if d.status != "pending"]
+    if not stored.duplicate:
+        for delivery in new_event.deliveries:
+            if delivery.status == "failed":  # said once, here; counted in /metrics (failed); the reason is masked
+                log.warning("event %s: delivery %s of route %s to %s failed to render: %s", stored.id, delivery.id, delivery.route, delivery.destination, delivery.error)
     # DEBUG (GATEWAY_LOG_LEVEL=debug): formatting and writing it was a tenth of the ingest child's CPU
     log.debug("event %s %s from %s: %d deliveries%s", stored.id, event["event_id"], source, stored.deliveries, " (duplicate)" if stored.duplicate else "")
     return Accepted(id=stored.id, deliveries=stored.deliveries, duplicate=stored.duplicate, not_sent=not_sent)

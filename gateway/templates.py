@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
+import jinja2.nodes
 import msgspec
 from jinja2 import StrictUndefined, TemplateNotFound, TemplateSyntaxError
 from jinja2.filters import do_center, do_format, do_indent
@@ -340,6 +342,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+# What every template can read (routing.template_context builds it).
+CONTEXT_NAMES = frozenset({"event", "data", "event_id", "source", "received_at", "route"})
+
+
 class TemplateEngine:
     """Compiles template files from one folder and inline bodies, with a cache per file.
 
@@ -366,7 +372,8 @@ class TemplateEngine:
             missing = f"{self.display_dir}/{exc.name}" if exc.name != name else display
             raise TemplateError(f"template file not found: {missing}{self._near(name)}") from None
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"template syntax error: {exc.message}", Location(display, exc.lineno, 1)) from None
+            raise TemplateError(f"template syntax error: {self._syntax(exc)}", Location(display, exc.lineno, 1)) from None
+        self._check_names(json_mode, self._source_of(name), display, 0, set())
         return CompiledTemplate(template, display, 0, json_mode)
 
     def from_string(self, source: str, where: Location, json_mode: bool, block: bool = False) -> CompiledTemplate:
@@ -378,8 +385,44 @@ class TemplateEngine:
         try:
             template = self._environments[json_mode].from_string(source)
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"template syntax error: {exc.message}", Location(where.file, offset + exc.lineno, 1)) from None
+            raise TemplateError(f"template syntax error: {self._syntax(exc)}", Location(where.file, offset + exc.lineno, 1)) from None
+        self._check_names(json_mode, source, where.file, offset, set(), where if not block and "\n" not in source else None)
         return CompiledTemplate(template, where.file, offset, json_mode)
+
+    def _syntax(self, exc: TemplateSyntaxError) -> str:
+        """Jinja's message, with the filter it probably meant when it names an unknown one."""
+        unknown = re.match(r"No filter named '(\w+)'", exc.message or "")
+        if unknown:
+            return f"there is no filter '{unknown.group(1)}'{did_you_mean(unknown.group(1), self._environments[True].filters)}"
+        return str(exc.message)
+
+    def _source_of(self, name: str) -> str | None:
+        try:
+            data = self.sources.get("/".join(split_template_path(name)))
+        except TemplateNotFound:  # '..': refused where it is included, with its own message
+            return None
+        return data.decode("utf-8", "replace") if data is not None else None
+
+    def _check_names(self, json_mode: bool, source: str | None, display: str, offset: int, seen: set[str], inline: Location | None = None) -> None:
+        """Every name a template (and each template it includes) reads must be one the context
+        has: `dados.code` would fail on every event, so it fails here, at its line and column."""
+        if source is None:
+            return
+        environment = self._environments[json_mode]
+        tree = environment.parse(source)
+        unknown = jinja2.meta.find_undeclared_variables(tree) - CONTEXT_NAMES - set(environment.globals)
+        for node in tree.find_all(jinja2.nodes.Name):
+            if node.name in unknown and node.ctx == "load":
+                line = source.splitlines()[node.lineno - 1] if node.lineno <= len(source.splitlines()) else ""
+                column = max(line.find(node.name), 0) + 1 + (inline.column if inline else 0)
+                hint = did_you_mean(node.name, sorted(CONTEXT_NAMES))
+                raise TemplateError(
+                    f"templates see {', '.join(sorted(CONTEXT_NAMES))}; there is no '{node.name}'{hint}", Location(display, offset + node.lineno, column)
+                )
+        for included in jinja2.meta.find_referenced_templates(tree):
+            if isinstance(included, str) and included not in seen:
+                seen.add(included)
+                self._check_names(json_mode, self._source_of(included), f"{self.display_dir}/{included}", 0, seen)
 
     def _near(self, name: str) -> str:
         if not self.sources and not self.templates_dir.is_dir():

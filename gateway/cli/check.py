@@ -7,6 +7,7 @@ the sample events do not have — the mistakes that otherwise make a route silen
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -118,7 +119,10 @@ def _check_renders(config: Config, route: Route, samples: list[Sample], report: 
         wanted = ", ".join(sorted(route.event_ids or ())) or "any event"
         report.problems.append(Problem(f"no sample event for route '{route.name}' ({wanted}): its templates were not rendered", route.location, "warning"))
         return
-    matching = [s for s in samples if route_event(config, s.event, only_route=route.name, explain=True).matched_routes]
+    matching = [s for s in samples if _matches(config, route, s.event)]
+    if not matching:  # an event built to satisfy the route, from the closest sample
+        built = _satisfying(config, route, samples)
+        matching = [built] if built else []
     severity = "error" if matching else "warning"
     note = "" if matching else " (on a sample the route does not match)"
     for sample in matching or samples:
@@ -130,6 +134,38 @@ def _check_renders(config: Config, route: Route, samples: list[Sample], report: 
             except TemplateError as exc:
                 message = f"{exc.detail} — rendering for {sample.file}{note}"
                 report.problems.append(Problem(message, exc.location, severity))
+
+
+def _matches(config: Config, route: Route, event: dict[str, Any]) -> bool:
+    return bool(route_event(config, event, only_route=route.name, explain=True).matched_routes)
+
+
+def _satisfying(config: Config, route: Route, samples: list[Sample]) -> Sample | None:
+    """A sample changed to satisfy the route's conditions (each field set to the first value
+    it is compared with), so its templates are rendered even when no sample event matches,
+    or None when the conditions cannot be satisfied that simply."""
+    for sample in samples:
+        event = copy.deepcopy(sample.event)
+        for match in field_matches(route.condition):
+            if match.expected and match.segments[0] != "event_id":
+                _set_path(event, match.segments, match.expected[0])
+        if _matches(config, route, event):
+            changed = ", ".join(f"{m.path}: {show(m.expected[0])}" for m in field_matches(route.condition) if m.expected and m.segments[0] != "event_id")
+            return Sample(f"{sample.file} with {changed}", event)
+    return None
+
+
+def _set_path(event: dict[str, Any], segments: tuple[str, ...], value: Any) -> None:
+    current: Any = event
+    for segment in segments[:-1]:
+        nxt = current.get(segment) if isinstance(current, dict) else None
+        if not isinstance(nxt, dict):
+            nxt = {}
+            if isinstance(current, dict):
+                current[segment] = nxt
+        current = nxt
+    if isinstance(current, dict):
+        current[segments[-1]] = value
 
 
 def sample_summary(report: CheckReport) -> str:

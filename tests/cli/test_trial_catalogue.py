@@ -147,3 +147,31 @@ def test_the_hint_quotes_the_users_own_value(project: Project) -> None:
     project.routes(routes().replace("when: {event_id: ORDER_CREATED}", 'when: {event_id: ORDER_CREATED, data.status: "2"}'))
     result = project.gateway("check")
     assert "GO sends a number here: write 2 without quotes" in result.stdout and "write 1 without" not in result.stdout
+
+
+def test_a_name_no_template_can_see_is_an_error_at_its_line_and_column_and_reload_refuses_it(project: Project) -> None:
+    """`{{ dados.code }}` was a warning (or nothing), `0 error(s)`, and a hot reload took it."""
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+
+    project.routes(routes(body='{"c": "{{ dados.code }}"}'))
+    result = project.gateway("check")
+    assert result.returncode == 1
+    assert "routes.yaml:11:38: templates see data, event, event_id, received_at, route, source; there is no 'dados'" in result.stdout, result.stdout
+    with pytest.raises(ConfigError, match="there is no 'dados'"):  # the loader the reload uses refuses it too
+        load_config(project.root / "routes.yaml")
+
+
+def test_a_route_no_sample_matches_is_rendered_on_an_event_built_for_it(project: Project) -> None:
+    """A route for cancelled orders with status 2 was never rendered (the sample has status 1)."""
+    project.routes(routes(body='{"c": "{{ data.usr.name }}"}').replace("when: {event_id: ORDER_CREATED}", "when: {event_id: ORDER_CANCEL, data.status: 2}"))
+    result = project.gateway("check")
+    assert result.returncode == 1
+    assert "the field 'usr' is not in this object (did you mean 'user'?)" in result.stdout
+    assert "rendering for examples/events/order_cancel.json with data.status: 2" in result.stdout
+
+
+def test_an_unknown_filter_says_which_one_was_meant(project: Project) -> None:
+    project.routes(routes(body='{"c": "{{ data.code | brll }}"}'))
+    result = project.gateway("check")
+    assert result.returncode == 1 and "there is no filter 'brll' (did you mean 'brl'?)" in result.stdout

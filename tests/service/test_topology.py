@@ -19,7 +19,7 @@ from tests.conftest import EVENTS, Project
 TOKEN = "token-de-teste-123"
 
 
-def test_an_app_built_in_code_ingests_in_its_own_process(project: Project) -> None:
+def test_an_app_built_in_code_ingests_in_its_own_process(project: Project, caplog: pytest.LogCaptureFixture) -> None:
     config_file = project.routes(
         f"""
         version: 1
@@ -52,6 +52,8 @@ def test_an_app_built_in_code_ingests_in_its_own_process(project: Project) -> No
     assert rows == {"ok": "pending", "broken": "failed"}
     assert json.loads(stored_body) == json.loads(body)
     assert 'gateway_deliveries_total{destination="nowhere",outcome="failed"} 1.0' in metrics
+    failed = [r.getMessage() for r in caplog.records if "failed to render" in r.getMessage()]
+    assert len(failed) == 1 and "of route broken to nowhere failed to render" in failed[0] and "nada" in failed[0]  # logged once, by id and reason
 
 
 @pytest.mark.parametrize(
