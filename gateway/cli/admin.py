@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import httpx
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
@@ -49,6 +50,26 @@ def with_store(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
             await store.close()
 
     return asyncio.run(run())
+
+
+def post_event(url: str, token: str | None, event: dict[str, Any]) -> httpx.Response:
+    """POST one event as GO does (the token in the query string); a message when nobody answers."""
+    try:
+        return httpx.post(url, params={"token": token} if token else None, content=json.dumps(event, ensure_ascii=False).encode(), timeout=30, trust_env=False)
+    except httpx.HTTPError as exc:
+        raise GatewayError(f"no gateway answered at {url.rsplit('/hooks/', 1)[0]} ({type(exc).__name__}): start `gateway serve`, or give its address with --url") from None
+
+
+async def settled_event(store: Store, event_id: str, seconds: float) -> EventRow:
+    """The stored event once none of its deliveries is pending or being sent (or the time is up)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        event = await store.get_event(event_id)
+        if event is None:
+            raise GatewayError(f"the gateway answered with event {event_id}, but it is not in this database: give the one it uses with --db")
+        if time.monotonic() >= deadline or not any(d.status in ("pending", "sending") for d in event.deliveries):
+            return event
+        await asyncio.sleep(0.2)
 
 
 def missing_database(database_url: str) -> Path | None:

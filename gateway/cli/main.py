@@ -352,6 +352,37 @@ def plan_command(config_path: str, database_url: str | None, new_config: str, la
     return EXIT_CHANGES if report.changed else EXIT_OK
 
 
+@main.command()
+@config_option
+@database_option
+@click.argument("event_file", metavar="EVENT.json")
+@click.option("--url", help="The running gateway (default: http://127.0.0.1:$GATEWAY_PORT, else port 8000).")
+@click.option("--source", help="The source to post to (default: the first in routes.yaml).")
+@click.option("--wait", "wait_seconds", type=float, default=None, is_flag=False, flag_value=30.0, help="Wait (up to N s; 30 s if no number) for its deliveries and show them.")
+def send(config_path: str, database_url: str | None, event_file: str, url: str | None, source: str | None, wait_seconds: float | None) -> int:
+    """Post EVENT.json to the running gateway as GO would, with the source's token (like
+    `stripe trigger`), and print the answer; with --wait, what became of its deliveries."""
+    config = load_config(config_path)
+    name = source or next(iter(config.sources), "go")
+    found = config.sources.get(name)
+    if found is None:
+        raise GatewayError(f"no source named '{name}' in {config.file}{did_you_mean(name, config.sources)}")
+    if found.inactive:
+        raise GatewayError(f"source '{name}' has no token here ({found.inactive}): set it as the running gateway has it")
+    base = (url or f"http://127.0.0.1:{os.environ.get('GATEWAY_PORT', '8000')}").rstrip("/")
+    answer = admin.post_event(f"{base}/hooks/{name}", found.token, read_event_file(event_file))
+    out = _console()
+    out.print(f"{answer.status_code} {escape(answer.text)}")
+    if answer.status_code not in (200, 202):
+        return EXIT_ERRORS
+    if wait_seconds is not None:
+        event = admin.with_store(database_for(database_url, config_path), lambda store: admin.settled_event(store, answer.json()["id"], wait_seconds))
+        admin.print_event(out, event)
+        if any(d.status in ("pending", "sending") for d in event.deliveries):
+            out.print(f"[yellow]still on their way after {wait_seconds:g} s[/]")
+    return EXIT_OK
+
+
 def run(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn errors into messages and exit codes."""
     try:
