@@ -310,7 +310,7 @@ class CompiledTemplate:
             shown = lines[min(exc.lineno, len(lines)) - 1].strip()[:120]
             raise TemplateError(
                 f"the rendered body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno} "
-                f"of the output (`{shown}`); check commas and quotes, and use '| tojson' for lists, objects and null",
+                f"of the output (`{shown}`); {_json_cause(output, exc.pos)}",
                 self.location(exc.lineno),
             ) from None
         raise TemplateError("the rendered body has NaN or Infinity, which JSON does not allow; check the numbers it prints", self.location(1))
@@ -344,6 +344,18 @@ def _describe(exc: BaseException) -> str:
 
 # What every template can read (routing.template_context builds it).
 CONTEXT_NAMES = frozenset({"event", "data", "event_id", "source", "received_at", "route"})
+
+
+def _json_cause(output: str, position: int) -> str:
+    """The likely cause of a JSON error near `position`, and its fix."""
+    before = output[:position]
+    number = re.search(r"(?<![\w\".])(0\d+)\s*$", before) or re.match(r"\s*(0\d+)", output[max(0, position - 1):])
+    if number:
+        return (
+            f"{number.group(1)} has leading zeros, which a JSON number cannot: it is a code, so put the "
+            "value in double quotes, like \"{{ data.code }}\""
+        )
+    return "check commas and quotes, and use '| tojson' for lists, objects and null"
 
 
 class TemplateEngine:

@@ -175,3 +175,11 @@ def test_an_unknown_filter_says_which_one_was_meant(project: Project) -> None:
     project.routes(routes(body='{"c": "{{ data.code | brll }}"}'))
     result = project.gateway("check")
     assert result.returncode == 1 and "there is no filter 'brll' (did you mean 'brl'?)" in result.stdout
+
+
+def test_a_json_error_from_an_unquoted_code_says_so(project: Project) -> None:
+    """It said "Expecting ',' delimiter at column 13"; the cause was {{ data.code }} unquoted."""
+    project.routes(routes(body='{"pedido": {{ data.code }}, "x": 1}'))
+    result = project.gateway("check")
+    assert result.returncode == 1
+    assert "0000593098 has leading zeros, which a JSON number cannot: it is a code, so put the value in double quotes" in result.stdout
