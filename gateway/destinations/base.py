@@ -97,7 +97,7 @@ class DestinationSpec(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
         if search is not None:
             found = yield search
             if not 200 <= found.status < 300:
-                return searching_failed(self.classify(found.status, found.headers, found.text, now))
+                return step_failed("searching for the record", self.classify(found.status, found.headers, found.text, now))
             record = self.found_record(body, found.text)
             if isinstance(record, Outcome):
                 return record
@@ -121,8 +121,9 @@ class Answer:
     text: str
 
 
-def searching_failed(outcome: Outcome) -> Outcome:
-    return Outcome(outcome.kind, f"searching for the record: {outcome.reason}", outcome.retry_after, outcome.known_reset)
+def step_failed(step: str, outcome: Outcome) -> Outcome:
+    """An outcome of one step of several, saying which step it was."""
+    return Outcome(outcome.kind, f"{step}: {outcome.reason}", outcome.retry_after, outcome.known_reset)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from gateway.destinations.base import (
     json_body,
     json_headers,
     parse_retry_after,
+    step_failed,
 )
 from gateway.units import Rate
 
@@ -122,7 +123,7 @@ class Spec(DestinationSpec, tag="hubspot", kw_only=True):
         """The record id in a batch upsert's answer, or what the failed step means."""
         outcome = self.classify(answer.status, answer.headers, answer.text, now)
         if outcome.kind != "delivered":
-            return Outcome(outcome.kind, f"{step}: {outcome.reason}", outcome.retry_after, outcome.known_reset)
+            return step_failed(step, outcome)
         results = json_body(answer.text).get("results")
         record_id = results[0].get("id") if isinstance(results, list) and results and isinstance(results[0], dict) else None
         return str(record_id) if record_id else Outcome("dead", f"{step}: HubSpot answered {answer.status} without a record id")

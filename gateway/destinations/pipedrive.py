@@ -33,6 +33,7 @@ from gateway.destinations.base import (
     json_body,
     json_headers,
     parse_retry_after,
+    step_failed,
     the_one_record,
 )
 
@@ -157,7 +158,7 @@ class Spec(DestinationSpec, tag="pipedrive", kw_only=True):
         """The ids a search found (oldest first), or what its failure means."""
         if not 200 <= answer.status < 300:
             outcome = self.classify(answer.status, answer.headers, answer.text, now)
-            return Outcome(outcome.kind, f"{step}: {outcome.reason}", outcome.retry_after)
+            return step_failed(step, outcome)
         data = json_body(answer.text).get("data")
         items = data.get("items", []) if isinstance(data, dict) else []
         records = [i["item"] for i in items if isinstance(i, dict) and isinstance(i.get("item"), dict) and "id" in i["item"]]
@@ -166,7 +167,7 @@ class Spec(DestinationSpec, tag="pipedrive", kw_only=True):
     def _created_id(self, answer: Answer, now: float, step: str) -> str | Outcome:
         outcome = self.classify(answer.status, answer.headers, answer.text, now)
         if outcome.kind != "delivered":
-            return Outcome(outcome.kind, f"{step}: {outcome.reason}", outcome.retry_after)
+            return step_failed(step, outcome)
         data = json_body(answer.text).get("data")
         record_id = data.get("id") if isinstance(data, dict) else None
         return str(record_id) if record_id is not None else Outcome("dead", f"{step}: Pipedrive answered {answer.status} without an id")
