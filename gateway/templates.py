@@ -346,6 +346,25 @@ def _describe(exc: BaseException) -> str:
 CONTEXT_NAMES = frozenset({"event", "data", "event_id", "source", "received_at", "route"})
 
 
+_TOKEN_TEXT = {"end of print statement": "}}", "end of statement block": "%}", "end of template": ""}
+
+
+def _syntax_column(source: str | None, exc: TemplateSyntaxError) -> int:
+    """Where on its line a syntax error is (Jinja gives the line only): the token it names,
+    looked for after the line's first '{{' or '{%'; 1 when it cannot be told."""
+    lines = (source or "").splitlines()
+    if not exc.lineno or exc.lineno > len(lines):
+        return 1
+    line = lines[exc.lineno - 1]
+    found = re.search(r"got '([^']+)'|unexpected '([^']+)'", exc.message or "")
+    token = _TOKEN_TEXT.get(found.group(1) or found.group(2), found.group(1) or found.group(2)) if found else ""
+    if not token:
+        return 1
+    opened = [i for i in (line.find("{{"), line.find("{%")) if i >= 0]
+    at = line.find(token, (min(opened) + 2) if opened else 0)
+    return at + 1 if at >= 0 else 1
+
+
 def _json_cause(output: str, position: int) -> str:
     """The likely cause of a JSON error near `position`, and its fix."""
     before = output[:position]
@@ -384,7 +403,8 @@ class TemplateEngine:
             missing = f"{self.display_dir}/{exc.name}" if exc.name != name else display
             raise TemplateError(f"template file not found: {missing}{self._near(name)}") from None
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"template syntax error: {self._syntax(exc)}", Location(display, exc.lineno, 1)) from None
+            column = _syntax_column(self._source_of(name), exc)
+            raise TemplateError(f"template syntax error: {self._syntax(exc)}", Location(display, exc.lineno, column)) from None
         self._check_names(json_mode, self._source_of(name), display, 0, set())
         return CompiledTemplate(template, display, 0, json_mode)
 
@@ -397,7 +417,10 @@ class TemplateEngine:
         try:
             template = self._environments[json_mode].from_string(source)
         except TemplateSyntaxError as exc:
-            raise TemplateError(f"template syntax error: {self._syntax(exc)}", Location(where.file, offset + exc.lineno, 1)) from None
+            column = _syntax_column(source, exc)
+            if column > 1 and not block and "\n" not in source:
+                column += where.column  # a one-line body: columns count from its start in routes.yaml
+            raise TemplateError(f"template syntax error: {self._syntax(exc)}", Location(where.file, offset + exc.lineno, column)) from None
         self._check_names(json_mode, source, where.file, offset, set(), where if not block and "\n" not in source else None)
         return CompiledTemplate(template, where.file, offset, json_mode)
 

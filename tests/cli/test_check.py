@@ -102,7 +102,7 @@ BROKEN = [
     ("wrong value type", edit("type: slack\n", "type: slack\n    concurrency: muitas\n"),
      "routes.yaml:8:18: 'concurrency' must be a whole number, not text"),
     ("inline template syntax error", edit("      template: slack/order_created.json.j2\n", "      body: '{\"text\": \"{{ data.code }\"}'\n"),
-     "routes.yaml:15:1: template syntax error: unexpected '}'"),
+     "routes.yaml:15:37: template syntax error: unexpected '}'"),
 ]
 
 
@@ -123,7 +123,7 @@ def test_template_file_syntax_error_names_the_template_line(project: Project) ->
     project.routes(BASE.replace("slack/order_created.json.j2", "slack/quebrado.json.j2"))
     result = project.gateway("check")
     assert result.returncode == 1
-    assert "templates/slack/quebrado.json.j2:2:1: template syntax error: unexpected '}'" in result.stdout
+    assert "templates/slack/quebrado.json.j2:2:25: template syntax error: unexpected '}'" in result.stdout
 
 
 def test_template_that_renders_invalid_json_is_an_error(project: Project) -> None:

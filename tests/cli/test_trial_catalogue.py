@@ -183,3 +183,15 @@ def test_a_json_error_from_an_unquoted_code_says_so(project: Project) -> None:
     result = project.gateway("check")
     assert result.returncode == 1
     assert "0000593098 has leading zeros, which a JSON number cannot: it is a code, so put the value in double quotes" in result.stdout
+
+
+def test_a_template_syntax_error_points_at_its_column(project: Project) -> None:
+    """They always said column 1."""
+    project.routes(routes(body='{"c": "{{ data.code: }}"}'))
+    result = project.gateway("check")
+    assert result.returncode == 1
+    assert "routes.yaml:11:47: template syntax error: expected token 'end of print statement', got ':'" in result.stdout, result.stdout
+    project.write("templates/x.json.j2", '{\n  "c": "{{ data.code | }}"\n}\n')
+    project.routes(routes().replace("send: {to: erp, body: '{\"id\": \"{{ data.id }}\"}'}", "send: {to: erp, template: x.json.j2}"))
+    result = project.gateway("check")
+    assert "templates/x.json.j2:2:24: template syntax error: expected token 'name', got 'end of print statement'" in result.stdout, result.stdout
