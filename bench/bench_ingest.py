@@ -4,7 +4,7 @@
    unique id each time, first to a bare Litestar endpoint that only parses the JSON (same
    uvicorn settings: one process, no access log), then to the gateway with durable SQLite
    storage and two matching routes (a Slack template and an HTTP mirror), deliveries going to
-   a fast local receiver at the same time: (a) `gateway serve` delivering (from its deliverer
+   a fast local receiver at the same time: (a) `gateway serve` delivering (from its delivery child
    process), (b) `gateway serve --no-deliver` with `gateway worker` beside it, (c) `gateway
    serve --no-deliver` alone, ingest's own cost. Each at saturation, then at half the bare
    endpoint's rate; (a) also at 0.15 of it, a rate its deliveries keep up with.

@@ -107,7 +107,7 @@ routes:
 
 
 def resources(pid: int) -> dict[str, float]:
-    """`gateway serve` and its child processes (the ingest writer, the deliverer) together."""
+    """`gateway serve` and its child processes (the ingest child, the delivery child) together."""
     pids = [pid, *(int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
     rss_kib = 0
     for one in pids:

@@ -458,15 +458,7 @@ class _Loader:
         return [str(name) for name in raw] if isinstance(raw, dict) else []
 
     def doc_value(self, at: YamlPath) -> Any:
-        value: Any = self.doc.data
-        for part in at:
-            if not isinstance(value, (dict, list)):
-                return None
-            try:
-                value = value[part]
-            except (KeyError, IndexError, TypeError):
-                return None
-        return value
+        return self.doc.value_at(at)
 
     # -- routes
 

@@ -102,7 +102,7 @@ class SchemaReader:
             return Problem(f"'{tokens[-1] if tokens else what}' must be {_words(found.group(1))}, not {_words(found.group(2))}", self.doc.where(path))
         if found := re.match(r"Expected `(int|float)` (>=|<=) (\S+)", text):
             bound = "at least" if found.group(2) == ">=" else "at most"
-            value = self.doc_value(path)
+            value = self.doc.value_at(path, "?")
             return Problem(f"'{tokens[-1] if tokens else what}' must be {bound} {found.group(3)}, not {value}", self.doc.where(path))
         if found := re.match(r"Invalid enum value '(.*)'", text):
             choices = [str(c) for c in get_args(owner)] if get_origin(owner) is Literal else []
@@ -110,15 +110,6 @@ class SchemaReader:
             return Problem(f"'{found.group(1)}' is not allowed for '{tokens[-1]}'{hint}; use {one_of(choices)}", self.doc.where(path))
         return Problem(text[0].lower() + text[1:] if text else message, self.doc.where(path))
 
-
-    def doc_value(self, path: YamlPath) -> Any:
-        value: Any = self.doc.data
-        for part in path:
-            try:
-                value = value[part]
-            except (KeyError, IndexError, TypeError):
-                return "?"
-        return value
 
 
 def _decode_unit(kind: type, value: Any) -> Any:

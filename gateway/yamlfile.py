@@ -52,6 +52,18 @@ class YamlDocument:
                 return found
         return Location(self.file, 1, 1)
 
+    def value_at(self, path: KeyPath, missing: Any = None) -> Any:
+        """The value written at `path`, or `missing` when there is none."""
+        value: Any = self.data
+        for part in path:
+            if not isinstance(value, (dict, list)):
+                return missing
+            try:
+                value = value[part]  # type: ignore[index]
+            except (KeyError, IndexError, TypeError):
+                return missing
+        return value
+
     def key_where(self, path: KeyPath) -> Location:
         """Where the key naming `path` starts (for 'unknown key' messages)."""
         return self._keys.get(path) or self.where(path)

@@ -288,10 +288,7 @@ def events_erase(given: tuple[str, str | None], event_id: str, config_path: str 
 @click.option("--rerender", is_flag=True, help="Render again with today's routes.yaml and templates (after a template fix).")
 def replay(config_path: str, database_url: str | None, statuses: tuple[str, ...], destination: str | None, since: str | None, ids: tuple[str, ...], rerender: bool) -> int:
     """Send dead (or selected) deliveries again: their stored bodies, or re-rendered ones."""
-    try:
-        after = time.time() - Duration.parse(since).seconds if since else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--since") from None
+    after = _since(since)
     chosen = statuses or (("dead", "failed") if rerender else ("dead",))
     selection = DeliveryFilter(statuses=chosen, destination=destination, since=after, ids=ids)
     progress = _console(stderr=True)
@@ -339,10 +336,7 @@ def plan_command(config_path: str, database_url: str | None, new_config: str, la
     if event_files:
         events = [plan.PlannedEvent(name, next(iter(running.sources), "go"), read_event_file(name), time.time()) for name in event_files]
     else:
-        try:
-            after = time.time() - Duration.parse(since).seconds if since else None
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--since") from None
+        after = _since(since)
         events = admin.with_store(database_for(database_url, config_path), lambda store: admin.stored_events(store, last, after))
     report = plan.plan(running, proposed, events)
     if as_json:

@@ -125,6 +125,12 @@ def _not_global_kind(ip: IPAddress) -> str | None:
 def url_problem(url: str) -> str | None:
     """Why `url` can never receive a delivery, as a sentence that does not quote it (it may
     hold a secret), or None. Parsed by httpx, the parser the deliveries use."""
+    parsed = _parsed(url)
+    return parsed if isinstance(parsed, str) else None
+
+
+def _parsed(url: str) -> httpx.URL | str:
+    """The URL as the HTTP client reads it, or why it cannot receive a delivery."""
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -137,7 +143,7 @@ def url_problem(url: str) -> str | None:
         return "it has a user name or password before '@'; send credentials in `headers:` (Authorization) instead"
     if _ip_literal(parsed.host) is None and not _HOST_NAME.fullmatch(parsed.host):
         return "its host has characters no host name can have (only letters, digits, '-' and '.')"
-    return None
+    return parsed
 
 
 def literal_address_refused(url: str, allowed: Iterable[Network]) -> str | None:
@@ -158,10 +164,9 @@ async def check_url(url: str, allowed: Iterable[Network], resolve: bool = True) 
     With `resolve=False` only the URL, IP literals and odd numeric forms are checked: the caller
     connects through CheckedResolver and checked_socket, which check at connection time.
     """
-    problem = url_problem(url)
-    if problem:
-        raise UnusableAddress(problem)
-    parsed = httpx.URL(url)
+    parsed = _parsed(url)
+    if isinstance(parsed, str):
+        raise UnusableAddress(parsed)
     host = parsed.host
     allowed = tuple(allowed)
     literal = _literal_address(host)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import sys
 import time
 
 import httpx
@@ -118,8 +119,6 @@ def test_a_traceback_and_the_clis_last_resort_message_are_scrubbed(monkeypatch: 
         raise RuntimeError(f"connection to https://x.example/{secret} failed for ana@example.com")
     except RuntimeError:
         record = logging.LogRecord("lib", logging.ERROR, __file__, 1, "failed with %s", (secret,), None)
-        import sys
-
         record.exc_info = sys.exc_info()
     PersonalDataFilter().filter(record)
     assert secret not in record.getMessage() and secret not in (record.exc_text or "") and "ana@example.com" not in (record.exc_text or "")
