@@ -265,6 +265,8 @@ class CompiledTemplate:
     display_name: str  # 'templates/slack/x.json.j2' or 'routes.yaml'
     line_offset: int  # for inline bodies: the line in routes.yaml where the body starts, minus 1
     json_mode: bool
+    source: str = ""  # to find the column of a failure on its line
+    column_offset: int = 0  # a one-line body: where it starts on its line in routes.yaml
 
     def render(self, context: Mapping[str, Any]) -> str:
         """Render, enforcing the limits; TemplateError with file:line on any failure."""
@@ -276,7 +278,9 @@ class CompiledTemplate:
         except RecursionError:
             raise TemplateError("templates call themselves too deeply (a macro calling itself?)", self.location(1)) from None
         except Exception as exc:  # every failure inside user code becomes a located TemplateError
-            raise TemplateError(_describe(exc), self.location(self._failing_line(exc))) from None
+            message = _describe(exc)
+            line = self._failing_line(exc)
+            raise TemplateError(message, self.location(line, self._failure_column(line, message))) from None
         finally:
             _deadline.reset(token)
         if self.json_mode:
@@ -324,8 +328,25 @@ class CompiledTemplate:
             traceback = traceback.tb_next
         return line or 1
 
-    def location(self, line: int) -> Location:
-        return Location(self.display_name, self.line_offset + line, 1)
+    def location(self, line: int, column: int = 1) -> Location:
+        return Location(self.display_name, self.line_offset + line, column)
+
+    def _failure_column(self, line: int, message: str) -> int:
+        """Where on its line a render failure is (Jinja gives the line only): the field or the
+        filter the message names, else the line's first expression; 1 when it cannot be told."""
+        lines = self.source.splitlines()
+        if not 0 < line <= len(lines):
+            return 1
+        text = lines[line - 1]
+        field = re.match(r"the field '([^']+)'", message)
+        word = re.match(r"(\w+) ", message)
+        patterns = [rf"\.\s*({re.escape(field.group(1))})\b", rf"\[\s*['\"]({re.escape(field.group(1))})['\"]"] if field else []
+        patterns += [rf"\|\s*({re.escape(word.group(1))})\b"] if word else []
+        patterns.append(r"\{[{%]-?\s*()")
+        for pattern in patterns:
+            if found := re.search(pattern, text):
+                return found.start(1) + 1 + self.column_offset
+        return 1
 
 
 def _describe(exc: BaseException) -> str:
@@ -406,7 +427,7 @@ class TemplateEngine:
             column = _syntax_column(self._source_of(name), exc)
             raise TemplateError(f"template syntax error: {self._syntax(exc)}", Location(display, exc.lineno, column)) from None
         self._check_names(json_mode, self._source_of(name), display, 0, set())
-        return CompiledTemplate(template, display, 0, json_mode)
+        return CompiledTemplate(template, display, 0, json_mode, self._source_of(name) or "")
 
     def from_string(self, source: str, where: Location, json_mode: bool, block: bool = False) -> CompiledTemplate:
         """Compile an inline `body:`; errors point into routes.yaml.
@@ -422,7 +443,8 @@ class TemplateEngine:
                 column += where.column  # a one-line body: columns count from its start in routes.yaml
             raise TemplateError(f"template syntax error: {self._syntax(exc)}", Location(where.file, offset + exc.lineno, column)) from None
         self._check_names(json_mode, source, where.file, offset, set(), where if not block and "\n" not in source else None)
-        return CompiledTemplate(template, where.file, offset, json_mode)
+        one_line = not block and "\n" not in source
+        return CompiledTemplate(template, where.file, offset, json_mode, source, where.column if one_line else 0)
 
     def _syntax(self, exc: TemplateSyntaxError) -> str:
         """Jinja's message, with the filter it probably meant when it names an unknown one."""

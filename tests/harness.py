@@ -150,6 +150,7 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._log_file.close()
                 raise AssertionError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
             try:
                 if httpx.get(self.url("/healthz"), timeout=1).status_code == 200:

@@ -122,7 +122,7 @@ def test_missing_field_names_it_and_suggests(engine: TemplateEngine) -> None:
     with pytest.raises(TemplateError) as info:
         render(engine, "linha 1\n{{ data.user.nome }}")
     assert "the field 'nome' is not in this object (did you mean 'name'?)" in str(info.value)
-    assert info.value.location == Location("routes.yaml", 11, 1)
+    assert info.value.location == Location("routes.yaml", 11, 14)
 
 
 def test_block_scalar_body_lines_start_after_the_bar(engine: TemplateEngine) -> None:
@@ -130,7 +130,7 @@ def test_block_scalar_body_lines_start_after_the_bar(engine: TemplateEngine) -> 
     template = engine.from_string("linha 1\n{{ data.user.nome }}", Location("routes.yaml", 10, 9), False, block=True)
     with pytest.raises(TemplateError) as info:
         template.render(CONTEXT)
-    assert info.value.location == Location("routes.yaml", 12, 1)
+    assert info.value.location == Location("routes.yaml", 12, 14)
 
 
 def test_file_template_errors_name_the_file_and_line(engine: TemplateEngine, tmp_path: Path) -> None:
@@ -138,7 +138,7 @@ def test_file_template_errors_name_the_file_and_line(engine: TemplateEngine, tmp
     fresh = TemplateEngine(tmp_path, "templates")  # the folder is read when an engine is made
     with pytest.raises(TemplateError) as info:
         fresh.from_file("slack/bad.json.j2", json_mode=True).render(CONTEXT)
-    assert info.value.location == Location("templates/slack/bad.json.j2", 3, 1)
+    assert info.value.location == Location("templates/slack/bad.json.j2", 3, 15)
 
 
 def test_missing_file_suggests_the_closest(engine: TemplateEngine) -> None:

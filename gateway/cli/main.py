@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from gateway.cli import admin, plan, rule_tests
-from gateway.cli import check as checker
+from gateway import verify
+from gateway.cli import check as check_report
 from gateway.cli import dry_run as dry_runs
 from gateway.config import Config, configured_database, load_config
 from gateway.errors import ConfigError, GatewayError, Problem, did_you_mean, plural
@@ -61,15 +62,15 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print problems as JSON.")
 def check(config_path: str, samples: str | None, as_json: bool) -> int:
     """Validate routes.yaml and render every template with the sample events."""
-    report = checker.check(config_path, samples)
+    report = verify.check(config_path, samples)
     if as_json:
-        click.echo(checker.dumps_problems(report.problems))
+        click.echo(check_report.dumps_problems(report.problems))
         return EXIT_ERRORS if report.errors else EXIT_OK
     out = _console()
     for problem in report.problems:
         _print_problem(out, problem)
     colour = "red" if report.errors else "green"
-    out.print(f"[{colour}]{escape(checker.sample_summary(report))}[/]")
+    out.print(f"[{colour}]{escape(check_report.sample_summary(report))}[/]")
     return EXIT_ERRORS if report.errors else EXIT_OK
 
 
@@ -183,7 +184,8 @@ def worker(config_path: str, database_url: str | None, workers: int) -> int:
 
 
 def _loaded(config_path: str) -> Config:
-    config = load_config(config_path)
+    """The config serve and worker start with: refused on whatever `gateway check` refuses."""
+    config = verify.load_verified(config_path)
     err = _console(stderr=True)
     for problem in config.warnings:
         _print_problem(err, problem)

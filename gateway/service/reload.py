@@ -1,7 +1,7 @@
 """Hot reload: routes.yaml and the templates folder are watched, and SIGHUP asks for a reload.
 
-The new config is loaded by the same loader as `gateway check` (in a thread, so ingest goes on)
-and swapped in whole, between two events: an event is routed entirely by one version. An
+The new config is verified exactly as `gateway check` verifies it (loaded, and every template
+rendered for the sample events it matches; in a thread, so ingest goes on) and swapped in whole, between two events: an event is routed entirely by one version. An
 invalid config never replaces a valid one; the log says why in the same file:line words as
 `check`, and the running routes stay.
 """
@@ -16,9 +16,10 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.config import Config, load_config
+from gateway.config import Config
 from gateway.errors import ConfigError
 from gateway.service import gc_freeze
+from gateway.verify import load_verified
 
 log = logging.getLogger("gateway.reload")
 Fingerprint = tuple[tuple[str, int, int], ...]
@@ -74,7 +75,7 @@ class ConfigReloader:
         """Load and swap in the config; False (and the old one kept) when it is invalid."""
         running = self.current()
         try:
-            new = await asyncio.to_thread(load_config, self.config_path, os.environ)
+            new = await asyncio.to_thread(load_verified, self.config_path, os.environ)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload refused, routes version %s stays in force: %s", running.version, problem)

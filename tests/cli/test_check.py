@@ -142,7 +142,25 @@ def test_undefined_field_in_template_suggests_the_right_one(project: Project) ->
     project.routes(BASE.replace("slack/order_created.json.j2", "slack/nome.json.j2"))
     result = project.gateway("check")
     assert result.returncode == 1
-    assert "templates/slack/nome.json.j2:2:1: the field 'nome' is not in this object (did you mean 'name'?)" in result.stdout
+    assert "templates/slack/nome.json.j2:2:25: the field 'nome' is not in this object (did you mean 'name'?)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('  "text": "{{ data.user.nome }}"', ":2:25: the field 'nome' is not in this object"),
+        ('  "text": "{{ data["user"]["nome"] }}"', ":2:29: the field 'nome' is not in this object"),
+        ('  "text": "{{ data.code }} {{ data.user.email | brl }}"', ":2:49: brl needs an amount"),
+        ('  "text": "{{ 1 // 0 }}"', ":2:15: integer division or modulo by zero"),
+    ],
+)
+def test_a_render_failure_points_at_its_column(project: Project, line: str, expected: str) -> None:
+    """Jinja says only the line of a failure; check points at the field or filter that failed."""
+    project.write("templates/slack/falha.json.j2", "{\n" + line + "\n}\n")
+    project.routes(BASE.replace("slack/order_created.json.j2", "slack/falha.json.j2"))
+    result = project.gateway("check")
+    assert result.returncode == 1
+    assert "templates/slack/falha.json.j2" + expected in result.stdout, result.stdout
 
 
 def test_all_problems_are_reported_in_one_run(project: Project) -> None:

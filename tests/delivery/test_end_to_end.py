@@ -187,9 +187,9 @@ def test_a_stored_body_the_changed_destination_cannot_send_is_dead_with_the_fix(
     routes:
       - name: crm
         when: {{event_id: ORDER_CREATED}}
-        send: {{to: negocios, template: pipedrive/deal.json.j2}}
+        send: {{to: negocios, template: {template}}}
     """
-    project.routes(routes.format(url=sink.url("/api/v2"), extra=""))
+    project.routes(routes.format(url=sink.url("/api/v2"), extra="", template="pipedrive/deal.json.j2"))
     gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN})
     gateway.start_args = ["--no-deliver"]
     gateway.start()
@@ -197,7 +197,7 @@ def test_a_stored_body_the_changed_destination_cannot_send_is_dead_with_the_fix(
         event_id = send(gateway)
     finally:
         gateway.terminate()
-    project.routes(routes.format(url=sink.url("/api/v2"), extra=", action: update"))
+    project.routes(routes.format(url=sink.url("/api/v2"), extra=", action: update", template="pipedrive/deal_lost.json.j2"))
     gateway.start_args = []
     gateway.start()
     try:

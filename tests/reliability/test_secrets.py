@@ -126,7 +126,7 @@ def test_a_traceback_and_the_clis_last_resort_message_are_scrubbed(monkeypatch: 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"unexpected: {secret}")
 
-    monkeypatch.setattr(cli.checker, "check", broken)
+    monkeypatch.setattr(cli.verify, "check", broken)
     with pytest.raises(SystemExit) as exited:
         cli.run(["check"])
     err = capsys.readouterr().err

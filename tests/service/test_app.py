@@ -197,6 +197,7 @@ def test_source_without_token_refuses_events(project: Project, sink: Sink) -> No
 
 def test_render_failure_is_stored_as_failed_delivery(project: Project, sink: Sink) -> None:
     """A template that fails creates a failed delivery saying why; the event is still accepted."""
+    project.without_samples()
     project.routes(routes(sink).replace('body: "{{ event | tojson }}"', 'body: \'{"x": "{{ data.nada }}"}\''))
     gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
     try:

@@ -84,6 +84,38 @@ def test_edit_is_applied_without_restart_and_broken_edit_is_refused(project: Pro
         gateway.kill()
 
 
+def test_a_reload_refuses_what_check_refuses_a_template_failing_on_a_sample(project: Project, sink: Sink) -> None:
+    """An edit that loads but whose template fails on the sample event it matches is what
+    `check` exits 1 on: the reload refuses it in check's words and the running routes stay."""
+    project.routes(routes(sink, "/in"))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    try:
+        first = version(gateway)
+        project.routes(routes(sink, "/in").replace("data.id }}", "data.user.nome }}"))
+        checked = project.gateway("check")
+        assert checked.returncode == 1
+        expected = "routes.yaml:10:50: the field 'nome' is not in this object (did you mean 'name'?)"
+        assert expected in checked.stdout
+        deadline = time.monotonic() + 15
+        while "reload refused" not in gateway.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"reload refused, routes version {first} stays in force: {expected}" in gateway.log()
+        assert version(gateway) == first
+        post(gateway, "7")
+        assert sink.wait_for(1)[0].json() == {"id": "7"}
+    finally:
+        gateway.kill()
+
+
+def test_serve_refuses_to_start_on_what_check_refuses(project: Project, sink: Sink) -> None:
+    """A restart must not put live what a reload refused: serve exits 1 with check's errors."""
+    project.routes(routes(sink, "/in").replace("data.id }}", "data.user.nome }}"))
+    started = project.gateway("serve", "--port", "1", env={"GO_WEBHOOK_TOKEN": TOKEN})
+    assert started.returncode == 1
+    assert "routes.yaml:10:50: the field 'nome' is not in this object (did you mean 'name'?)" in started.stderr
+    assert "was not loaded" in started.stderr and "Traceback" not in started.stderr
+
+
 def test_template_edit_is_picked_up(project: Project, sink: Sink) -> None:
     project.write("templates/meu.json.j2", '{"versao": 1, "id": "{{ data.id }}"}')
     project.routes(routes(sink, "/in").replace("""body: '{"id": "{{ data.id }}"}'""", "template: meu.json.j2"))
@@ -183,6 +215,7 @@ def test_rerender_after_a_template_fix_delivers_the_corrected_body(project: Proj
     import sqlite3
 
     sink.behaviour = lambda request, count: (200, {}, b"ok", 0) if "pedido" in request.json() else (400, {}, b"falta o pedido", 0)
+    project.without_samples()
     project.write("templates/erp.json.j2", '{"pedio": "{{ data.code }}"}')  # the bug: a misspelt field
     project.write("templates/outro.json.j2", '{"nome": "{{ data.user.nome }}"}')  # fails to render
     project.routes(
