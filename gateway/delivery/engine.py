@@ -34,7 +34,7 @@ from gateway.store.base import AttemptResult, ClaimedDelivery, Store, StoreUnava
 log = logging.getLogger("gateway.delivery")
 
 LEASE_MARGIN_SECONDS = 15.0
-CLAIM_BATCH = 64
+UNROUTED_EVERY_SECONDS = 5.0
 # The longest the engine sleeps with nothing due: work queued by another process (a replay,
 # a second gateway on the same database) is noticed within this time. One cheap indexed query.
 IDLE_SECONDS = 0.5
@@ -70,6 +70,8 @@ class DeliveryEngine:
         self._stopping = False
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._destinations: dict[str, _DestinationState] = {}
+        self._turn = 0
+        self._look_for_unrouted_at = 0.0
 
     def notify(self) -> None:
         """New work was stored: look now instead of at the next scheduled time."""
@@ -100,44 +102,67 @@ class DeliveryEngine:
         return started
 
     async def _claim(self) -> int:
+        """Claim what can start now, and start it: per destination no more than its free slots
+        (concurrency, rate limit, breaker), so nothing claimed is given back."""
         free = self.concurrency - len(self._in_flight)
-        # Claim in batches: one claim per freed slot would cost one transaction per delivery.
-        if free <= 0 or (self._in_flight and free < max(1, self.concurrency // 4)):
+        if free <= 0:
             return 0
         config = self.config()
         now = self.clock()
-        busy = frozenset(name for name in config.destinations if not self._has_room(config.destinations[name], now))
+        quotas = self._quotas(config, now, free)
+        # Deliveries to destinations routes.yaml no longer has are looked for now and then, not
+        # on every claim (the query scans every due delivery). They are dead at once, with no
+        # request, so they may briefly take the engine past its own concurrency.
+        others = free if now >= self._look_for_unrouted_at else 0
+        if others:
+            self._look_for_unrouted_at = now + UNROUTED_EVERY_SECONDS
         lease = max(d.spec.timeout.seconds for d in config.destinations.values()) + LEASE_MARGIN_SECONDS if config.destinations else 60.0
         self._wake.clear()
-        claimed = await self.store.claim_due(now, min(free, CLAIM_BATCH), lease, busy)
-        extras = [d.id for d in claimed if not self._start(d, config)]
-        await self.store.release(extras, now)
-        return len(claimed) - len(extras)
+        claimed = await self.store.claim_due(now, quotas, lease, others)
+        for delivery in claimed:
+            self._start(delivery, config)
+        return len(claimed)
 
-    def _has_room(self, destination: Destination, now: float) -> bool:
+    def _quotas(self, config: Config, now: float, free: int) -> dict[str, int]:
+        """How many deliveries each destination can start now, within the engine's free slots;
+        every configured destination is named (0 when it has no room). The first in line turns
+        each time, so a busy destination does not always take the slots the others wait for."""
+        names = list(config.destinations)
+        if names:
+            self._turn = (self._turn + 1) % len(names)
+            names = names[self._turn :] + names[: self._turn]
+        quotas = {}
+        for name in names:
+            quotas[name] = min(self._room(config.destinations[name], now), free)
+            free -= quotas[name]
+        return quotas
+
+    def _room(self, destination: Destination, now: float) -> int:
         state = self._state(destination)
         if state.circuit.is_open(now):
-            return False
-        if state.limiter is not None and not state.limiter.has_capacity():
-            return False
-        return state.in_flight < destination.spec.concurrency
+            return 0
+        room = max(0, destination.spec.concurrency - state.in_flight)
+        if state.limiter is not None:  # no more than the rate limit lets start now
+            room = next((n for n in range(room, 0, -1) if state.limiter.has_capacity(n)), 0)
+        return room
 
-    def _start(self, delivery: ClaimedDelivery, config: Config) -> bool:
+    def _start(self, delivery: ClaimedDelivery, config: Config) -> None:
         destination = config.destinations.get(delivery.destination)
         if destination is not None:
-            state = self._state(destination)
-            if state.in_flight >= destination.spec.concurrency:
-                return False  # claimed more than this destination may take at once: give it back
-            state.in_flight += 1
+            self._state(destination).in_flight += 1
         task = asyncio.create_task(self._deliver(delivery, destination, config))
         self._in_flight[delivery.id] = task
-        task.add_done_callback(lambda done: self._finished(done, delivery, destination))
-        return True
+        task.add_done_callback(lambda done: self._finished(done, delivery))
 
-    def _finished(self, task: asyncio.Task[None], delivery: ClaimedDelivery, destination: Destination | None) -> None:
+    def _finished(self, task: asyncio.Task[None], delivery: ClaimedDelivery) -> None:
         if not task.cancelled() and (error := task.exception()) is not None:  # _deliver records every outcome; this is a bug
             log.error("delivery %s to %s: the engine failed to finish it (its claim will expire and it is sent again)", delivery.id, delivery.destination, exc_info=error)
         self._in_flight.pop(delivery.id, None)
+        self._wake.set()
+
+    def _slot_freed(self, destination: Destination | None) -> None:
+        """The destination's request is over (recording it is not): its slot can be claimed for.
+        Order still holds: the delivery stays `sending` in the store until it is recorded."""
         if destination is not None:
             self._state(destination).in_flight -= 1
         self._wake.set()
@@ -183,30 +208,35 @@ class DeliveryEngine:
     async def _deliver(self, delivery: ClaimedDelivery, destination: Destination | None, config: Config) -> None:
         started = self.clock()
         began = time.monotonic()
-        if destination is None or destination.inactive:
-            why = "no longer in routes.yaml" if destination is None else f"inactive: {destination.inactive}"
-            outcome, status, excerpt = Outcome("dead", f"destination '{delivery.destination}' {why}"), None, None
-        else:
-            state = self._state(destination)
-            if state.gone:
-                outcome, status, excerpt = Outcome("dead", f"not sent: {state.gone}"), None, None
-            else:
-                if state.limiter is not None:
-                    await state.limiter.acquire()
-                try:
-                    outcome, status, excerpt = await attempt(self.client, destination.spec, delivery.body, delivery.id, config, self.clock)
-                except ValueError as exc:  # a stored body this destination cannot send (it changed since)
-                    outcome, status, excerpt = Outcome("dead", f"cannot build the request: {exc}"), None, None
-                except Exception as exc:  # recorded and retried on schedule, never lost in a dead task
-                    log.exception("delivery %s to %s failed unexpectedly", delivery.id, destination.name)
-                    outcome, status, excerpt = Outcome("retry", f"internal error: {type(exc).__name__}"), None, None
-                if status == 410:
-                    self._stop_gone(destination, state)
-            if state.circuit.record(outcome, self.clock()):
-                log.warning("destination %s backed off after repeated failures (until %.0f)", destination.name, state.circuit.open_until)
-            self.metrics.circuit_open.labels(destination.name).set(1 if state.circuit.is_open(self.clock()) else 0)
+        try:
+            outcome, status, excerpt = await self._send(delivery, destination, config)
+        finally:
+            self._slot_freed(destination)
         duration = time.monotonic() - began
         await self._record(delivery, destination, config, outcome, status, excerpt, started, duration)
+
+    async def _send(self, delivery: ClaimedDelivery, destination: Destination | None, config: Config) -> tuple[Outcome, int | None, str | None]:
+        if destination is None or destination.inactive:
+            why = "no longer in routes.yaml" if destination is None else f"inactive: {destination.inactive}"
+            return Outcome("dead", f"destination '{delivery.destination}' {why}"), None, None
+        state = self._state(destination)
+        if state.gone:
+            return Outcome("dead", f"not sent: {state.gone}"), None, None
+        if state.limiter is not None:
+            await state.limiter.acquire()
+        try:
+            outcome, status, excerpt = await attempt(self.client, destination.spec, delivery.body, delivery.id, config, self.clock)
+        except ValueError as exc:  # a stored body this destination cannot send (it changed since)
+            outcome, status, excerpt = Outcome("dead", f"cannot build the request: {exc}"), None, None
+        except Exception as exc:  # recorded and retried on schedule, never lost in a dead task
+            log.exception("delivery %s to %s failed unexpectedly", delivery.id, destination.name)
+            outcome, status, excerpt = Outcome("retry", f"internal error: {type(exc).__name__}"), None, None
+        if status == 410:
+            self._stop_gone(destination, state)
+        if state.circuit.record(outcome, self.clock()):
+            log.warning("destination %s backed off after repeated failures (until %.0f)", destination.name, state.circuit.open_until)
+        self.metrics.circuit_open.labels(destination.name).set(1 if state.circuit.is_open(self.clock()) else 0)
+        return outcome, status, excerpt
 
     async def _record(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.errors import GatewayError
@@ -180,8 +181,12 @@ class Store(abc.ABC):
         process stored the original, and an event purged or erased is nobody's original."""
 
     @abc.abstractmethod
-    async def claim_due(self, now: float, limit: int, lease_seconds: float, exclude_destinations: frozenset[str] = frozenset()) -> list[ClaimedDelivery]:
-        """Claim pending deliveries due by `now` (and expired claims), oldest first.
+    async def claim_due(self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0) -> list[ClaimedDelivery]:
+        """Claim what can start now: for each destination in `quotas`, at most that many of its
+        deliveries due by `now`, oldest first, and at most `others` to destinations that are
+        not in `quotas` at all (routes.yaml no longer has them). Claims whose lease expired
+        (their sender died) are due again first. One transaction, nothing claimed to be given
+        back: a sender claims only for the slots it has free.
 
         A delivery with an ordering key is claimed only when no earlier delivery with the same
         destination and key is still pending or being sent.

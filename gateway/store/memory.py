@@ -13,6 +13,7 @@ transaction is in a database.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from gateway.store.base import (
@@ -98,12 +99,26 @@ class MemoryStore(Store):
 
     # ----------------------------------------------------------------- the engine's work
 
-    async def claim_due(self, now: float, limit: int, lease_seconds: float, exclude_destinations: frozenset[str] = frozenset()) -> list[ClaimedDelivery]:
+    async def claim_due(self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0) -> list[ClaimedDelivery]:
         db = self._check_open()
-        due = [d for d in db.deliveries.values() if _is_due(d, now) and d.row.destination not in exclude_destinations and not _held_back(db, d)]
+        for d in db.deliveries.values():  # expired leases: due again, in their old place
+            if d.row.status == SENDING and d.claimed_until is not None and d.claimed_until < now:
+                d.row = replace(d.row, status=PENDING, updated_at=now)
+                d.claimed_until = None
+        due = [d for d in db.deliveries.values() if _is_due(d, now) and not _held_back(db, d)]
         due.sort(key=lambda d: (d.row.next_attempt_at or 0, d.seq))
+        left = dict(quotas)
         claimed = []
-        for d in due[:limit]:
+        for d in due:
+            name = d.row.destination
+            if name not in left:
+                if others <= 0:
+                    continue
+                others -= 1
+            elif left[name] <= 0:
+                continue
+            else:
+                left[name] -= 1
             d.row = replace(d.row, status=SENDING, updated_at=now)
             d.claimed_until = now + lease_seconds
             r = d.row
@@ -254,9 +269,7 @@ def _original(db: MemoryDatabase, event: NewEvent) -> str | None:
 
 
 def _is_due(d: _Delivery, now: float) -> bool:
-    if d.row.status == PENDING:
-        return d.row.next_attempt_at is not None and d.row.next_attempt_at <= now
-    return d.row.status == SENDING and d.claimed_until is not None and d.claimed_until < now
+    return d.row.status == PENDING and d.row.next_attempt_at is not None and d.row.next_attempt_at <= now
 
 
 def _held_back(db: MemoryDatabase, d: _Delivery) -> bool:

@@ -11,6 +11,7 @@ the keys that other processes stored since.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.store.base import (
@@ -38,6 +39,7 @@ from gateway.store.sqlite_executor import GroupCommitExecutor
 PURGE_CHUNK_EVENTS = 500
 _SQL = queries("sqlite")
 _SQLITE_MAX_VARIABLES = 32766
+_MAX_CLAIM_ARMS = 400
 _OUTCOME_STATUS = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD}
 
 
@@ -102,8 +104,10 @@ class SQLiteStore(Store):
 
     # ----------------------------------------------------------------- the engine's work
 
-    async def claim_due(self, now: float, limit: int, lease_seconds: float, exclude_destinations: frozenset[str] = frozenset()) -> list[ClaimedDelivery]:
-        return await self._executor.call(lambda c: _claim_due(c, now, limit, now + lease_seconds, exclude_destinations))
+    async def claim_due(self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0) -> list[ClaimedDelivery]:
+        if not others and not any(n > 0 for n in quotas.values()):
+            return []
+        return await self._executor.call(lambda c: _claim_due(c, now, quotas, now + lease_seconds, others))
 
     async def record_attempt(self, result: AttemptResult, now: float) -> None:
         await self._executor.bulk("attempt", (result, now))
@@ -247,10 +251,20 @@ def _insert_rows(connection: sqlite3.Connection, query: str, rows: list[tuple[An
     return last
 
 
-def _claim_due(connection: sqlite3.Connection, now: float, limit: int, lease_until: float, exclude: frozenset[str]) -> list[ClaimedDelivery]:
-    exclusion = f"AND d.destination NOT IN ({_marks(exclude)})" if exclude else ""
-    params = (SENDING, lease_until, now, PENDING, now, SENDING, now, *sorted(exclude), PENDING, SENDING, limit)
-    return [ClaimedDelivery(*row) for row in connection.execute(_SQL["claim_due"].format(exclusion=exclusion), params).fetchall()]
+def _claim_due(connection: sqlite3.Connection, now: float, quotas: Mapping[str, int], lease_until: float, others: int) -> list[ClaimedDelivery]:
+    """Expired leases back in line, then one UPDATE per chunk of destinations, each arm taking
+    at most its destination's quota (SQLite allows 500 arms in a compound SELECT)."""
+    connection.execute(_SQL["expire_leases"], (now, now))
+    arms: list[tuple[str, tuple[Any, ...]]] = [(_SQL["claim_arm"], (name, now, n)) for name, n in sorted(quotas.items()) if n > 0]
+    if others > 0:
+        arms.append((_SQL["claim_others_arm"].format(marks=_marks(quotas)), (now, *sorted(quotas), others)))
+    claimed: list[ClaimedDelivery] = []
+    for start in range(0, len(arms), _MAX_CLAIM_ARMS):
+        chunk = arms[start : start + _MAX_CLAIM_ARMS]
+        sql = _SQL["claim_due"].format(arms=" UNION ALL ".join(arm for arm, _ in chunk))
+        params = (lease_until, now, *(p for _, arm_params in chunk for p in arm_params))
+        claimed += [ClaimedDelivery(*row) for row in connection.execute(sql, params).fetchall()]
+    return claimed
 
 
 def _record_attempts(connection: sqlite3.Connection, items: list[tuple[AttemptResult, float]]) -> list[None]:

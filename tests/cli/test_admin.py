@@ -24,7 +24,7 @@ def seed(database: Path) -> None:
         await store.add_event(NewEvent("old", "go", "ORDER_CREATED", BODY, old, "v1", (NewDelivery("d-old", "r", "sink", "{}", PENDING),)))
         await store.add_event(NewEvent("new", "go", "ORDER_CANCEL", BODY, recent, "v1", (NewDelivery("d-new", "r", "sink", "{}", PENDING),)))
         for delivery, outcome in (("d-old", "delivered"), ("d-new", "dead")):
-            await store.claim_due(time.time(), 10, 30)
+            await store.claim_due(time.time(), {"sink": 10}, 30)
             await store.record_attempt(AttemptResult(delivery, time.time(), 5.0, outcome, 200 if outcome == "delivered" else 400), time.time())
         await store.close()
 

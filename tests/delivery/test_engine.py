@@ -103,14 +103,32 @@ routes:
 
 
 @asynccontextmanager
-async def bench(tmp_path: Path, sink: Sink, destination_extra: str = "", **settings: str) -> AsyncIterator[Bench]:
+async def bench(tmp_path: Path, sink: Sink, destination_extra: str = "", store: MemoryStore | None = None, **settings: str) -> AsyncIterator[Bench]:
     (tmp_path / "routes.yaml").write_text(routes(sink, destination_extra, **settings))
     config = load_config(tmp_path / "routes.yaml", {})
-    store, clock, metrics = MemoryStore(), Clock(), DeliveryMetrics()
+    store, clock, metrics = store or MemoryStore(), Clock(), DeliveryMetrics()
     await store.open()
     async with delivery_client(8, lambda: config.egress_allow) as client:
         yield Bench(DeliveryEngine(store, lambda: config, client, metrics, concurrency=8, clock=clock), store, clock, config, metrics)
     await store.close()
+
+
+class ClaimsSeen(MemoryStore):
+    """The memory store, noting how many deliveries each claim took and what was given back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: list[int] = []
+        self.released: list[str] = []
+
+    async def claim_due(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        claimed = await super().claim_due(*args, **kwargs)
+        self.claims.append(len(claimed))
+        return claimed
+
+    async def release(self, delivery_ids: list[str], now: float) -> None:
+        self.released += delivery_ids
+        await super().release(delivery_ids, now)
 
 
 def answers(*statuses: int | tuple[int, dict[str, str]]):
@@ -122,6 +140,19 @@ def answers(*statuses: int | tuple[int, dict[str, str]]):
         return status, headers, b"", 0
 
     return behaviour
+
+
+async def test_only_what_can_start_is_claimed_and_nothing_is_given_back(tmp_path: Path, sink: Sink) -> None:
+    """A destination with `concurrency: 2` and 7 due deliveries: no claim takes more than its
+    2 free slots, none is released again, and all 7 arrive."""
+    store = ClaimsSeen()
+    async with bench(tmp_path, sink, "concurrency: 2", store=store) as b:
+        for n in range(7):
+            await b.post(str(n))
+        assert await b.run() == 7
+    assert store.claims and max(store.claims) == 2 and sum(store.claims) == 7
+    assert store.released == []
+    assert sorted(r.json()["id"] for r in sink.received) == [str(n) for n in range(7)]
 
 
 async def test_transient_failures_are_retried_on_the_schedule_with_one_key(tmp_path: Path, sink: Sink) -> None:

@@ -17,13 +17,13 @@ def test_every_query_the_sqlite_backend_names_is_in_its_file() -> None:
 
 def test_a_named_block_keeps_its_sql_and_drops_comments_and_the_semicolon() -> None:
     claim = queries("sqlite")["claim_due"]
-    assert claim.startswith("UPDATE deliveries SET status = ?") and claim.endswith("created_at")
-    assert "--" not in claim and "{exclusion}" in claim
+    assert claim.startswith("UPDATE deliveries SET status = 'sending'") and claim.endswith("created_at")
+    assert "--" not in claim and "{arms}" in claim
 
 
 def test_migrations_are_numbered_files_in_order_and_queries_sql_is_not_one() -> None:
     versions = [version for version, _ in migrations("sqlite")]
-    assert versions == sorted(versions) and versions[:3] == [1, 2, 3]
+    assert versions == sorted(versions) and versions[:4] == [1, 2, 3, 4]
     assert all(script for _, script in migrations("sqlite"))
 
 

@@ -143,19 +143,34 @@ async def test_an_event_that_failed_to_store_is_nobodys_original(store: Store) -
 
 async def test_claim_due_respects_time_and_leases(store: Store) -> None:
     await store.add_event(event(1))
-    assert await store.claim_due(T0 - 1, 10, 30) == []
-    claimed = await store.claim_due(T0, 10, 30)
+    assert await store.claim_due(T0 - 1, {"sink": 10}, 30) == []
+    claimed = await store.claim_due(T0, {"sink": 10}, 30)
     assert [c.id for c in claimed] == ["d1-0"]
-    assert await store.claim_due(T0 + 10, 10, 30) == []  # leased
-    again = await store.claim_due(T0 + 31, 10, 30)  # the lease expired: a crashed sender's work comes back
+    assert await store.claim_due(T0 + 10, {"sink": 10}, 30) == []  # leased
+    again = await store.claim_due(T0 + 31, {"sink": 10}, 30)  # the lease expired: a crashed sender's work comes back
     assert [c.id for c in again] == ["d1-0"]
 
 
-async def test_claim_excludes_destinations(store: Store) -> None:
+async def test_claims_take_at_most_each_destinations_quota(store: Store) -> None:
+    """Only what can start is claimed: each destination's free slots, none for a busy one."""
+    for n in range(4):
+        await store.add_event(event(n, destination="a", at=T0 + n))
+        await store.add_event(event(10 + n, destination="b", at=T0 + n))
+    claimed = await store.claim_due(T0 + 10, {"a": 2, "b": 0}, 30)
+    assert sorted(c.id for c in claimed) == ["d0-0", "d1-0"]  # the oldest first
+    claimed = await store.claim_due(T0 + 10, {"a": 1, "b": 3}, 30)
+    assert sorted(c.id for c in claimed) == ["d10-0", "d11-0", "d12-0", "d2-0"]
+    assert (await store.stats()).by_status == {PENDING: 2, SENDING: 6}
+
+
+async def test_others_are_deliveries_to_destinations_not_named(store: Store) -> None:
+    """Deliveries to a destination routes.yaml no longer has are claimed only as `others`."""
     await store.add_event(event(1, destination="a"))
-    await store.add_event(event(2, destination="b"))
-    claimed = await store.claim_due(T0, 10, 30, frozenset({"a"}))
-    assert [c.destination for c in claimed] == ["b"]
+    await store.add_event(event(2, destination="removed"))
+    await store.add_event(event(3, destination="removed"))
+    assert [c.id for c in await store.claim_due(T0, {"a": 0}, 30)] == []
+    assert [c.id for c in await store.claim_due(T0, {"a": 0}, 30, others=1)] == ["d2-0"]
+    assert sorted(c.id for c in await store.claim_due(T0, {"a": 5}, 30, others=5)) == ["d1-0", "d3-0"]
 
 
 async def test_ordering_key_holds_back_later_deliveries(store: Store) -> None:
@@ -163,22 +178,22 @@ async def test_ordering_key_holds_back_later_deliveries(store: Store) -> None:
     for n in range(3):
         await store.add_event(event(n, ordering_key="pedido-100", at=T0 + n))
     await store.add_event(event(9, ordering_key="outro", at=T0))
-    first = await store.claim_due(T0 + 10, 10, 30)
+    first = await store.claim_due(T0 + 10, {"sink": 10}, 30)
     assert sorted(c.id for c in first) == ["d0-0", "d9-0"]
     await store.record_attempt(attempt("d9-0", "delivered"), T0 + 11)
     await store.record_attempt(attempt("d0-0", "retry", next_at=T0 + 100, status=503), T0 + 11)
-    assert await store.claim_due(T0 + 20, 10, 30) == []  # d1 must not overtake the failed d0
-    assert [c.id for c in await store.claim_due(T0 + 100, 10, 30)] == ["d0-0"]
+    assert await store.claim_due(T0 + 20, {"sink": 10}, 30) == []  # d1 must not overtake the failed d0
+    assert [c.id for c in await store.claim_due(T0 + 100, {"sink": 10}, 30)] == ["d0-0"]
     await store.record_attempt(attempt("d0-0", "delivered"), T0 + 101)
-    assert [c.id for c in await store.claim_due(T0 + 101, 10, 30)] == ["d1-0"]
+    assert [c.id for c in await store.claim_due(T0 + 101, {"sink": 10}, 30)] == ["d1-0"]
 
 
 async def test_record_attempt_outcomes_and_history(store: Store) -> None:
     await store.add_event(event(1))
-    await store.claim_due(T0, 10, 30)
+    await store.claim_due(T0, {"sink": 10}, 30)
     await store.record_attempt(attempt("d1-0", "retry", next_at=T0 + 5, status=503), T0 + 1)
     assert await store.next_due_at() == T0 + 5
-    await store.claim_due(T0 + 5, 10, 30)
+    await store.claim_due(T0 + 5, {"sink": 10}, 30)
     await store.record_attempt(attempt("d1-0", "delivered"), T0 + 6)
     stored = await store.get_event("e1")
     delivery = stored.deliveries[0]
@@ -190,7 +205,7 @@ async def test_record_attempt_outcomes_and_history(store: Store) -> None:
 async def test_dead_then_requeue(store: Store) -> None:
     """Replay makes dead deliveries pending and due now, keeping their history."""
     await store.add_event(event(1))
-    await store.claim_due(T0, 10, 30)
+    await store.claim_due(T0, {"sink": 10}, 30)
     await store.record_attempt(attempt("d1-0", "dead", status=400), T0 + 1)
     assert (await store.get_event("e1")).deliveries[0].status == DEAD
     assert await store.requeue(DeliveryFilter(statuses=(DEAD,), destination="other"), T0 + 2) == 0
@@ -202,23 +217,23 @@ async def test_dead_then_requeue(store: Store) -> None:
 async def test_failed_render_is_stored_not_sendable(store: Store) -> None:
     new = NewEvent("e1", "go", "ORDER_CREATED", "{}", T0, "v1", (NewDelivery("d1", "r", "sink", None, FAILED, "templates/x.j2:3:1: boom"),))
     await store.add_event(new)
-    assert await store.claim_due(T0 + 1, 10, 30) == []
+    assert await store.claim_due(T0 + 1, {"sink": 10}, 30) == []
     assert await store.requeue(DeliveryFilter(statuses=(FAILED,)), T0) == 0  # no body to resend
     assert (await store.get_event("e1")).deliveries[0].last_error == "templates/x.j2:3:1: boom"
 
 
 async def test_release_gives_claims_back(store: Store) -> None:
     await store.add_event(event(1))
-    await store.claim_due(T0, 10, 30)
+    await store.claim_due(T0, {"sink": 10}, 30)
     await store.release(["d1-0"], T0 + 1)
-    assert [c.id for c in await store.claim_due(T0 + 1, 10, 30)] == ["d1-0"]
+    assert [c.id for c in await store.claim_due(T0 + 1, {"sink": 10}, 30)] == ["d1-0"]
 
 
 async def test_purge_keeps_unfinished_events(store: Store) -> None:
     """Retention removes old finished events, never ones with deliveries still to make."""
     await store.add_event(event(1, at=T0))
     await store.add_event(event(2, at=T0))
-    await store.claim_due(T0, 1, 30)
+    await store.claim_due(T0, {"sink": 1}, 30)
     await store.record_attempt(attempt("d1-0", "delivered"), T0)
     assert await store.purge(T0 + 1) == 1
     assert await store.get_event("e1") is None
@@ -238,7 +253,7 @@ async def test_list_events_newest_first_and_stats(store: Store) -> None:
     for n in range(3):
         await store.add_event(event(n, at=T0 + n))
     assert [e.id for e in await store.list_events(limit=2)] == ["e2", "e1"]
-    await store.claim_due(T0 + 5, 1, 30)
+    await store.claim_due(T0 + 5, {"sink": 1}, 30)
     assert (await store.stats()).by_status == {PENDING: 2, SENDING: 1}
 
 
@@ -257,7 +272,7 @@ async def test_data_survives_reopening(store_factory) -> None:
 async def test_events_filtered_by_their_deliveries_and_their_status_counts(store: Store) -> None:
     await store.add_event(event(1, deliveries=2, destination="a"))
     await store.add_event(event(2, destination="b", at=T0 + 1))
-    await store.claim_due(T0 + 5, 1, 30)  # d1-0 is being sent
+    await store.claim_due(T0 + 5, {"a": 1}, 30)  # d1-0 is being sent
     await store.record_attempt(attempt("d1-0", "dead", status=400), T0 + 6)
     assert [e.id for e in await store.list_events(status=DEAD)] == ["e1"]
     assert [e.id for e in await store.list_events(destination="b")] == ["e2"]

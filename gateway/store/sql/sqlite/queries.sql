@@ -31,21 +31,40 @@ SELECT id FROM events WHERE received_at = ? AND source = ? AND dedupe_key = ?;
 -- only past the remembered window's limit: the part of the window it dropped
 SELECT id FROM events WHERE received_at >= ? AND received_at < ? AND source = ? AND dedupe_key = ? ORDER BY received_at DESC LIMIT 1;
 
+-- name: expire_leases
+-- A claim whose lease ran out belongs to a sender that died: its delivery is pending again,
+-- with the due time it had, so it keeps its place in line.
+UPDATE deliveries SET status = 'pending', claimed_until = NULL, updated_at = ?
+WHERE status = 'sending' AND claimed_until < ?;
+
 -- name: claim_due
--- Pending deliveries due by now and expired claims, oldest first; a delivery with an ordering
--- key only when no earlier one with the same destination and key is pending or being sent.
-UPDATE deliveries SET status = ?, claimed_until = ?, updated_at = ?
-WHERE id IN (
+-- One statement for every destination with room: {arms} is a UNION ALL of claim_arm (and
+-- claim_others_arm), each taking at most its destination's free slots.
+UPDATE deliveries SET status = 'sending', claimed_until = ?, updated_at = ?
+WHERE id IN ({arms})
+RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at;
+
+-- name: claim_arm
+-- A destination's due deliveries, oldest first (the deliveries_pending index); one with an
+-- ordering key only when no earlier one with the same destination and key is pending or
+-- being sent.
+SELECT id FROM (
     SELECT d.id FROM deliveries d
-    WHERE ((d.status = ? AND d.next_attempt_at <= ?) OR (d.status = ? AND d.claimed_until < ?))
-      {exclusion}
+    WHERE d.destination = ? AND d.status = 'pending' AND d.next_attempt_at <= ?
       AND (d.ordering_key IS NULL OR NOT EXISTS (
             SELECT 1 FROM deliveries e
             WHERE e.destination = d.destination AND e.ordering_key = d.ordering_key
-              AND e.seq < d.seq AND e.status IN (?, ?)))
+              AND e.seq < d.seq AND e.status IN ('pending', 'sending')))
     ORDER BY d.next_attempt_at, d.seq
-    LIMIT ?)
-RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at;
+    LIMIT ?);
+
+-- name: claim_others_arm
+-- Due deliveries to destinations routes.yaml no longer has (they are recorded dead).
+SELECT id FROM (
+    SELECT d.id FROM deliveries d
+    WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND d.destination NOT IN ({marks})
+    ORDER BY d.next_attempt_at, d.seq
+    LIMIT ?);
 
 -- name: attempts_made
 SELECT delivery_id, count(*) FROM attempts WHERE delivery_id IN ({marks}) GROUP BY delivery_id;
