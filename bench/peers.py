@@ -41,7 +41,7 @@ def stored(name: str, db: str, results: str) -> int:
     accepted = sum(r["accepted_total"] for r in measured) + 1  # + the kit's probe
     in_flight = sum(2 * r["conc"] for r in measured)  # at most one per connection, warm-up and run
     with sqlite3.connect(db) as c:
-        events = c.execute("SELECT count(*) FROM events").fetchone()[0]
+        events = c.execute("SELECT count(*) FROM events WHERE config_version != 'prefill'").fetchone()[0]
         statuses = dict(c.execute("SELECT status, count(*) FROM deliveries GROUP BY status").fetchall())
     ok = accepted <= events <= accepted + in_flight
     append(results, {"name": name, "kind": "stored", "events": events, "accepted": accepted, "deliveries": statuses, "ok": ok})

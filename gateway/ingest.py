@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from gateway.config import Config, Source
-from gateway.errors import TemplateError
+from gateway.errors import TemplateError, plural
 from gateway.routing import RoutingResult, route_event, template_context
 from gateway.store import Store
 from gateway.store.base import NewDelivery, NewEvent, new_id
@@ -47,7 +47,7 @@ async def accept(config: Config, store: Store, source: str, body: bytes, event: 
             if delivery.status == "failed":  # said once, here; counted in /metrics (failed); the reason is masked
                 log.warning("event %s: delivery %s of route %s to %s failed to render: %s", stored.id, delivery.id, delivery.route, delivery.destination, delivery.error)
     # DEBUG (GATEWAY_LOG_LEVEL=debug): formatting and writing it was a tenth of the ingest child's CPU
-    log.debug("event %s %s from %s: %d deliveries%s", stored.id, event["event_id"], source, stored.deliveries, " (duplicate)" if stored.duplicate else "")
+    log.debug("event %s %s from %s: %s%s", stored.id, event["event_id"], source, plural(stored.deliveries, "delivery"), " (duplicate)" if stored.duplicate else "")
     return Accepted(id=stored.id, deliveries=stored.deliveries, duplicate=stored.duplicate, not_sent=not_sent)
 
 

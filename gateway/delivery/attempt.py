@@ -9,20 +9,19 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import httpx
-
 from gateway.config import Config
+from gateway.delivery.client import MAX_RESPONSE_BYTES, DeliveryClient, SendFailed, UnusableURL
 from gateway.delivery.egress import EgressDenied, UnusableAddress, check_url
-from gateway.destinations.base import Answer, DestinationSpec, Outcome, OutgoingRequest
+from gateway.destinations.base import Answer, DestinationSpec, Outcome
 from gateway.masking import mask_text
 
-MAX_RESPONSE_BYTES = 64 * 1024
+__all__ = ["MAX_RESPONSE_BYTES", "Result", "attempt"]
 
 
 Result = tuple[Outcome, int | None, str | None]  # what an attempt means, its last HTTP status, the answer kept
 
 
-async def attempt(client: httpx.AsyncClient, spec: DestinationSpec, body: str, key: str, config: Config, clock: Callable[[], float] = time.time) -> Result:
+async def attempt(client: DeliveryClient, spec: DestinationSpec, body: str, key: str, config: Config, clock: Callable[[], float] = time.time) -> Result:
     """Send one delivery once: every request of the destination's exchange (for an update the
     search first; for a CRM deal with its contact, each record and the link), all within the
     destination's timeout and through the egress guard."""
@@ -35,7 +34,7 @@ async def attempt(client: httpx.AsyncClient, spec: DestinationSpec, body: str, k
             request = next(steps)
             while True:
                 await check_url(request.url, config.egress_allow, resolve=False)
-                status, headers, excerpt = await _send(client, request, timeout)
+                status, headers, excerpt = await client.send(request, timeout)
                 try:
                     request = steps.send(Answer(status, headers, excerpt))
                 except StopIteration as finished:
@@ -46,19 +45,8 @@ async def attempt(client: httpx.AsyncClient, spec: DestinationSpec, body: str, k
         return Outcome("dead", f"address not allowed: {exc}"), None, None
     except TimeoutError:
         return Outcome("retry", f"no complete answer within {timeout:g} s"), None, None
-    except httpx.UnsupportedProtocol as exc:
+    except UnusableURL as exc:
         return Outcome("dead", mask_text(f"the address cannot be used: {exc}", config.secrets)), None, None
-    except httpx.HTTPError as exc:
-        return Outcome("retry", mask_text(f"{type(exc).__name__}: {exc}", config.secrets)), None, None
+    except SendFailed as exc:
+        return Outcome("retry", mask_text(str(exc), config.secrets)), None, None
 
-
-async def _send(client: httpx.AsyncClient, request: OutgoingRequest, timeout: float) -> tuple[int, dict[str, str], str]:
-    """Send and keep at most MAX_RESPONSE_BYTES of the answer (a huge answer is cut off)."""
-    async with client.stream(request.method, request.url, headers=request.headers, content=request.body.encode(), timeout=timeout) as response:
-        kept = bytearray()
-        async for chunk in response.aiter_raw():
-            kept.extend(chunk[: MAX_RESPONSE_BYTES - len(kept)])
-            if len(kept) >= MAX_RESPONSE_BYTES:
-                break
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        return response.status_code, headers, kept.decode("utf-8", "replace")

@@ -22,6 +22,7 @@ Teredo and IPv4-compatible forms are refused outright).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
@@ -129,6 +130,7 @@ def url_problem(url: str) -> str | None:
     return parsed if isinstance(parsed, str) else None
 
 
+@functools.lru_cache(maxsize=4096)  # every delivery to a destination checks the same URL
 def _parsed(url: str) -> httpx.URL | str:
     """The URL as the HTTP client reads it, or why it cannot receive a delivery."""
     try:
@@ -171,7 +173,7 @@ async def check_url(url: str, allowed: Iterable[Network], resolve: bool = True) 
     allowed = tuple(allowed)
     literal = _literal_address(host)
     if literal is not None:  # no resolver round trip for an address
-        reason = blocked_reason(literal, allowed)
+        reason = _blocked_literal(literal, allowed)
         if reason:
             raise EgressDenied(f"{host} -> {reason}")
         return
@@ -186,6 +188,11 @@ async def check_url(url: str, allowed: Iterable[Network], resolve: bool = True) 
         reason = blocked_reason(str(info[4][0]), allowed)
         if reason:
             raise EgressDenied(f"{host} -> {reason}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _blocked_literal(address: str, allowed: tuple[Network, ...]) -> str | None:
+    return blocked_reason(address, allowed)
 
 
 def _numeric(host: str) -> bool:

@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
 from aiolimiter import AsyncLimiter
 
 from gateway.config import Config, Destination
 from gateway.delivery.attempt import MAX_RESPONSE_BYTES, attempt
 from gateway.delivery.breaker import CircuitBreaker
+from gateway.delivery.client import DeliveryClient
 from gateway.delivery.metrics import DeliveryMetrics
 from gateway.delivery.retry import MAX_RETRY_AFTER_SECONDS, RetryPolicy
 from gateway.destinations.base import Outcome
@@ -54,7 +54,7 @@ class DeliveryEngine:
         self,
         store: Store,
         config: Callable[[], Config],
-        client: httpx.AsyncClient,
+        client: DeliveryClient,
         metrics: DeliveryMetrics,
         *,
         concurrency: int = 32,

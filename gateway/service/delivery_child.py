@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import uvloop
 
 from gateway.config import ConfigFiles
 from gateway.service.child_process import CannotStart, ChildProcess, Configure, PendingReplies, Ready, Replies, read_stdin, reconfigured, start_child
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=32)
     arguments = parser.parse_args(argv)
     configure_logging()
-    return asyncio.run(_run_child(arguments.db, arguments.workers))
+    return uvloop.run(_run_child(arguments.db, arguments.workers))
 
 
 if __name__ == "__main__":

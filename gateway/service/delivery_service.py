@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-import httpx
 
 from gateway.config import Config
-from gateway.delivery.client import delivery_client
+from gateway.delivery.client import DeliveryClient, delivery_client
 from gateway.delivery.engine import DeliveryEngine
 from gateway.delivery.metrics import DeliveryMetrics
 from gateway.service import gc_freeze
@@ -47,7 +46,7 @@ class DeliveryService:
         self.clock = clock
         self.stop_grace_seconds = stop_grace_seconds
         self.engine: DeliveryEngine | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: DeliveryClient | None = None
         self._running: asyncio.Task[None] | None = None
 
     def notify(self) -> None:

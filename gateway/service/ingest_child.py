@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import uvloop
 
 from gateway.config import Config, ConfigFiles
 from gateway.ingest import Accepted, accept
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", required=True)
     arguments = parser.parse_args(argv)
     configure_logging()
-    return asyncio.run(_run_child(arguments.db))
+    return uvloop.run(_run_child(arguments.db))
 
 
 if __name__ == "__main__":

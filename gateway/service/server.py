@@ -8,6 +8,7 @@ import logging
 import signal
 
 import uvicorn
+import uvloop
 
 from gateway.config import Config
 from gateway.service.app import MAX_INGESTS_IN_FLIGHT, create_app
@@ -50,7 +51,7 @@ async def _preflight(store: Store) -> None:
 def work(config: Config, database_url: str, workers: int) -> None:
     """Deliver only (no HTTP), until SIGINT/SIGTERM: `gateway worker`, beside `serve --no-deliver`."""
     configure_logging()
-    asyncio.run(_work(config, database_url, workers))
+    uvloop.run(_work(config, database_url, workers))
 
 
 async def _work(config: Config, database_url: str, workers: int) -> None:

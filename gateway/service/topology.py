@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from gateway.config import Config, ConfigFiles
 from gateway.delivery.metrics import DeliveryMetrics
 from gateway.ingest import Accepted, accept
-from gateway.service import gc_freeze
+from gateway.service import gc_freeze, priority
 from gateway.service.delivery_child import DeliveryProcess
 from gateway.service.delivery_service import DeliveryService
 from gateway.service.ingest_child import IngestProcess
@@ -227,6 +227,8 @@ async def running(runtime: Runtime) -> AsyncIterator[None]:
         for part in (runtime.ingest, runtime.delivery):
             await part.start()
             started.append(part)
+        if runtime.topology is Topology.CHILDREN and isinstance(runtime.ingest, IngestProcess):
+            priority.favour_delivery(runtime.ingest.pid)
         background.append(asyncio.create_task(purge_periodically(runtime.store, lambda: runtime.config, runtime.clock)))
         if runtime.watch:
             refused = runtime.metrics.reloads.labels("refused").inc

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,8 +38,52 @@ def test_json_logs_are_one_object_per_line(project: Project) -> None:
         gateway.terminate()
     records = [json.loads(line) for line in gateway.log().splitlines() if line.strip()]
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
-    assert any(r["logger"] == "gateway.ingest" and "ORDER_CREATED from go: 1 deliveries" in r["message"] for r in records)
+    assert any(r["logger"] == "gateway.ingest" and "ORDER_CREATED from go: 1 delivery" in r["message"] for r in records)
     assert "teste@teste.com" not in gateway.log() and TOKEN not in gateway.log()
+
+
+def _processes_under(root: int) -> dict[str, int]:
+    """name (the module a child runs, or 'serve') -> niceness, for serve and its children."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        pid, parent, nice = int(entry.name), int(fields[1]), int(fields[16])
+        if pid == root:
+            found["serve"] = nice
+        elif parent == root:
+            found[next((part.rsplit(".", 1)[1] for part in command if part.startswith("gateway.service.")), "?")] = nice
+    return found
+
+
+def test_deliveries_get_the_cpu_first(project: Project) -> None:
+    """The HTTP process and the ingest child run below the delivery child's priority, so a flood
+    of events cannot starve the deliveries (gateway/service/priority.py)."""
+    project.routes(
+        """
+        version: 1
+        settings: {egress_allow: [127.0.0.0/8]}
+        sources: {go: {token: "${GO_WEBHOOK_TOKEN}"}}
+        destinations:
+          nowhere: {type: http, url: "http://127.0.0.1:9/in"}
+        routes:
+          - name: tudo
+            when: {event_id: ORDER_CREATED}
+            send: {to: nowhere, body: '{"id": "{{ data.id }}"}'}
+        """
+    )
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
+    try:
+        seen = _processes_under(gateway.process.pid)
+    finally:
+        gateway.terminate()
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert seen == {"serve": min(19, base + 5), "ingest_child": min(19, base + 5), "delivery_child": base}
 
 
 def test_personal_data_is_masked_in_any_log_record() -> None:
