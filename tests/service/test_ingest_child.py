@@ -88,7 +88,7 @@ def test_serve_stores_events_through_its_writer_process(project: Project, sink: 
         response = gateway.post(f"/hooks/go?token={TOKEN}", order("1"))
         assert response.status_code == 202, response.text
         assert sink.wait_for(1)[0].json() == {"id": "1"}
-        assert "from go: 1 deliveries" in gateway.log()  # the writer's log lines reach serve's log
+        assert "from go: 1 delivery" in gateway.log()  # the writer's log lines reach serve's log
     finally:
         gateway.kill()
 
