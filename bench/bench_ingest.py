@@ -11,7 +11,8 @@
 2. Delivery: 5,000 deliveries made dead on purpose (the receiver refuses them with 400), then
    `gateway replay` queues them all at once towards the real receiver; we time the drain.
 
-Needs `wrk` (Debian package). Run:  .venv/bin/python bench/bench_ingest.py [--drain-only | --no-drain]
+Needs `wrk` (Debian package). Run:  .venv/bin/python bench/bench_ingest.py [--drain-only | --no-drain | --alone]
+(`--alone`: the bare endpoint and `serve --no-deliver`, saturated and at half the bare rate)
 """
 
 from __future__ import annotations
@@ -145,8 +146,9 @@ def main() -> None:
                 bare.terminate()
                 env = {"SINK_URL": f"{sink_url}/in", "PYTHONPATH": str(ROOT)}
                 kept_up = rows["bare"]["rps"] * KEPT_UP_ASKED
-                rows["serve"], rows["serve, kept up"], rows["serve, half"] = measure_gateway(folder, env, processes, rates=[kept_up, half])
-                (rows["split"],) = measure_gateway(folder, env, processes, separate_worker=True)
+                if "--alone" not in sys.argv:
+                    rows["serve"], rows["serve, kept up"], rows["serve, half"] = measure_gateway(folder, env, processes, rates=[kept_up, half])
+                    (rows["split"],) = measure_gateway(folder, env, processes, separate_worker=True)
                 rows["alone"], rows["alone, half"] = measure_gateway(folder, env, processes, rates=[half], separate_worker=True, worker=False)
             drain = measure_drain(folder, sink_url) if "--no-drain" not in sys.argv else None
         finally:
@@ -255,6 +257,8 @@ def report(rows: dict[str, dict[str, float]], drain: dict[str, float] | None) ->
             "alone, half": "/hooks/go, serve --no-deliver (ingest), half rate",
         }
         for key, name in names.items():
+            if key not in rows:
+                continue
             row = rows[key]
             print(f"{name:52} {row['rps']:9.0f} {row['rps'] / bare:8.2f} {row['p50']:8.2f} {row['p99']:8.2f} {row['errors']:8.0f}")
     if drain is None:
