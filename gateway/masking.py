@@ -95,3 +95,10 @@ def mask_personal_data(text: str) -> str:
     if "@" in text:  # the e-mail pattern is the costly one; most lines have no '@'
         text = _EMAIL.sub(MASK, text)
     return _DOCUMENTS_AND_PHONES.sub(MASK, text)
+
+
+def without_password(url: str) -> str:
+    """A URL (a database's, a receiver's) with the password of its user part left out."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}{at}{host}" if at else url

@@ -18,13 +18,13 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from gateway.cli import admin, plan, rule_tests
 from gateway import verify
+from gateway.cli import admin, plan, rule_tests
 from gateway.cli import check as check_report
 from gateway.cli import dry_run as dry_runs
 from gateway.config import Config, configured_database, load_config
 from gateway.errors import ConfigError, GatewayError, Problem, did_you_mean, plural
-from gateway.masking import scrub
+from gateway.masking import scrub, without_password
 from gateway.routing import read_event_file, route_event
 from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter, Store
 from gateway.store.base import EventRow
@@ -319,6 +319,17 @@ def purge(config_path: str, database_url: str | None, older_than: str | None) ->
         raise click.BadParameter(str(exc), param_hint="--older-than") from None
     count = admin.with_store(database_for(database_url, config_path), lambda store: store.purge(time.time() - age.seconds))
     _console().print(f"purged {plural(count, 'event')} older than {age}")
+    return EXIT_OK
+
+
+@main.command()
+@config_option
+@database_option
+def migrate(config_path: str, database_url: str | None) -> int:
+    """Create the database or bring its schema up to date (`serve` does it too, at start)."""
+    url = database_for(database_url, config_path)
+    admin.migrate(url)
+    _console().print(f"database {escape(scrub(without_password(url)))}: schema up to date")
     return EXIT_OK
 
 

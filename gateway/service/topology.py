@@ -4,11 +4,15 @@
 |------------------------|-------------------------------|---------------------------------|--------------------------------------|
 | `IN_PROCESS`           | the HTTP process              | the HTTP process                | an app built in code, `:memory:`     |
 | `IN_PROCESS_NO_DELIVER`| the HTTP process              | elsewhere (`gateway worker`)    | the same, with `--no-deliver`        |
-| `CHILDREN`             | the ingest child              | the delivery child              | `gateway serve`                      |
+| `CHILDREN`             | the ingest child              | the delivery child              | `gateway serve` on SQLite            |
 | `CHILD_NO_DELIVER`     | the ingest child              | elsewhere (`gateway worker`)    | `gateway serve --no-deliver`         |
+| `SHARED_DATABASE`      | the HTTP process              | the delivery child              | `gateway serve` on PostgreSQL        |
+| `SHARED_DATABASE_NO_DELIVER` | the HTTP process        | elsewhere (`gateway worker`)    | the same, with `--no-deliver`        |
 
 Children need what another process can open: the routes' bytes (a config loaded from files)
-and a database on disk. `choose_topology` is the only place that decides; `running` starts the
+and a database on disk. SQLite has one writer at a time, so its events go through the one
+ingest child; PostgreSQL takes writes from every process of every replica at once, so there
+the HTTP process stores them itself. `choose_topology` is the only place that decides; `running` starts the
 chosen parts, retention and hot reload for the app's lifespan and stops them afterwards. The
 HTTP app (app.py) only talks to the two parts, through `IngestPart` and `DeliveryPart`.
 """
@@ -41,19 +45,28 @@ class Topology(enum.Enum):
     IN_PROCESS_NO_DELIVER = "in-process, no delivery"
     CHILDREN = "children"
     CHILD_NO_DELIVER = "ingest child, no delivery"
+    SHARED_DATABASE = "ingest here, delivery child"
+    SHARED_DATABASE_NO_DELIVER = "ingest here, no delivery"
 
     @property
     def ingest_in_child(self) -> bool:
         return self in (Topology.CHILDREN, Topology.CHILD_NO_DELIVER)
 
     @property
+    def delivery_in_child(self) -> bool:
+        return self in (Topology.CHILDREN, Topology.SHARED_DATABASE)
+
+    @property
     def delivers(self) -> bool:
-        return self in (Topology.IN_PROCESS, Topology.CHILDREN)
+        return self in (Topology.IN_PROCESS, Topology.CHILDREN, Topology.SHARED_DATABASE)
 
 
 def choose_topology(config: Config, database_url: str | None, deliver: bool = True) -> Topology:
-    """Children when they can have the same routes and database as this process; else here."""
+    """Children when they can have the same routes and database as this process; else here.
+    On PostgreSQL ingest stays in the HTTP process (no single writer to go through)."""
     separate = config.files is not None and database_url is not None and not database_url.endswith(":memory:")
+    if separate and database_url is not None and database_url.startswith(("postgres://", "postgresql://")):
+        return Topology.SHARED_DATABASE if deliver else Topology.SHARED_DATABASE_NO_DELIVER
     if separate:
         return Topology.CHILDREN if deliver else Topology.CHILD_NO_DELIVER
     return Topology.IN_PROCESS if deliver else Topology.IN_PROCESS_NO_DELIVER
@@ -195,7 +208,7 @@ def _parts(runtime: Runtime) -> tuple[IngestPart, DeliveryPart]:
         ingest: IngestPart = IngestProcess(runtime.files, runtime.database_url)
     else:
         ingest = IngestHere(lambda: runtime.config, runtime.store)
-    if topology is Topology.CHILDREN:
+    if topology.delivery_in_child:
         delivery: DeliveryPart = DeliveryProcess(runtime.files, runtime.database_url or "", runtime.concurrency)
     elif topology is Topology.IN_PROCESS:
         service = DeliveryService(runtime.store, lambda: runtime.config, concurrency=runtime.concurrency, metrics=runtime.metrics.delivery, clock=runtime.clock)
@@ -227,8 +240,8 @@ async def running(runtime: Runtime) -> AsyncIterator[None]:
         for part in (runtime.ingest, runtime.delivery):
             await part.start()
             started.append(part)
-        if runtime.topology is Topology.CHILDREN and isinstance(runtime.ingest, IngestProcess):
-            priority.favour_delivery(runtime.ingest.pid)
+        if runtime.topology.delivery_in_child:
+            priority.favour_delivery(runtime.ingest.pid if isinstance(runtime.ingest, IngestProcess) else None)
         background.append(asyncio.create_task(purge_periodically(runtime.store, lambda: runtime.config, runtime.clock)))
         if runtime.watch:
             refused = runtime.metrics.reloads.labels("refused").inc

@@ -1,6 +1,7 @@
 """Durable storage behind one interface (`base.Store`); backends are chosen by URL.
 
-`sqlite:///./data/gateway.db` (relative) or `sqlite:////var/lib/gateway.db` (absolute).
+`sqlite:///./data/gateway.db` (relative), `sqlite:////var/lib/gateway.db` (absolute), or
+`postgresql://user@host:5432/dbname` for several replicas on one database.
 Backends are imported only when used, so a driver is named in one place.
 """
 
@@ -18,8 +19,10 @@ def open_store(url: str) -> Store:
 
         return SQLiteStore(url[len("sqlite:///"):])
     if url.startswith(("postgres://", "postgresql://")):
-        raise StoreUnavailable("the PostgreSQL backend is not available yet; use a sqlite:/// URL")
-    raise StoreUnavailable(f"unsupported database URL '{url}'; use sqlite:///path/to/gateway.db")
+        from gateway.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreUnavailable(f"unsupported database URL '{url}'; use sqlite:///path/to/gateway.db or postgresql://user@host:port/dbname")
 
 
 __all__ = ["DEFAULT_DATABASE_URL", "DeliveryFilter", "NewDelivery", "NewEvent", "Store", "StoreUnavailable", "open_store"]

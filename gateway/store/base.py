@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.errors import GatewayError
@@ -191,6 +191,10 @@ class Store(abc.ABC):
         A delivery with an ordering key is claimed only when no earlier delivery with the same
         destination and key is still pending or being sent.
         """
+
+    async def subscribe(self, wake: Callable[[], None]) -> None:
+        """Call `wake` when another process stores work to deliver, until the store is closed.
+        A backend that cannot tell (SQLite) leaves the engine to poll (IDLE_SECONDS)."""
 
     @abc.abstractmethod
     async def record_attempt(self, result: AttemptResult, now: float) -> None:

@@ -63,6 +63,8 @@ def test_an_app_built_in_code_ingests_in_its_own_process(project: Project, caplo
         ("sqlite:///data/gateway.db", False, Topology.CHILD_NO_DELIVER),
         ("sqlite:///:memory:", True, Topology.IN_PROCESS),
         ("sqlite:///:memory:", False, Topology.IN_PROCESS_NO_DELIVER),
+        ("postgresql://root@127.0.0.1:5432/test", True, Topology.SHARED_DATABASE),
+        ("postgresql://root@127.0.0.1:5432/test", False, Topology.SHARED_DATABASE_NO_DELIVER),
         (None, True, Topology.IN_PROCESS),
     ],
 )
@@ -70,4 +72,5 @@ def test_children_only_when_they_can_open_the_same_routes_and_database(project: 
     config = load_config(project.routes("version: 1\nsources: {go: {token: t0ken-de-teste}}\nroutes: []\n"))
     assert choose_topology(config, database_url, deliver) is expected
     assert expected.ingest_in_child == expected.name.startswith("CHILD")
-    assert expected.delivers == (expected in (Topology.IN_PROCESS, Topology.CHILDREN))
+    assert expected.delivers == (expected in (Topology.IN_PROCESS, Topology.CHILDREN, Topology.SHARED_DATABASE))
+    assert expected.delivery_in_child == (expected in (Topology.CHILDREN, Topology.SHARED_DATABASE))

@@ -1,17 +1,19 @@
-"""Every store test runs against every backend: the real SQLite file, and the in-memory store
-that the engine's behaviour tests run on (so it must keep the same contract)."""
+"""Every store test runs against every backend: the real SQLite file, a real PostgreSQL (a schema
+of its own per test, on the server GATEWAY_TEST_POSTGRES_URL names; tests/postgres.py), and the
+in-memory store that the engine's behaviour tests run on (so it must keep the same contract)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.store import Store, open_store
 from gateway.store.memory import MemoryDatabase, MemoryStore
+from tests.postgres import fresh_schema
 
-BACKENDS = ["sqlite", "memory"]
+BACKENDS = ["sqlite", "postgresql", "memory"]
 
 
 @pytest.fixture
@@ -25,6 +27,9 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[]
     if request.param == "memory":
         database = MemoryDatabase()
         return lambda: MemoryStore(database)
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        return lambda: open_store(url)
     url = f"sqlite:///{tmp_path / 'gateway.db'}"
     return lambda: open_store(url)
 
@@ -35,3 +40,10 @@ async def store(store_factory: Callable[[], Store]) -> AsyncIterator[Store]:
     await opened.open()
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose connections see an empty schema of their own (dropped afterwards)."""
+    with fresh_schema() as url:
+        yield url

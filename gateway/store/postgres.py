@@ -1,0 +1,332 @@
+"""PostgreSQL backend: several gateway replicas on one database (issue #15).
+
+psycopg 3 with its async connection pool. Every operation is one transaction on a pooled
+connection; the queries are named blocks in gateway/store/sql/postgresql/queries.sql, the
+schema numbered migrations beside them, applied under an advisory lock so replicas starting
+together migrate once.
+
+What SQLite gets from being one process's file, this backend gets from the database:
+- dedupe across replicas: an advisory lock per (source, key) for the transaction, then a
+  lookup in the window (`events_dedupe`); the same body at two replicas at once is stored once.
+- claims: `FOR UPDATE SKIP LOCKED` per destination, so no delivery is claimed by two replicas
+  and none waits for another's claim; an expired lease is pending again in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from gateway.store.base import (
+    DEAD,
+    DELIVERED,
+    FAILED,
+    PENDING,
+    AddResult,
+    AttemptResult,
+    AttemptRow,
+    ClaimedDelivery,
+    DeliveryFilter,
+    DeliveryRef,
+    DeliveryRow,
+    EventRow,
+    NewEvent,
+    QueueStats,
+    Store,
+    StoreUnavailable,
+)
+from gateway.delivery.retry import backoff
+from gateway.masking import without_password
+from gateway.store.sqlfiles import migrations, queries
+
+log = logging.getLogger("gateway.store")
+
+_SQL = queries("postgresql")
+PURGE_CHUNK_EVENTS = 500
+POOL_SIZE = 10
+CONNECT_SECONDS = 10.0
+_MIGRATION_LOCK = 0x60_6A7E_3A1  # pg_advisory_lock key: "gateway migrations"
+_OUTCOME_STATUS = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD}
+
+
+class SchemaTooNew(StoreUnavailable):
+    """The database was migrated by a newer gateway than this one."""
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pool: AsyncConnectionPool | None = None
+        self._listening: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        try:  # one connection first: a wrong address or password says so at once, in its words
+            probe = await psycopg.AsyncConnection.connect(self.url, connect_timeout=int(CONNECT_SECONDS))
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {without_password(self.url)}: {str(exc).strip()}") from None
+        await probe.close()
+        pool = AsyncConnectionPool(self.url, min_size=1, max_size=POOL_SIZE, open=False, timeout=CONNECT_SECONDS, kwargs={"autocommit": False})
+        try:
+            await pool.open(wait=True, timeout=CONNECT_SECONDS)
+        except (PoolTimeout, psycopg.Error) as exc:
+            await pool.close()
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {without_password(self.url)}: {exc}") from None
+        self._pool = pool
+        await self._run(_migrate)
+
+    async def close(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
+            self._listening = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def ping(self) -> None:
+        await self._run(lambda c: c.execute(_SQL["ping"]))
+
+    async def _run(self, work: Any) -> Any:
+        """`work(cursor)` in one transaction; StoreUnavailable when the database cannot be had."""
+        if self._pool is None:
+            raise StoreUnavailable("the store is not open")
+        try:
+            async with self._pool.connection() as connection, connection.transaction(), connection.cursor() as cursor:
+                return await work(cursor)
+        except (PoolTimeout, psycopg.OperationalError) as exc:
+            raise StoreUnavailable(f"the database could not be used: {exc}") from None
+
+    async def subscribe(self, wake: Callable[[], None]) -> None:
+        """LISTEN on a connection of its own; `wake` on every NOTIFY that work was stored (by
+        any replica). A lost connection is opened again (bounded backoff); meanwhile the
+        engine polls, as it always does now and then."""
+        self._listening = asyncio.create_task(_listen(self.url, wake))
+
+    # ----------------------------------------------------------------- ingest
+
+    async def add_event(self, event: NewEvent) -> AddResult:
+        return await self._run(lambda c: _add_event(c, event))
+
+    # ----------------------------------------------------------------- the engine's work
+
+    async def claim_due(self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0) -> list[ClaimedDelivery]:
+        wanted = {name: n for name, n in quotas.items() if n > 0}
+        if not wanted and not others:
+            return []
+        return await self._run(lambda c: _claim_due(c, now, wanted, list(quotas), now + lease_seconds, others))
+
+    async def record_attempt(self, result: AttemptResult, now: float) -> None:
+        await self._run(lambda c: _record_attempt(c, result, now))
+
+    async def release(self, delivery_ids: list[str], now: float) -> None:
+        if delivery_ids:
+            await self._run(lambda c: c.execute(_SQL["release"], (now, now, delivery_ids)))
+
+    async def next_due_at(self) -> float | None:
+        return await self._run(lambda c: _one(c, _SQL["next_due_at"]))
+
+    # ----------------------------------------------------------------- operators
+
+    async def requeue(self, selection: DeliveryFilter, now: float) -> int:
+        where, params = _where(selection)
+        return await self._run(lambda c: _requeue(c, _SQL["requeue"].format(where=where), (now, now, *params)))
+
+    async def rerender(self, delivery_id: str, body: str | None, error: str | None, config_version: str, now: float) -> None:
+        await self._run(lambda c: _rerender(c, delivery_id, body, error, config_version, now))
+
+    async def list_deliveries(self, selection: DeliveryFilter, limit: int = 1000) -> list[DeliveryRow]:
+        where, params = _where(selection)
+        return [DeliveryRow(*row) for row in await self._run(lambda c: _all(c, _SQL["list_deliveries"].format(where=where), (*params, limit)))]
+
+    async def delivery_refs(self, selection: DeliveryFilter, after: str, limit: int) -> list[DeliveryRef]:
+        where, params = _where(selection)
+        rows = await self._run(lambda c: _all(c, _SQL["delivery_refs"].format(where=where), (*params, after, limit)))
+        return [DeliveryRef(i, e, r, d, bool(b)) for i, e, r, d, b in rows]
+
+    async def count_deliveries(self, selection: DeliveryFilter) -> int:
+        where, params = _where(selection)
+        return await self._run(lambda c: _one(c, _SQL["count_deliveries"].format(where=where), params))
+
+    async def list_events(
+        self, limit: int = 50, since: float | None = None, event_type: str | None = None, status: str | None = None, destination: str | None = None
+    ) -> list[EventRow]:
+        params = {"since": since or 0, "type": event_type, "status": status, "destination": destination, "limit": limit}
+        return [EventRow(*row) for row in await self._run(lambda c: _all(c, _SQL["list_events"], params))]
+
+    async def delivery_statuses(self, event_ids: list[str]) -> dict[str, dict[str, int]]:
+        if not event_ids:
+            return {}
+        found: dict[str, dict[str, int]] = {}
+        for event_id, status, count in await self._run(lambda c: _all(c, _SQL["delivery_statuses"], (event_ids,))):
+            found.setdefault(event_id, {})[status] = count
+        return found
+
+    async def get_event(self, event_id: str) -> EventRow | None:
+        return await self._run(lambda c: _get_event(c, event_id))
+
+    async def purge(self, older_than: float) -> int:
+        """In chunks, one transaction each, as the SQLite backend does."""
+        purged = 0
+        while deleted := await self._run(lambda c: _rowcount(c, _SQL["purge_chunk"], (older_than, PURGE_CHUNK_EVENTS))):
+            purged += deleted
+        return purged
+
+    async def erase_event(self, event_id: str) -> bool:
+        return await self._run(lambda c: _erase_event(c, event_id))
+
+    async def stats(self) -> QueueStats:
+        return QueueStats(dict(await self._run(lambda c: _all(c, _SQL["stats"]))))
+
+
+# --------------------------------------------------------------------------- one transaction each
+
+
+async def _one(cursor: psycopg.AsyncCursor, sql: str, params: Any = None) -> Any:
+    await cursor.execute(sql, params)
+    row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def _all(cursor: psycopg.AsyncCursor, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    await cursor.execute(sql, params)
+    return await cursor.fetchall()
+
+
+async def _rowcount(cursor: psycopg.AsyncCursor, sql: str, params: Any = None) -> int:
+    await cursor.execute(sql, params)
+    return cursor.rowcount
+
+
+async def _listen(url: str, wake: Callable[[], None]) -> None:
+    for attempt in itertools.count():
+        try:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+                await connection.execute(_SQL["listen"])
+                async for _ in connection.notifies():
+                    wake()
+        except psycopg.Error as exc:
+            log.warning("listening for new work failed (polling meanwhile): %s", exc)
+        await asyncio.sleep(backoff(attempt + 1, first=0.5, cap=30.0))
+
+
+async def _requeue(cursor: psycopg.AsyncCursor, sql: str, params: Any) -> int:
+    count = await _rowcount(cursor, sql, params)
+    if count:
+        await cursor.execute(_SQL["notify_work"])
+    return count
+
+
+async def _migrate(cursor: psycopg.AsyncCursor) -> None:
+    """Apply what is missing, once for all replicas (the lock is held until this transaction
+    commits); refuse a database a newer gateway has migrated."""
+    await cursor.execute(_SQL["lock_migrations"], (_MIGRATION_LOCK,))
+    await cursor.execute(_SQL["create_migrations_table"])
+    applied = {row[0] for row in await _all(cursor, _SQL["applied_migrations"])}
+    known = migrations("postgresql")
+    newest = max((version for version, _ in known), default=0)
+    if applied and max(applied) > newest:
+        raise SchemaTooNew(
+            f"the database's schema is version {max(applied)}, newer than this gateway's ({newest}): "
+            "a newer gateway migrated it; run that version (or a newer one) against this database"
+        )
+    for version, statements in known:
+        if version in applied:
+            continue
+        for statement in statements:
+            await cursor.execute(statement)
+        await cursor.execute(_SQL["record_migration"], (version,))
+
+
+async def _add_event(cursor: psycopg.AsyncCursor, event: NewEvent) -> AddResult:
+    if event.dedupe_key and event.dedupe_window:
+        await cursor.execute(_SQL["lock_dedupe_key"], (f"{event.source}\n{event.dedupe_key}",))
+        original = await _one(cursor, _SQL["original"], (event.source, event.dedupe_key, event.received_at - event.dedupe_window))
+        if original is not None:
+            return AddResult(original, True, 0)
+    await cursor.execute(_SQL["insert_event"], (event.id, event.source, event.event_type, event.body, event.dedupe_key, event.received_at, event.config_version))
+    if event.deliveries:
+        at = event.received_at
+        rows = [(d.id, event.id, d.route, d.destination, d.body, d.status, d.ordering_key, at, d.error, at, at, event.config_version) for d in event.deliveries]
+        await cursor.executemany(_SQL["insert_delivery"], rows)
+        if any(d.status == PENDING for d in event.deliveries):
+            await cursor.execute(_SQL["notify_work"])
+    return AddResult(event.id, False, len(event.deliveries))
+
+
+async def _claim_due(cursor: psycopg.AsyncCursor, now: float, wanted: dict[str, int], configured: list[str], lease_until: float, others: int) -> list[ClaimedDelivery]:
+    await cursor.execute(_SQL["expire_leases"], (now, now))
+    claimed: list[ClaimedDelivery] = []
+    if wanted:
+        names = sorted(wanted)
+        rows = await _all(cursor, _SQL["claim_due"], (lease_until, now, names, [wanted[n] for n in names], now))
+        claimed += [ClaimedDelivery(*row) for row in rows]
+    if others > 0:
+        rows = await _all(cursor, _SQL["claim_others"], (lease_until, now, now, configured, others))
+        claimed += [ClaimedDelivery(*row) for row in rows]
+    return claimed
+
+
+async def _record_attempt(cursor: psycopg.AsyncCursor, result: AttemptResult, now: float) -> None:
+    made = await _one(cursor, _SQL["attempts_made"], (result.delivery_id,))
+    await cursor.execute(
+        _SQL["insert_attempt"],
+        (result.delivery_id, made + 1, result.started_at, result.duration_ms, result.status_code, result.response, result.error, result.outcome),
+    )
+    status = _OUTCOME_STATUS[result.outcome]
+    error = None if status == DELIVERED else (result.error or f"HTTP {result.status_code}")
+    await cursor.execute(_SQL["move_attempted_delivery"], (status, result.next_attempt_at, error, now, result.delivery_id))
+
+
+def _where(selection: DeliveryFilter) -> tuple[str, list[Any]]:
+    """A WHERE fragment (placeholders only) and its parameters for a selection of deliveries."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if selection.statuses:
+        clauses.append("status = ANY(%s::text[])")
+        params.append(list(selection.statuses))
+    if selection.destination:
+        clauses.append("destination = %s")
+        params.append(selection.destination)
+    if selection.since is not None:
+        clauses.append("created_at >= %s")
+        params.append(selection.since)
+    if selection.ids:
+        clauses.append("(id = ANY(%s::text[]) OR event_id = ANY(%s::text[]))")
+        params += [list(selection.ids), list(selection.ids)]
+    return (" AND ".join(clauses) or "TRUE"), params
+
+
+async def _get_event(cursor: psycopg.AsyncCursor, event_id: str) -> EventRow | None:
+    await cursor.execute(_SQL["get_event"], (event_id,))
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    deliveries = []
+    for delivery in await _all(cursor, _SQL["event_deliveries"], (event_id,)):
+        attempts = await _all(cursor, _SQL["delivery_attempts"], (delivery[0],))
+        replaced = await _all(cursor, _SQL["delivery_replaced_bodies"], (delivery[0],))
+        deliveries.append(DeliveryRow(*delivery, attempt_log=tuple(AttemptRow(*a) for a in attempts), replaced_bodies=tuple(replaced)))
+    return EventRow(*row, deliveries=tuple(deliveries))
+
+
+async def _erase_event(cursor: psycopg.AsyncCursor, event_id: str) -> bool:
+    if await _rowcount(cursor, _SQL["erase_event_body"], (event_id,)) == 0:
+        return False
+    for query in ("erase_event_deliveries", "erase_event_responses", "erase_event_replaced_bodies"):
+        await cursor.execute(_SQL[query], (event_id,))
+    return True
+
+
+async def _rerender(cursor: psycopg.AsyncCursor, delivery_id: str, body: str | None, error: str | None, version: str, now: float) -> None:
+    """Keep the old body in replaced_bodies; the new one is due now (or failed, with why)."""
+    await cursor.execute(_SQL["keep_replaced_body"], (now, delivery_id))
+    status = PENDING if error is None else FAILED
+    await cursor.execute(_SQL["rerender"], (body, status, error, version, now, now, delivery_id))

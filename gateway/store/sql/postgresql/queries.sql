@@ -1,0 +1,166 @@
+-- The PostgreSQL backend's queries, one named block each (gateway/store/sqlfiles.py reads them).
+-- Parameters are psycopg's %s; `{where}` is filled in at run time with a fragment of
+-- placeholders only (never with values).
+
+-- name: ping
+SELECT 1;
+
+-- name: lock_migrations
+-- Replicas starting together: one migrates, the others wait here until its transaction has
+-- committed, then find nothing to do.
+SELECT pg_advisory_xact_lock(%s);
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL);
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations;
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, applied_at) VALUES (%s, extract(epoch FROM now()));
+
+-- name: lock_dedupe_key
+-- The same body at two replicas at once: the second waits here for the first to commit, then
+-- finds its event.
+SELECT pg_advisory_xact_lock(hashtextextended(%s, 0));
+
+-- name: listen
+-- Idle replicas wait on this channel instead of polling (the engine still looks now and then).
+LISTEN gateway_work;
+
+-- name: notify_work
+-- Sent when the transaction commits; one per transaction however many are sent.
+SELECT pg_notify('gateway_work', '');
+
+-- name: original
+SELECT id FROM events WHERE source = %s AND dedupe_key = %s AND received_at >= %s ORDER BY received_at DESC LIMIT 1;
+
+-- name: insert_event
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version) VALUES (%s, %s, %s, %s, %s, %s, %s);
+
+-- name: insert_delivery
+INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
+
+-- name: expire_leases
+-- A claim whose lease ran out belongs to a sender that died: pending again, in its old place.
+UPDATE deliveries SET status = 'pending', claimed_until = NULL, updated_at = %s
+WHERE status = 'sending' AND claimed_until < %s;
+
+-- name: claim_due
+-- For each destination with room, at most its quota of due deliveries, oldest first; rows
+-- another replica is claiming right now are skipped, never waited for. One with an ordering
+-- key only when no earlier one with the same destination and key is pending or being sent.
+UPDATE deliveries SET status = 'sending', claimed_until = %s, updated_at = %s
+WHERE id IN (
+    SELECT claimable.id FROM unnest(%s::text[], %s::int[]) AS quota (destination, n)
+    CROSS JOIN LATERAL (
+        SELECT d.id FROM deliveries d
+        WHERE d.destination = quota.destination AND d.status = 'pending' AND d.next_attempt_at <= %s
+          AND (d.ordering_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM deliveries e
+                WHERE e.destination = d.destination AND e.ordering_key = d.ordering_key
+                  AND e.seq < d.seq AND e.status IN ('pending', 'sending')))
+        ORDER BY d.next_attempt_at, d.seq
+        LIMIT quota.n
+        FOR UPDATE SKIP LOCKED) AS claimable)
+RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at;
+
+-- name: claim_others
+-- Due deliveries to destinations routes.yaml no longer has (they are recorded dead).
+UPDATE deliveries SET status = 'sending', claimed_until = %s, updated_at = %s
+WHERE id IN (
+    SELECT d.id FROM deliveries d
+    WHERE d.status = 'pending' AND d.next_attempt_at <= %s AND NOT (d.destination = ANY(%s::text[]))
+    ORDER BY d.next_attempt_at, d.seq
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at;
+
+-- name: attempts_made
+SELECT count(*) FROM attempts WHERE delivery_id = %s;
+
+-- name: insert_attempt
+INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, response, error, outcome) VALUES (%s, %s, %s, %s, %s, %s, %s, %s);
+
+-- name: move_attempted_delivery
+UPDATE deliveries SET status = %s, attempts = attempts + 1, next_attempt_at = %s, claimed_until = NULL, last_error = %s, updated_at = %s
+WHERE id = %s;
+
+-- name: release
+UPDATE deliveries SET status = 'pending', next_attempt_at = %s, claimed_until = NULL, updated_at = %s WHERE status = 'sending' AND id = ANY(%s::text[]);
+
+-- name: next_due_at
+SELECT least(
+    (SELECT min(next_attempt_at) FROM deliveries WHERE status = 'pending'),
+    (SELECT min(claimed_until) FROM deliveries WHERE status = 'sending'));
+
+-- name: requeue
+UPDATE deliveries SET status = 'pending', next_attempt_at = %s, attempts = 0, claimed_until = NULL, updated_at = %s WHERE body IS NOT NULL AND {where};
+
+-- name: list_deliveries
+SELECT id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at, config_version
+FROM deliveries WHERE {where} ORDER BY seq LIMIT %s;
+
+-- name: delivery_refs
+SELECT id, event_id, route, destination, body IS NOT NULL FROM deliveries WHERE {where} AND id > %s ORDER BY id LIMIT %s;
+
+-- name: count_deliveries
+SELECT count(*) FROM deliveries WHERE {where};
+
+-- name: list_events
+SELECT id, source, event_type, body, received_at, config_version FROM events
+WHERE received_at >= %(since)s AND (%(type)s::text IS NULL OR event_type = %(type)s)
+  AND (%(status)s::text IS NULL AND %(destination)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM deliveries d WHERE d.event_id = events.id
+          AND (%(status)s::text IS NULL OR d.status = %(status)s) AND (%(destination)s::text IS NULL OR d.destination = %(destination)s)))
+ORDER BY received_at DESC, seq DESC LIMIT %(limit)s;
+
+-- name: delivery_statuses
+SELECT event_id, status, count(*) FROM deliveries WHERE event_id = ANY(%s::text[]) GROUP BY event_id, status;
+
+-- name: get_event
+SELECT id, source, event_type, body, received_at, config_version FROM events WHERE id = %s;
+
+-- name: event_deliveries
+SELECT id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at, config_version
+FROM deliveries WHERE event_id = %s ORDER BY seq;
+
+-- name: delivery_attempts
+SELECT number, started_at, duration_ms, status_code, response, error, outcome FROM attempts WHERE delivery_id = %s ORDER BY number;
+
+-- name: delivery_replaced_bodies
+SELECT body, config_version, replaced_at FROM replaced_bodies WHERE delivery_id = %s ORDER BY id;
+
+-- name: purge_chunk
+-- one chunk of old events with nothing left to deliver (their deliveries go with them)
+DELETE FROM events WHERE id IN (
+    SELECT id FROM events WHERE received_at < %s AND NOT EXISTS
+        (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status IN ('pending', 'sending'))
+    LIMIT %s);
+
+-- name: erase_event_body
+UPDATE events SET body = NULL, dedupe_key = NULL WHERE id = %s;
+
+-- name: erase_event_deliveries
+UPDATE deliveries SET
+    status = CASE WHEN status IN ('pending', 'sending') THEN 'dead' ELSE status END,
+    last_error = CASE WHEN status IN ('pending', 'sending') THEN 'erased on request before delivery' ELSE last_error END,
+    body = NULL
+WHERE event_id = %s;
+
+-- name: erase_event_responses
+UPDATE attempts SET response = NULL WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = %s);
+
+-- name: erase_event_replaced_bodies
+UPDATE replaced_bodies SET body = NULL WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = %s);
+
+-- name: keep_replaced_body
+INSERT INTO replaced_bodies (delivery_id, body, config_version, replaced_at) SELECT id, body, config_version, %s FROM deliveries WHERE id = %s;
+
+-- name: rerender
+UPDATE deliveries SET body = %s, status = %s, last_error = %s, config_version = %s, attempts = 0, next_attempt_at = %s, claimed_until = NULL, updated_at = %s
+WHERE id = %s;
+
+-- name: stats
+SELECT status, count(*) FROM deliveries GROUP BY status;

@@ -1,0 +1,124 @@
+"""What the PostgreSQL backend must hold across replicas: each store here is another replica's
+connection pool on the same database (a schema of its own for each test)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from gateway.store import DeliveryFilter, open_store
+from gateway.store.base import AttemptResult, Store, StoreUnavailable
+from gateway.store.postgres import PostgresStore, SchemaTooNew
+from tests.store.test_store import T0, event
+
+pytestmark = pytest.mark.anyio
+
+
+async def replicas(url: str, count: int) -> list[Store]:
+    stores = [open_store(url) for _ in range(count)]
+    await asyncio.gather(*(s.open() for s in stores))  # replicas starting together migrate once
+    return stores
+
+
+async def test_replicas_starting_together_migrate_once(postgres_url: str) -> None:
+    stores = await replicas(postgres_url, 4)
+    try:
+        with psycopg.connect(postgres_url) as db:
+            versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        assert versions == [1]
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_a_schema_newer_than_the_code_is_refused_with_what_to_do(postgres_url: str) -> None:
+    (store,) = await replicas(postgres_url, 1)
+    await store.close()
+    with psycopg.connect(postgres_url) as db:
+        db.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)")
+    newer = PostgresStore(postgres_url)
+    with pytest.raises(SchemaTooNew, match="schema is version 99, newer than this gateway's"):
+        await newer.open()
+    await newer.close()
+
+
+async def test_no_delivery_is_claimed_by_two_replicas(postgres_url: str) -> None:
+    """Three replicas claim as fast as they can while the lease has not run out: every delivery
+    is claimed exactly once, and each claim stays within its quota."""
+    stores = await replicas(postgres_url, 3)
+    try:
+        for n in range(30):
+            await stores[0].add_event(event(n, deliveries=10, at=T0 + n))
+        claims: list[list[str]] = [[], [], []]
+
+        async def claim_until_empty(index: int) -> None:
+            for _ in range(200):  # bounded
+                claimed = await stores[index].claim_due(T0 + 100, {"sink": 7}, 60)
+                assert len(claimed) <= 7
+                if not claimed:
+                    return
+                claims[index] += [c.id for c in claimed]
+
+        await asyncio.gather(*(claim_until_empty(i) for i in range(3)))
+        everything = [d for per_replica in claims for d in per_replica]
+        assert len(everything) == len(set(everything)) == 300
+        assert all(claims), "each replica should have taken part"
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_the_same_body_at_two_replicas_at_once_is_stored_once(postgres_url: str) -> None:
+    stores = await replicas(postgres_url, 2)
+    try:
+        for round_ in range(20):
+            first, second = event(2 * round_, dedupe_key=f"k{round_}"), event(2 * round_ + 1, dedupe_key=f"k{round_}")
+            a, b = await asyncio.gather(stores[0].add_event(first), stores[1].add_event(second))
+            assert sorted([a.duplicate, b.duplicate]) == [False, True]
+            assert a.id == b.id  # the duplicate names the original
+        assert (await stores[0].stats()).by_status == {"pending": 20}
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_a_dead_replicas_claim_is_taken_over_once_its_lease_expires(postgres_url: str) -> None:
+    stores = await replicas(postgres_url, 2)
+    try:
+        await stores[0].add_event(event(1))
+        assert [c.id for c in await stores[0].claim_due(T0, {"sink": 5}, 30)] == ["d1-0"]
+        await stores[0].close()  # the replica is gone, its claim stays
+        assert await stores[1].claim_due(T0 + 10, {"sink": 5}, 30) == []
+        taken = await stores[1].claim_due(T0 + 31, {"sink": 5}, 30)
+        assert [c.id for c in taken] == ["d1-0"]
+        await stores[1].record_attempt(AttemptResult("d1-0", T0 + 31, 5.0, "delivered", 200), T0 + 32)
+        assert (await stores[1].stats()).by_status == {"delivered": 1}
+    finally:
+        await stores[1].close()
+
+
+async def test_an_unreachable_server_is_a_message_naming_it_without_the_password() -> None:
+    store = open_store("postgresql://gateway:s3gredo@127.0.0.1:9/gateway?connect_timeout=1")
+    with pytest.raises(StoreUnavailable, match=r"cannot connect to PostgreSQL at postgresql://gateway@127.0.0.1:9/gateway") as info:
+        await store.open()
+    assert "s3gredo" not in str(info.value)
+
+
+async def test_work_stored_by_one_replica_wakes_the_others(postgres_url: str) -> None:
+    """LISTEN/NOTIFY: an idle replica hears of new deliveries (and of a replay) at once."""
+    stores = await replicas(postgres_url, 2)
+    woken = asyncio.Event()
+    try:
+        await stores[1].subscribe(woken.set)
+        await asyncio.sleep(0.3)  # the listener connects
+        await stores[0].add_event(event(1))
+        await asyncio.wait_for(woken.wait(), 5)
+        woken.clear()
+        await stores[0].add_event(event(2, deliveries=0))  # nothing to deliver: no wake-up
+        await stores[0].claim_due(T0, {"sink": 1}, 30)
+        await stores[0].record_attempt(AttemptResult("d1-0", T0, 5.0, "dead", 400), T0)
+        await asyncio.sleep(0.5)
+        assert not woken.is_set()
+        assert await stores[0].requeue(DeliveryFilter(statuses=("dead",)), T0 + 1) == 1
+        await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
