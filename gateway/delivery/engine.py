@@ -118,7 +118,8 @@ class DeliveryEngine:
             self._look_for_unrouted_at = now + UNROUTED_EVERY_SECONDS
         lease = max(d.spec.timeout.seconds for d in config.destinations.values()) + LEASE_MARGIN_SECONDS if config.destinations else 60.0
         self._wake.clear()
-        claimed = await self.store.claim_due(now, quotas, lease, others)
+        rates = {name: (d.spec.rate.count, d.spec.rate.per_seconds) for name, d in config.destinations.items() if d.spec.rate and quotas.get(name)}
+        claimed = await self.store.claim_due(now, quotas, lease, others, rates)
         for delivery in claimed:
             self._start(delivery, config)
         return len(claimed)

@@ -181,12 +181,18 @@ class Store(abc.ABC):
         process stored the original, and an event purged or erased is nobody's original."""
 
     @abc.abstractmethod
-    async def claim_due(self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0) -> list[ClaimedDelivery]:
+    async def claim_due(
+        self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0, rates: Mapping[str, tuple[int, float]] | None = None
+    ) -> list[ClaimedDelivery]:
         """Claim what can start now: for each destination in `quotas`, at most that many of its
         deliveries due by `now`, oldest first, and at most `others` to destinations that are
         not in `quotas` at all (routes.yaml no longer has them). Claims whose lease expired
         (their sender died) are due again first. One transaction, nothing claimed to be given
         back: a sender claims only for the slots it has free.
+
+        `rates` (count, per seconds) of rate-limited destinations: a backend shared by several
+        senders (PostgreSQL) keeps one token bucket per destination for all of them, so the
+        limit holds for the cluster; a single sender's own limiter is enough elsewhere.
 
         A delivery with an ordering key is claimed only when no earlier delivery with the same
         destination and key is still pending or being sent.

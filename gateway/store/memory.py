@@ -99,7 +99,9 @@ class MemoryStore(Store):
 
     # ----------------------------------------------------------------- the engine's work
 
-    async def claim_due(self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0) -> list[ClaimedDelivery]:
+    async def claim_due(
+        self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0, rates: Mapping[str, tuple[int, float]] | None = None
+    ) -> list[ClaimedDelivery]:
         db = self._check_open()
         for d in db.deliveries.values():  # expired leases: due again, in their old place
             if d.row.status == SENDING and d.claimed_until is not None and d.claimed_until < now:

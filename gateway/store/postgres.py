@@ -117,11 +117,14 @@ class PostgresStore(Store):
 
     # ----------------------------------------------------------------- the engine's work
 
-    async def claim_due(self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0) -> list[ClaimedDelivery]:
+    async def claim_due(
+        self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0, rates: Mapping[str, tuple[int, float]] | None = None
+    ) -> list[ClaimedDelivery]:
         wanted = {name: n for name, n in quotas.items() if n > 0}
         if not wanted and not others:
             return []
-        return await self._run(lambda c: _claim_due(c, now, wanted, list(quotas), now + lease_seconds, others))
+        limited = {name: rate for name, rate in (rates or {}).items() if name in wanted}
+        return await self._run(lambda c: _claim_due(c, now, wanted, list(quotas), now + lease_seconds, others, limited))
 
     async def record_attempt(self, result: AttemptResult, now: float) -> None:
         await self._run(lambda c: _record_attempt(c, result, now))
@@ -261,13 +264,23 @@ async def _add_event(cursor: psycopg.AsyncCursor, event: NewEvent) -> AddResult:
     return AddResult(event.id, False, len(event.deliveries))
 
 
-async def _claim_due(cursor: psycopg.AsyncCursor, now: float, wanted: dict[str, int], configured: list[str], lease_until: float, others: int) -> list[ClaimedDelivery]:
+async def _claim_due(
+    cursor: psycopg.AsyncCursor, now: float, wanted: dict[str, int], configured: list[str], lease_until: float, others: int, rates: dict[str, tuple[int, float]]
+) -> list[ClaimedDelivery]:
     await cursor.execute(_SQL["expire_leases"], (now, now))
+    for name in sorted(rates):  # sorted: two replicas lock the buckets in the same order
+        count, per_seconds = rates[name]
+        tokens = await _one(cursor, _SQL["refill_bucket"], {"destination": name, "capacity": count, "per_second": count / per_seconds, "now": now})
+        wanted[name] = min(wanted[name], int(tokens))
     claimed: list[ClaimedDelivery] = []
-    if wanted:
-        names = sorted(wanted)
+    names = sorted(name for name, n in wanted.items() if n > 0)
+    if names:
         rows = await _all(cursor, _SQL["claim_due"], (lease_until, now, names, [wanted[n] for n in names], now))
         claimed += [ClaimedDelivery(*row) for row in rows]
+    for name in sorted(rates):
+        taken = sum(1 for c in claimed if c.destination == name)
+        if taken:
+            await cursor.execute(_SQL["take_tokens"], (taken, name))
     if others > 0:
         rows = await _all(cursor, _SQL["claim_others"], (lease_until, now, now, configured, others))
         claimed += [ClaimedDelivery(*row) for row in rows]

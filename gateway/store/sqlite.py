@@ -104,7 +104,9 @@ class SQLiteStore(Store):
 
     # ----------------------------------------------------------------- the engine's work
 
-    async def claim_due(self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0) -> list[ClaimedDelivery]:
+    async def claim_due(
+        self, now: float, quotas: Mapping[str, int], lease_seconds: float, others: int = 0, rates: Mapping[str, tuple[int, float]] | None = None
+    ) -> list[ClaimedDelivery]:
         if not others and not any(n > 0 for n in quotas.values()):
             return []
         return await self._executor.call(lambda c: _claim_due(c, now, quotas, now + lease_seconds, others))

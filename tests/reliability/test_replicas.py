@@ -112,3 +112,33 @@ def assert_attempts_never_overlap(database: str) -> None:
     for delivery, spans in intervals.items():
         for (_, first_end), (second_start, _) in itertools.pairwise(spans):
             assert second_start >= first_end - 0.001, f"delivery {delivery} had two attempts at once"
+
+
+def test_a_rate_limit_holds_for_the_cluster_while_three_replicas_drain_a_backlog(project: Project, database: str) -> None:
+    """`rate: 5/s` with three replicas draining 40 stored deliveries: 5 a second on average for
+    the cluster (not 15), never more than 10 in any one-second window. The bucket starts full,
+    as a token bucket does: the first 5 go at once, the other 35 at 5 a second."""
+    sink = Sink()
+    project.routes(routes(sink).replace("concurrency: 8}", "concurrency: 8, rate: 5/s}"))
+    storing = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN})
+    storing.database, storing.start_args = database, ["--no-deliver"]
+    storing.log_path = project.root / "storing.log"
+    storing.start()
+    template = json.loads((EVENTS / "order_created.json").read_text())
+    try:
+        for number in range(40):
+            body = {**template, "data": {**template["data"], "id": f"pedido-{number}"}}
+            assert storing.post(f"/hooks/go?token={TOKEN}", json.dumps(body)).status_code == 202
+    finally:
+        storing.terminate()
+    replicas = start_replicas(project, database, 3)
+    try:
+        arrivals = sorted(r.at for r in sink.wait_for(40, timeout=60))
+    finally:
+        for replica in replicas:
+            replica.kill()
+        sink.close()
+    average = (len(arrivals) - 5) / (arrivals[-1] - arrivals[0])  # after the first full bucket
+    busiest = max(sum(1 for t in arrivals if start <= t < start + 1) for start in arrivals)
+    print(f"40 deliveries in {arrivals[-1] - arrivals[0]:.1f} s: {average:.2f}/s on average, at most {busiest} in one second")
+    assert average <= 5 * 1.1 and busiest <= 10

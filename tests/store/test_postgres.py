@@ -27,7 +27,7 @@ async def test_replicas_starting_together_migrate_once(postgres_url: str) -> Non
     try:
         with psycopg.connect(postgres_url) as db:
             versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [1]
+        assert versions == [1, 2]
     finally:
         await asyncio.gather(*(s.close() for s in stores))
 
@@ -120,5 +120,24 @@ async def test_work_stored_by_one_replica_wakes_the_others(postgres_url: str) ->
         assert not woken.is_set()
         assert await stores[0].requeue(DeliveryFilter(statuses=("dead",)), T0 + 1) == 1
         await asyncio.wait_for(woken.wait(), 5)
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_a_rate_limit_holds_for_all_replicas_together(postgres_url: str) -> None:
+    """`rate: 5/s` shared by three replicas claiming at once: at most 5 claims at a moment, and
+    5 more for each second that passes, whoever asks."""
+    stores = await replicas(postgres_url, 3)
+    try:
+        for n in range(60):
+            await stores[0].add_event(event(n, at=T0))
+        claimed_at: list[tuple[float, int]] = []
+        for step in range(8):  # every half second, every replica asks for 10
+            now = T0 + 1 + step * 0.5
+            claims = await asyncio.gather(*(s.claim_due(now, {"sink": 10}, 60, rates={"sink": (5, 1.0)}) for s in stores))
+            claimed_at.append((now, sum(len(c) for c in claims)))
+        assert claimed_at[0][1] == 5  # a full bucket: the rate's count at once
+        assert all(n <= 3 for _, n in claimed_at[1:])  # then 2.5 a half second
+        assert sum(n for _, n in claimed_at) <= 5 + 5 * 3.5  # 5 at first, 5 a second for 3.5 s
     finally:
         await asyncio.gather(*(s.close() for s in stores))

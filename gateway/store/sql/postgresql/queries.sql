@@ -66,6 +66,18 @@ WHERE id IN (
         FOR UPDATE SKIP LOCKED) AS claimable)
 RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at;
 
+-- name: refill_bucket
+-- A rate-limited destination's tokens, shared by every replica: refilled for the time since the
+-- last claim, at most `capacity` (the rate's count), and locked until this claim commits.
+INSERT INTO rate_buckets (destination, tokens, updated_at) VALUES (%(destination)s, %(capacity)s, %(now)s)
+ON CONFLICT (destination) DO UPDATE SET
+    tokens = least(%(capacity)s, rate_buckets.tokens + greatest(0, %(now)s - rate_buckets.updated_at) * %(per_second)s),
+    updated_at = greatest(rate_buckets.updated_at, %(now)s)
+RETURNING tokens;
+
+-- name: take_tokens
+UPDATE rate_buckets SET tokens = tokens - %s WHERE destination = %s;
+
 -- name: claim_others
 -- Due deliveries to destinations routes.yaml no longer has (they are recorded dead).
 UPDATE deliveries SET status = 'sending', claimed_until = %s, updated_at = %s
