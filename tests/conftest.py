@@ -88,3 +88,12 @@ def sink() -> Iterator[Sink]:
     server = Sink()
     yield server
     server.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose connections see an empty schema of their own (dropped afterwards)."""
+    from tests.postgres import fresh_schema
+
+    with fresh_schema() as url:
+        yield url

@@ -29,12 +29,13 @@ from gateway.delivery.metrics import DeliveryMetrics
 from gateway.delivery.retry import MAX_RETRY_AFTER_SECONDS, RetryPolicy
 from gateway.destinations.base import Outcome
 from gateway.masking import mask_personal_data, mask_text
-from gateway.store.base import AttemptResult, ClaimedDelivery, Store, StoreUnavailable
+from gateway.store.base import AttemptResult, ClaimedDelivery, DestinationHold, Store, StoreUnavailable
 
 log = logging.getLogger("gateway.delivery")
 
 LEASE_MARGIN_SECONDS = 15.0
 UNROUTED_EVERY_SECONDS = 5.0
+HOLDS_EVERY_SECONDS = 1.0  # how soon a circuit another replica opened is seen here
 # The longest the engine sleeps with nothing due: work queued by another process (a replay,
 # a second gateway on the same database) is noticed within this time. One cheap indexed query.
 IDLE_SECONDS = 0.5
@@ -72,6 +73,7 @@ class DeliveryEngine:
         self._destinations: dict[str, _DestinationState] = {}
         self._turn = 0
         self._look_for_unrouted_at = 0.0
+        self._holds_checked_at = -HOLDS_EVERY_SECONDS
 
     def notify(self) -> None:
         """New work was stored: look now instead of at the next scheduled time."""
@@ -109,6 +111,7 @@ class DeliveryEngine:
             return 0
         config = self.config()
         now = self.clock()
+        await self._follow_others(config, now)
         quotas = self._quotas(config, now, free)
         # Deliveries to destinations routes.yaml no longer has are looked for now and then, not
         # on every claim (the query scans every due delivery). They are dead at once, with no
@@ -190,17 +193,18 @@ class DeliveryEngine:
             state = self._destinations[destination.name] = fresh
         return state
 
-    def _stop_gone(self, destination: Destination, state: _DestinationState) -> None:
-        """410 Gone means the address will not come back: stop sending there instead of
-        burning every pending delivery's attempts on it. A changed destination (hot reload)
-        or a restart starts again; `gateway replay` sends the stopped deliveries."""
-        if state.gone:
-            return
+    def _gone_reason(self, destination: Destination) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.clock()))
-        state.gone = (
+        return (
             f"destination '{destination.name}' answered 410 Gone at {when} and is stopped; fix its address in routes.yaml"
             f" (or restart once it is back), then `gateway replay --destination {destination.name}`"
         )
+
+    def _stop_gone(self, destination: Destination, state: _DestinationState, reason: str) -> None:
+        """410 Gone means the address will not come back: stop sending there instead of
+        burning every pending delivery's attempts on it. A changed destination (hot reload)
+        or a restart starts again; `gateway replay` sends the stopped deliveries."""
+        state.gone = reason
         self.metrics.destination_stopped.labels(destination.name).set(1)
         log.error("destination %s answered 410 Gone: no more deliveries go there until routes.yaml changes it or the gateway restarts", destination.name)
 
@@ -232,12 +236,36 @@ class DeliveryEngine:
         except Exception as exc:  # recorded and retried on schedule, never lost in a dead task
             log.exception("delivery %s to %s failed unexpectedly", delivery.id, destination.name)
             outcome, status, excerpt = Outcome("retry", f"internal error: {type(exc).__name__}"), None, None
-        if status == 410:
-            self._stop_gone(destination, state)
+        if status == 410 and not state.gone:
+            self._stop_gone(destination, state, self._gone_reason(destination))
+            await self._tell_others(DestinationHold(destination.name, gone=state.gone, config_version=config.version))
         if state.circuit.record(outcome, self.clock()):
             log.warning("destination %s backed off after repeated failures (until %.0f)", destination.name, state.circuit.open_until)
+            await self._tell_others(DestinationHold(destination.name, open_until=state.circuit.open_until))
         self.metrics.circuit_open.labels(destination.name).set(1 if state.circuit.is_open(self.clock()) else 0)
         return outcome, status, excerpt
+
+    async def _tell_others(self, hold: DestinationHold) -> None:
+        """Other senders on the same database hold the destination off too (PostgreSQL)."""
+        try:
+            await self.store.hold_destination(hold)
+        except StoreUnavailable as exc:
+            log.warning("could not tell the other replicas about %s: %s", hold.destination, exc)
+
+    async def _follow_others(self, config: Config, now: float) -> None:
+        """What other senders learnt: a circuit they opened, a destination that answered them
+        410 (while routes.yaml is unchanged). Looked at once a second at most."""
+        if now < self._holds_checked_at + HOLDS_EVERY_SECONDS:
+            return
+        self._holds_checked_at = now
+        for hold in await self.store.destination_holds(now):
+            destination = config.destinations.get(hold.destination)
+            if destination is None:
+                continue
+            state = self._state(destination)
+            state.circuit.open_until = max(state.circuit.open_until, hold.open_until)
+            if hold.gone and hold.config_version == config.version and not state.gone:
+                self._stop_gone(destination, state, hold.gone)
 
     async def _record(
         self,

@@ -58,6 +58,7 @@ class DeliveryService:
         self._client = delivery_client(self.concurrency, lambda: self.routes().egress_allow)
         await self._client.__aenter__()
         self.engine = DeliveryEngine(self.store, self.routes, self._client, self.metrics, concurrency=self.concurrency, clock=self.clock)
+        await self.store.clear_stops()  # starting again means trying a stopped (410) address again
         await self.store.subscribe(self.engine.notify)  # work stored by other replicas wakes it too
         self._running = asyncio.create_task(self.engine.run())
         gc_freeze.settle()  # what start-up built stays: out of the collector's way

@@ -81,6 +81,18 @@ class ClaimedDelivery:
 
 
 @dataclass(frozen=True)
+class DestinationHold:
+    """A destination every sender on the database must hold off: backed off by the circuit
+    breaker until `open_until`, or stopped (`gone`: it answered 410) while routes.yaml is
+    at `config_version`."""
+
+    destination: str
+    open_until: float = 0.0
+    gone: str | None = None
+    config_version: str | None = None
+
+
+@dataclass(frozen=True)
 class AttemptResult:
     delivery_id: str
     started_at: float
@@ -201,6 +213,17 @@ class Store(abc.ABC):
     async def subscribe(self, wake: Callable[[], None]) -> None:
         """Call `wake` when another process stores work to deliver, until the store is closed.
         A backend that cannot tell (SQLite) leaves the engine to poll (IDLE_SECONDS)."""
+
+    async def hold_destination(self, hold: DestinationHold) -> None:
+        """Tell every sender on this database to hold a destination off. A backend with one
+        sender (SQLite, memory) keeps nothing: that sender's engine holds it itself."""
+
+    async def destination_holds(self, now: float) -> list[DestinationHold]:
+        """The holds in force: circuits open at `now`, destinations stopped."""
+        return []
+
+    async def clear_stops(self) -> None:
+        """Forget the 410 stops (a sender starting again tries the address again)."""
 
     @abc.abstractmethod
     async def record_attempt(self, result: AttemptResult, now: float) -> None:

@@ -36,6 +36,7 @@ from gateway.store.base import (
     DeliveryFilter,
     DeliveryRef,
     DeliveryRow,
+    DestinationHold,
     EventRow,
     NewEvent,
     QueueStats,
@@ -125,6 +126,15 @@ class PostgresStore(Store):
             return []
         limited = {name: rate for name, rate in (rates or {}).items() if name in wanted}
         return await self._run(lambda c: _claim_due(c, now, wanted, list(quotas), now + lease_seconds, others, limited))
+
+    async def hold_destination(self, hold: DestinationHold) -> None:
+        await self._run(lambda c: c.execute(_SQL["hold_destination"], (hold.destination, hold.open_until, hold.gone, hold.config_version)))
+
+    async def destination_holds(self, now: float) -> list[DestinationHold]:
+        return [DestinationHold(*row) for row in await self._run(lambda c: _all(c, _SQL["destination_holds"], (now,)))]
+
+    async def clear_stops(self) -> None:
+        await self._run(lambda c: c.execute(_SQL["clear_stops"]))
 
     async def record_attempt(self, result: AttemptResult, now: float) -> None:
         await self._run(lambda c: _record_attempt(c, result, now))

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -16,19 +15,12 @@ import pytest
 
 from tests.conftest import EVENTS, Project
 from tests.harness import GatewayProcess, Received, Sink
-from tests.postgres import fresh_schema
 from tests.reliability.test_crash import routes  # one destination at the sink, short retries
 
 pytestmark = pytest.mark.slow
 TOKEN = "token-de-teste-123"
 EVENTS_POSTED = 3000
 HOLD_SECONDS = 0.01  # each delivery stays at the receiver this long: overlaps would show
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    with fresh_schema() as url:
-        yield url
 
 
 def start_replicas(project: Project, database: str, count: int) -> list[GatewayProcess]:
@@ -41,13 +33,13 @@ def start_replicas(project: Project, database: str, count: int) -> list[GatewayP
     return replicas
 
 
-def test_three_replicas_one_killed_midway_lose_nothing_and_never_send_twice_at_once(project: Project, database: str) -> None:
+def test_three_replicas_one_killed_midway_lose_nothing_and_never_send_twice_at_once(project: Project, postgres_url: str) -> None:
     """3,000 events spread over three replicas; one is killed -9 a third of the way in. Every
     event a replica acknowledged reaches the receiver; duplicates are counted and reported; no
     delivery is ever in flight twice at the same time (at the receiver and in the attempts)."""
     sink = Sink(lambda request, count: (200, {}, b"ok", HOLD_SECONDS))
     project.routes(routes(sink))
-    replicas = start_replicas(project, database, 3)
+    replicas = start_replicas(project, postgres_url, 3)
     template = json.loads((EVENTS / "order_created.json").read_text())
     acknowledged: set[str] = set()
     lock = threading.Lock()
@@ -89,7 +81,7 @@ def test_three_replicas_one_killed_midway_lose_nothing_and_never_send_twice_at_o
     duplicates = {order: n for order, n in arrived.items() if n > 1}
     print(f"{len(acknowledged)} acknowledged in {posting:.1f} s, all {len(arrived)} arrived {waiting:.1f} s later, {sum(duplicates.values()) - len(duplicates)} duplicate arrivals")
     assert_never_twice_at_once(received)
-    assert_attempts_never_overlap(database)
+    assert_attempts_never_overlap(postgres_url)
 
 
 def assert_never_twice_at_once(received: list[Received]) -> None:
@@ -114,14 +106,14 @@ def assert_attempts_never_overlap(database: str) -> None:
             assert second_start >= first_end - 0.001, f"delivery {delivery} had two attempts at once"
 
 
-def test_a_rate_limit_holds_for_the_cluster_while_three_replicas_drain_a_backlog(project: Project, database: str) -> None:
+def test_a_rate_limit_holds_for_the_cluster_while_three_replicas_drain_a_backlog(project: Project, postgres_url: str) -> None:
     """`rate: 5/s` with three replicas draining 40 stored deliveries: 5 a second on average for
     the cluster (not 15), never more than 10 in any one-second window. The bucket starts full,
     as a token bucket does: the first 5 go at once, the other 35 at 5 a second."""
     sink = Sink()
     project.routes(routes(sink).replace("concurrency: 8}", "concurrency: 8, rate: 5/s}"))
     storing = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN})
-    storing.database, storing.start_args = database, ["--no-deliver"]
+    storing.database, storing.start_args = postgres_url, ["--no-deliver"]
     storing.log_path = project.root / "storing.log"
     storing.start()
     template = json.loads((EVENTS / "order_created.json").read_text())
@@ -131,7 +123,7 @@ def test_a_rate_limit_holds_for_the_cluster_while_three_replicas_drain_a_backlog
             assert storing.post(f"/hooks/go?token={TOKEN}", json.dumps(body)).status_code == 202
     finally:
         storing.terminate()
-    replicas = start_replicas(project, database, 3)
+    replicas = start_replicas(project, postgres_url, 3)
     try:
         arrivals = sorted(r.at for r in sink.wait_for(40, timeout=60))
     finally:

@@ -4,14 +4,13 @@ in-memory store that the engine's behaviour tests run on (so it must keep the sa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from gateway.store import Store, open_store
 from gateway.store.memory import MemoryDatabase, MemoryStore
-from tests.postgres import fresh_schema
 
 BACKENDS = ["sqlite", "postgresql", "memory"]
 
@@ -40,10 +39,3 @@ async def store(store_factory: Callable[[], Store]) -> AsyncIterator[Store]:
     await opened.open()
     yield opened
     await opened.close()
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL whose connections see an empty schema of their own (dropped afterwards)."""
-    with fresh_schema() as url:
-        yield url

@@ -27,7 +27,7 @@ async def test_replicas_starting_together_migrate_once(postgres_url: str) -> Non
     try:
         with psycopg.connect(postgres_url) as db:
             versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations ORDER BY version")]
-        assert versions == [1, 2]
+        assert versions == [1, 2, 3]
     finally:
         await asyncio.gather(*(s.close() for s in stores))
 

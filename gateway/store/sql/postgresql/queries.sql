@@ -78,6 +78,20 @@ RETURNING tokens;
 -- name: take_tokens
 UPDATE rate_buckets SET tokens = tokens - %s WHERE destination = %s;
 
+-- name: hold_destination
+-- The later of two back-offs wins; a stop stays until routes.yaml changes or a sender restarts.
+INSERT INTO destination_holds (destination, open_until, gone, config_version) VALUES (%s, %s, %s, %s)
+ON CONFLICT (destination) DO UPDATE SET
+    open_until = greatest(destination_holds.open_until, excluded.open_until),
+    gone = coalesce(excluded.gone, destination_holds.gone),
+    config_version = coalesce(excluded.config_version, destination_holds.config_version);
+
+-- name: destination_holds
+SELECT destination, open_until, gone, config_version FROM destination_holds WHERE open_until > %s OR gone IS NOT NULL;
+
+-- name: clear_stops
+UPDATE destination_holds SET gone = NULL, config_version = NULL WHERE gone IS NOT NULL;
+
 -- name: claim_others
 -- Due deliveries to destinations routes.yaml no longer has (they are recorded dead).
 UPDATE deliveries SET status = 'sending', claimed_until = %s, updated_at = %s
