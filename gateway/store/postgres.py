@@ -52,6 +52,7 @@ log = logging.getLogger("gateway.store")
 _SQL = queries("postgresql")
 PURGE_CHUNK_EVENTS = 500
 POOL_SIZE = 10
+MAX_BATCH = 256  # events stored in one transaction
 CONNECT_SECONDS = 10.0
 _MIGRATION_LOCK = 0x60_6A7E_3A1  # pg_advisory_lock key: "gateway migrations"
 _OUTCOME_STATUS = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD}
@@ -66,6 +67,8 @@ class PostgresStore(Store):
         self.url = url
         self._pool: AsyncConnectionPool | None = None
         self._listening: asyncio.Task[None] | None = None
+        self._queued: list[tuple[NewEvent, asyncio.Future[AddResult]]] = []
+        self._storing: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         try:  # one connection first: a wrong address or password says so at once, in its words
@@ -114,7 +117,29 @@ class PostgresStore(Store):
     # ----------------------------------------------------------------- ingest
 
     async def add_event(self, event: NewEvent) -> AddResult:
-        return await self._run(lambda c: _add_event(c, event))
+        """Stored with the events that arrive while the batch before commits, in one
+        transaction (one commit, one WAL flush, for all of them); each in a savepoint of its
+        own, so one that fails fails alone. Returns once its batch has committed."""
+        future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
+        self._queued.append((event, future))
+        if self._storing is None or self._storing.done():
+            self._storing = asyncio.create_task(self._store_queued())
+        return await future
+
+    async def _store_queued(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
+            try:
+                results = await self._run(lambda c: _add_events(c, [event for event, _ in batch]))
+            except Exception as exc:  # the whole batch: nothing of it was stored
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
     # ----------------------------------------------------------------- the engine's work
 
@@ -256,6 +281,19 @@ async def _migrate(cursor: psycopg.AsyncCursor) -> None:
         for statement in statements:
             await cursor.execute(statement)
         await cursor.execute(_SQL["record_migration"], (version,))
+
+
+async def _add_events(cursor: psycopg.AsyncCursor, events: list[NewEvent]) -> list[AddResult | BaseException]:
+    results: list[AddResult | BaseException] = []
+    for event in events:
+        try:
+            async with cursor.connection.transaction():  # a savepoint
+                results.append(await _add_event(cursor, event))
+        except psycopg.OperationalError:
+            raise  # the connection or the server: the whole batch fails, each caller hears it
+        except psycopg.Error as exc:  # this event's own problem: the others are still stored
+            results.append(exc)
+    return results
 
 
 async def _add_event(cursor: psycopg.AsyncCursor, event: NewEvent) -> AddResult:

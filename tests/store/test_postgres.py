@@ -141,3 +141,17 @@ async def test_a_rate_limit_holds_for_all_replicas_together(postgres_url: str) -
         assert sum(n for _, n in claimed_at) <= 5 + 5 * 3.5  # 5 at first, 5 a second for 3.5 s
     finally:
         await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_events_arriving_together_share_a_transaction_and_fail_alone(postgres_url: str) -> None:
+    """Twenty events at once are stored in one batch; the one whose id clashes fails by itself."""
+    (store,) = await replicas(postgres_url, 1)
+    try:
+        await store.add_event(event(0))
+        results = await asyncio.gather(*(store.add_event(event(n)) for n in range(20)), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert len(failed) == 1 and "unique" in str(failed[0]).lower()
+        assert sorted(r.id for r in results if not isinstance(r, BaseException)) == sorted(f"e{n}" for n in range(1, 20))
+        assert (await store.stats()).by_status == {"pending": 20}
+    finally:
+        await store.close()
