@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -56,6 +56,8 @@ MAX_BATCH = 256  # events stored in one transaction
 CONNECT_SECONDS = 10.0
 _MIGRATION_LOCK = 0x60_6A7E_3A1  # pg_advisory_lock key: "gateway migrations"
 _OUTCOME_STATUS = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD}
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 class SchemaTooNew(StoreUnavailable):
@@ -67,8 +69,8 @@ class PostgresStore(Store):
         self.url = url
         self._pool: AsyncConnectionPool | None = None
         self._listening: asyncio.Task[None] | None = None
-        self._queued: list[tuple[NewEvent, asyncio.Future[AddResult]]] = []
-        self._storing: asyncio.Task[None] | None = None
+        self._events: _Batches[NewEvent, AddResult] = _Batches(lambda events: self._run(lambda c: _add_events(c, events)))
+        self._attempts: _Batches[tuple[AttemptResult, float], None] = _Batches(lambda items: self._run(lambda c: _record_attempts(c, items)))
 
     async def open(self) -> None:
         try:  # one connection first: a wrong address or password says so at once, in its words
@@ -118,28 +120,8 @@ class PostgresStore(Store):
 
     async def add_event(self, event: NewEvent) -> AddResult:
         """Stored with the events that arrive while the batch before commits, in one
-        transaction (one commit, one WAL flush, for all of them); each in a savepoint of its
-        own, so one that fails fails alone. Returns once its batch has committed."""
-        future: asyncio.Future[AddResult] = asyncio.get_running_loop().create_future()
-        self._queued.append((event, future))
-        if self._storing is None or self._storing.done():
-            self._storing = asyncio.create_task(self._store_queued())
-        return await future
-
-    async def _store_queued(self) -> None:
-        while self._queued:
-            batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
-            try:
-                results = await self._run(lambda c: _add_events(c, [event for event, _ in batch]))
-            except Exception as exc:  # the whole batch: nothing of it was stored
-                results = [exc] * len(batch)
-            for (_, future), result in zip(batch, results):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+        transaction (one commit, one WAL flush, for all of them). Returns once committed."""
+        return await self._events.submit(event)
 
     # ----------------------------------------------------------------- the engine's work
 
@@ -162,7 +144,8 @@ class PostgresStore(Store):
         await self._run(lambda c: c.execute(_SQL["clear_stops"]))
 
     async def record_attempt(self, result: AttemptResult, now: float) -> None:
-        await self._run(lambda c: _record_attempt(c, result, now))
+        """Recorded with the attempts that end while the batch before commits."""
+        await self._attempts.submit((result, now))
 
     async def release(self, delivery_ids: list[str], now: float) -> None:
         if delivery_ids:
@@ -222,6 +205,38 @@ class PostgresStore(Store):
 
     async def stats(self) -> QueueStats:
         return QueueStats(dict(await self._run(lambda c: _all(c, _SQL["stats"]))))
+
+
+class _Batches(Generic[Item, Result]):
+    """Group commit: what is submitted while a batch is being written goes, all together, into
+    the next one (at most MAX_BATCH). `write` returns one result, or exception, per item."""
+
+    def __init__(self, write: Callable[[list[Item]], Awaitable[list[Result | BaseException]]]) -> None:
+        self._write = write
+        self._queued: list[tuple[Item, asyncio.Future[Result]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def submit(self, item: Item) -> Result:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queued.append((item, future))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_queued())
+        return await future
+
+    async def _write_queued(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
+            try:
+                results = await self._write([item for item, _ in batch])
+            except Exception as exc:  # the whole batch: nothing of it was written
+                results = [exc] * len(batch)
+            for (_, future), result in zip(batch, results):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
 
 # --------------------------------------------------------------------------- one transaction each
@@ -284,15 +299,56 @@ async def _migrate(cursor: psycopg.AsyncCursor) -> None:
 
 
 async def _add_events(cursor: psycopg.AsyncCursor, events: list[NewEvent]) -> list[AddResult | BaseException]:
+    """A batch in a handful of statements whatever its size (the round trips, not the rows,
+    were the cost): its dedupe keys locked at once, their originals looked up at once, the new
+    events and deliveries inserted with one statement each. If that fails for one event's
+    sake, each is stored again on its own, in a savepoint, so that only the guilty one fails."""
+    try:
+        async with cursor.connection.transaction():  # a savepoint: the slow path starts clean
+            return list(await _add_batch(cursor, events))
+    except psycopg.OperationalError:
+        raise  # the connection or the server: the whole batch fails, each caller hears it
+    except psycopg.Error:
+        pass
     results: list[AddResult | BaseException] = []
     for event in events:
         try:
-            async with cursor.connection.transaction():  # a savepoint
+            async with cursor.connection.transaction():
                 results.append(await _add_event(cursor, event))
         except psycopg.OperationalError:
-            raise  # the connection or the server: the whole batch fails, each caller hears it
+            raise
         except psycopg.Error as exc:  # this event's own problem: the others are still stored
             results.append(exc)
+    return results
+
+
+async def _add_batch(cursor: psycopg.AsyncCursor, events: list[NewEvent]) -> list[AddResult]:
+    keyed = [e for e in events if e.dedupe_key and e.dedupe_window]
+    latest: dict[tuple[str, str], tuple[str, float]] = {}  # (source, key) -> the latest stored event
+    if keyed:
+        await cursor.execute(_SQL["lock_dedupe_keys"], ([f"{e.source}\n{e.dedupe_key}" for e in keyed],))
+        since = min(e.received_at - (e.dedupe_window or 0) for e in keyed)
+        rows = await _all(cursor, _SQL["originals"], ([e.source for e in keyed], [e.dedupe_key for e in keyed], since))
+        latest = {(source, key): (event_id, at) for source, key, event_id, at in rows}
+    results, stored = [], []
+    for event in events:
+        key = (event.source, event.dedupe_key or "")
+        found = latest.get(key) if event.dedupe_key and event.dedupe_window else None
+        if found and found[1] >= event.received_at - (event.dedupe_window or 0):
+            results.append(AddResult(found[0], True, 0))
+            continue
+        if event.dedupe_key and event.dedupe_window:
+            latest[key] = (event.id, event.received_at)  # a later one in this batch is its duplicate
+        stored.append(event)
+        results.append(AddResult(event.id, False, len(event.deliveries)))
+    if stored:
+        columns = list(zip(*[(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version) for e in stored]))
+        await cursor.execute(_SQL["insert_events_batch"], [list(c) for c in columns])
+        rows = [(d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at, e.config_version) for e in stored for d in e.deliveries]
+        if rows:
+            await cursor.execute(_SQL["insert_deliveries_batch"], [list(c) for c in zip(*rows)])
+        if any(d.status == PENDING for e in stored for d in e.deliveries):
+            await cursor.execute(_SQL["notify_work"])
     return results
 
 
@@ -335,15 +391,17 @@ async def _claim_due(
     return claimed
 
 
-async def _record_attempt(cursor: psycopg.AsyncCursor, result: AttemptResult, now: float) -> None:
-    made = await _one(cursor, _SQL["attempts_made"], (result.delivery_id,))
-    await cursor.execute(
-        _SQL["insert_attempt"],
-        (result.delivery_id, made + 1, result.started_at, result.duration_ms, result.status_code, result.response, result.error, result.outcome),
-    )
-    status = _OUTCOME_STATUS[result.outcome]
-    error = None if status == DELIVERED else (result.error or f"HTTP {result.status_code}")
-    await cursor.execute(_SQL["move_attempted_delivery"], (status, result.next_attempt_at, error, now, result.delivery_id))
+async def _record_attempts(cursor: psycopg.AsyncCursor, items: list[tuple[AttemptResult, float]]) -> list[None]:
+    """A batch's attempts and their deliveries' new states: two statements in all."""
+    attempts = [(r.delivery_id, r.started_at, r.duration_ms, r.status_code, r.response, r.error, r.outcome) for r, _ in items]
+    await cursor.execute(_SQL["insert_attempts_batch"], [list(column) for column in zip(*attempts)])
+    changes = []
+    for result, now in items:
+        status = _OUTCOME_STATUS[result.outcome]
+        error = None if status == DELIVERED else (result.error or f"HTTP {result.status_code}")
+        changes.append((result.delivery_id, status, result.next_attempt_at, error, now))
+    await cursor.execute(_SQL["move_attempted_deliveries"], [list(column) for column in zip(*changes)])
+    return [None] * len(items)
 
 
 def _where(selection: DeliveryFilter) -> tuple[str, list[Any]]:

@@ -29,3 +29,10 @@ def test_migrations_are_numbered_files_in_order_and_queries_sql_is_not_one() -> 
 
 def test_statements_split_on_semicolons_outside_comments() -> None:
     assert statements("CREATE TABLE a (x INT); -- a comment; with a semicolon\nCREATE INDEX i ON a (x);") == ["CREATE TABLE a (x INT)", "CREATE INDEX i ON a (x)"]
+
+
+def test_every_query_the_postgresql_backend_names_is_in_its_file() -> None:
+    source = (STORE / "postgres.py").read_text()
+    used = set(re.findall(r'_SQL\["(\w+)"\]', source)) | set(re.findall(r'"(erase_event_\w+)"', source))
+    assert used and used <= set(queries("postgresql"))
+    assert [version for version, _ in migrations("postgresql")][:3] == [1, 2, 3]

@@ -32,6 +32,25 @@ LISTEN gateway_work;
 -- Sent when the transaction commits; one per transaction however many are sent.
 SELECT pg_notify('gateway_work', '');
 
+-- name: lock_dedupe_keys
+-- A batch's keys, locked in one statement, in a fixed order (two replicas never deadlock).
+SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) FROM (SELECT DISTINCT unnest(%s::text[]) AS key ORDER BY key) AS keys;
+
+-- name: originals
+-- The latest stored event of each (source, key) of a batch since the oldest window start.
+SELECT DISTINCT ON (e.source, e.dedupe_key) e.source, e.dedupe_key, e.id, e.received_at
+FROM events e JOIN unnest(%s::text[], %s::text[]) AS k (source, dedupe_key) ON e.source = k.source AND e.dedupe_key = k.dedupe_key
+WHERE e.received_at >= %s
+ORDER BY e.source, e.dedupe_key, e.received_at DESC;
+
+-- name: insert_events_batch
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[]);
+
+-- name: insert_deliveries_batch
+INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::float8[], %s::text[]);
+
 -- name: original
 SELECT id FROM events WHERE source = %s AND dedupe_key = %s AND received_at >= %s ORDER BY received_at DESC LIMIT 1;
 
@@ -103,15 +122,20 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED)
 RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at;
 
--- name: attempts_made
-SELECT count(*) FROM attempts WHERE delivery_id = %s;
+-- name: insert_attempts_batch
+-- Numbered after the attempts already recorded (a delivery is in one batch at most once: it
+-- is in flight on one sender at a time).
+INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, response, error, outcome)
+SELECT a.delivery_id, 1 + (SELECT count(*) FROM attempts earlier WHERE earlier.delivery_id = a.delivery_id),
+       a.started_at, a.duration_ms, a.status_code, a.response, a.error, a.outcome
+FROM unnest(%s::text[], %s::float8[], %s::float8[], %s::int[], %s::text[], %s::text[], %s::text[])
+     AS a (delivery_id, started_at, duration_ms, status_code, response, error, outcome);
 
--- name: insert_attempt
-INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, response, error, outcome) VALUES (%s, %s, %s, %s, %s, %s, %s, %s);
-
--- name: move_attempted_delivery
-UPDATE deliveries SET status = %s, attempts = attempts + 1, next_attempt_at = %s, claimed_until = NULL, last_error = %s, updated_at = %s
-WHERE id = %s;
+-- name: move_attempted_deliveries
+UPDATE deliveries SET status = c.status, attempts = deliveries.attempts + 1, next_attempt_at = c.next_at, claimed_until = NULL,
+    last_error = c.error, updated_at = c.at
+FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[]) AS c (id, status, next_at, error, at)
+WHERE deliveries.id = c.id;
 
 -- name: release
 UPDATE deliveries SET status = 'pending', next_attempt_at = %s, claimed_until = NULL, updated_at = %s WHERE status = 'sending' AND id = ANY(%s::text[]);
