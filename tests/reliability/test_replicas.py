@@ -134,3 +134,32 @@ def test_a_rate_limit_holds_for_the_cluster_while_three_replicas_drain_a_backlog
     busiest = max(sum(1 for t in arrivals if start <= t < start + 1) for start in arrivals)
     print(f"40 deliveries in {arrivals[-1] - arrivals[0]:.1f} s: {average:.2f}/s on average, at most {busiest} in one second")
     assert average <= 5 * 1.1 and busiest <= 10
+
+
+def test_the_same_go_body_posted_to_two_replicas_at_the_same_instant_is_stored_once(project: Project, postgres_url: str) -> None:
+    """GO (or a load balancer's retry) sends one event to two replicas at once: one 202, one
+    "duplicate" naming the same stored event, twenty times over."""
+    sink = Sink()
+    project.routes(routes(sink))
+    replicas = start_replicas(project, postgres_url, 2)
+    template = json.loads((EVENTS / "order_created.json").read_text())
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            for number in range(20):
+                body = json.dumps({**template, "data": {**template["data"], "id": f"pedido-{number}"}})
+                barrier = threading.Barrier(2)
+
+                def post(replica: GatewayProcess, body: str = body, barrier: threading.Barrier = barrier) -> httpx.Response:
+                    barrier.wait(5)
+                    return replica.post(f"/hooks/go?token={TOKEN}", body)
+
+                answers = list(pool.map(post, replicas))
+                assert sorted(a.status_code for a in answers) == [200, 202], [a.text for a in answers]
+                assert answers[0].json()["id"] == answers[1].json()["id"]
+                assert sorted(a.json()["duplicate"] for a in answers) == [False, True]
+    finally:
+        for replica in replicas:
+            replica.kill()
+        sink.close()
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 20
