@@ -47,7 +47,8 @@ async def accept(config: Config, store: Store, source: str, body: bytes, event: 
             if delivery.status == "failed":  # said once, here; counted in /metrics (failed); the reason is masked
                 log.warning("event %s: delivery %s of route %s to %s failed to render: %s", stored.id, delivery.id, delivery.route, delivery.destination, delivery.error)
     # DEBUG (GATEWAY_LOG_LEVEL=debug): formatting and writing it was a tenth of the ingest child's CPU
-    log.debug("event %s %s from %s: %s%s", stored.id, event["event_id"], source, plural(stored.deliveries, "delivery"), " (duplicate)" if stored.duplicate else "")
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("event %s %s from %s: %s%s", stored.id, event["event_id"], source, plural(stored.deliveries, "delivery"), " (duplicate)" if stored.duplicate else "")
     return Accepted(id=stored.id, deliveries=stored.deliveries, duplicate=stored.duplicate, not_sent=not_sent)
 
 

@@ -12,9 +12,10 @@
 Children need what another process can open: the routes' bytes (a config loaded from files)
 and a database on disk. SQLite has one writer at a time, so its events go through the one
 ingest child; PostgreSQL takes writes from every process of every replica at once, so there
-the HTTP process stores them itself. `choose_topology` is the only place that decides; `running` starts the
-chosen parts, retention and hot reload for the app's lifespan and stops them afterwards. The
-HTTP app (app.py) only talks to the two parts, through `IngestPart` and `DeliveryPart`.
+the HTTP process stores them itself. `choose_topology` is the only place that decides;
+`running` starts the chosen parts, retention and hot reload for the app's lifespan and stops
+them afterwards. The HTTP app (app.py) only talks to the two parts, through `IngestPart` and
+`DeliveryPart`.
 """
 
 from __future__ import annotations
