@@ -97,3 +97,9 @@ def postgres_url() -> Iterator[str]:
 
     with fresh_schema() as url:
         yield url
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.postgres import stop_throwaway_servers
+
+    stop_throwaway_servers()

