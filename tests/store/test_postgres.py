@@ -166,3 +166,32 @@ def test_a_machine_without_postgresql_gets_a_throwaway_server() -> None:
     with psycopg.connect(url, autocommit=True) as db:
         db.execute("CREATE SCHEMA vazio")
         assert db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'vazio'").fetchone()[0] == 1
+
+
+async def test_the_database_going_away_and_coming_back() -> None:
+    """A PostgreSQL server stopped under an open store: writes fail as StoreUnavailable (ingest
+    answers 503, GO sends again), nothing hangs, and the same store works again once the
+    server is back. On a throwaway server of its own (this one is stopped and started)."""
+    from tests.postgres import _servers, _start_embedded, start_server, stop_server
+
+    url = _start_embedded()
+    server = _servers[-1]
+    store = open_store(url)
+    await store.open()
+    try:
+        await store.add_event(event(1))
+        stop_server(server)
+        with pytest.raises(StoreUnavailable):
+            await store.add_event(event(2))
+        start_server(server)
+        stored = None
+        for _ in range(50):  # bounded: the pool replaces its broken connections
+            try:
+                stored = await store.add_event(event(3))
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.2)
+        assert stored is not None and not stored.duplicate
+        assert (await store.stats()).by_status == {"pending": 2}
+    finally:
+        await store.close()
