@@ -4,6 +4,8 @@ egress guard) against httpx's API on the same aiohttp pool (what deliveries used
 its own process; CPU time of this process only (getrusage), so the receiver's CPU is not in it.
 
 Run:  .venv/bin/python bench/bench_client.py
+(the httpx rows need `.venv/bin/pip install httpx-aiohttp`, no longer a dependency; without it
+they say "skipped")
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import psycopg
+from bench_ingest import free_port, wait_up  # run as a script: bench/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -33,25 +33,6 @@ TOKEN = "bench-token-123"
 DURATION = "10s"
 CONNECTIONS = 32
 SERVER = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def write_routes(folder: Path, sink_url: str) -> Path:
@@ -157,6 +138,11 @@ def main() -> None:
     print(f"{'setup':26} {'req/s':>8} {'accepted':>9} {'stored':>8} {'delivered':>10} {'e2e/s':>8} {'drained in s':>13}")
     for label, row in rows:
         print(f"{label:26} {row['rps']:8.0f} {row['accepted']:9.0f} {row['stored']:8.0f} {row['delivered']:10.0f} {row['e2e']:8.0f} {row['seconds']:13.1f}")
+    # stored may exceed accepted by the requests in flight when wrk stops (one per connection), never fall short
+    wrong = [label for label, row in rows if not row["accepted"] <= row["stored"] <= row["accepted"] + CONNECTIONS or row["delivered"] != row["stored"]]
+    print("every row: events stored == requests accepted (+ those in flight at wrk's stop), all delivered" if not wrong else f"MISMATCH in: {', '.join(wrong)}")
+    if wrong:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

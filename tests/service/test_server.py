@@ -15,22 +15,21 @@ from tests.conftest import EVENTS, Project
 from tests.harness import GatewayProcess
 
 TOKEN = "token-de-teste-123"
+ROUTES = """
+version: 1
+settings: {egress_allow: [127.0.0.0/8]}
+sources: {go: {token: "${GO_WEBHOOK_TOKEN}"}}
+destinations:
+  nowhere: {type: http, url: "http://127.0.0.1:9/in"}
+routes:
+  - name: tudo
+    when: {event_id: ORDER_CREATED}
+    send: {to: nowhere, body: '{"email": "{{ data.user.email }}"}'}
+"""
 
 
 def test_json_logs_are_one_object_per_line(project: Project) -> None:
-    project.routes(
-        """
-        version: 1
-        settings: {egress_allow: [127.0.0.0/8]}
-        sources: {go: {token: "${GO_WEBHOOK_TOKEN}"}}
-        destinations:
-          nowhere: {type: http, url: "http://127.0.0.1:9/in"}
-        routes:
-          - name: tudo
-            when: {event_id: ORDER_CREATED}
-            send: {to: nowhere, body: '{"email": "{{ data.user.email }}"}'}
-        """
-    )
+    project.routes(ROUTES)
     gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN, "GATEWAY_LOG_FORMAT": "json", "GATEWAY_LOG_LEVEL": "debug"}).start()
     try:
         assert gateway.post(f"/hooks/go?token={TOKEN}", (EVENTS / "order_created.json").read_text()).status_code == 202
@@ -64,19 +63,7 @@ def _processes_under(root: int) -> dict[str, int]:
 def test_deliveries_get_the_cpu_first(project: Project) -> None:
     """The HTTP process and the ingest child run below the delivery child's priority, so a flood
     of events cannot starve the deliveries (gateway/service/priority.py)."""
-    project.routes(
-        """
-        version: 1
-        settings: {egress_allow: [127.0.0.0/8]}
-        sources: {go: {token: "${GO_WEBHOOK_TOKEN}"}}
-        destinations:
-          nowhere: {type: http, url: "http://127.0.0.1:9/in"}
-        routes:
-          - name: tudo
-            when: {event_id: ORDER_CREATED}
-            send: {to: nowhere, body: '{"id": "{{ data.id }}"}'}
-        """
-    )
+    project.routes(ROUTES)
     gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": TOKEN}).start()
     try:
         seen = _processes_under(gateway.process.pid)
