@@ -23,7 +23,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError, plural
 from gateway.cli.plan import PlannedEvent
 from gateway.routing import route_event
-from gateway.store import DeliveryFilter, Store, open_store
+from gateway.store import DeliveryFilter, EventQuery, Store, open_store
 from gateway.store.base import DeliveryRef, EventRow
 
 T = TypeVar("T")
@@ -183,7 +183,7 @@ async def _pages(store: Store, selection: DeliveryFilter) -> AsyncIterator[list[
 
 async def stored_events(store: Store, limit: int, since: float | None) -> list[PlannedEvent]:
     """Stored events with their payloads (erased ones are left out), oldest first, for `plan`."""
-    rows = await store.list_events(limit=limit, since=since)
+    rows = await store.list_events(EventQuery(limit=limit, since=since))
     return [PlannedEvent(r.id, r.source, json.loads(r.body), r.received_at) for r in reversed(rows) if r.body is not None]
 
 

@@ -26,7 +26,7 @@ from gateway.config import Config, configured_database, load_config
 from gateway.errors import ConfigError, GatewayError, Problem, did_you_mean, plural
 from gateway.masking import scrub, without_password
 from gateway.routing import read_event_file, route_event
-from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter, Store
+from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter, EventQuery, Store
 from gateway.store.base import EventRow
 from gateway.units import Duration
 
@@ -212,7 +212,7 @@ def events(ctx: click.Context, config_path: str, database_url: str | None, limit
         after = _since(since)
 
         async def listed(store: Store) -> tuple[list[EventRow], dict[str, dict[str, int]]]:
-            found = await store.list_events(limit=limit, since=after, event_type=event_type, status=status, destination=destination)
+            found = await store.list_events(EventQuery(limit=limit, since=after, event_type=event_type, status=status, destination=destination))
             return found, await store.delivery_statuses([e.id for e in found])
 
         found, statuses = admin.with_store(database_for(database_url, config_path), listed)

@@ -7,7 +7,7 @@ Backends are imported only when used, so a driver is named in one place.
 
 from __future__ import annotations
 
-from gateway.store.base import DeliveryFilter, NewDelivery, NewEvent, Store, StoreUnavailable
+from gateway.store.base import DeliveryFilter, EventQuery, NewDelivery, NewEvent, Store, StoreUnavailable
 
 DEFAULT_DATABASE_URL = "sqlite:///./data/gateway.db"
 
@@ -25,4 +25,4 @@ def open_store(url: str) -> Store:
     raise StoreUnavailable(f"unsupported database URL '{url}'; use sqlite:///path/to/gateway.db or postgresql://user@host:port/dbname")
 
 
-__all__ = ["DEFAULT_DATABASE_URL", "DeliveryFilter", "NewDelivery", "NewEvent", "Store", "StoreUnavailable", "open_store"]
+__all__ = ["DEFAULT_DATABASE_URL", "DeliveryFilter", "EventQuery", "NewDelivery", "NewEvent", "Store", "StoreUnavailable", "open_store"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.errors import GatewayError
@@ -165,9 +165,48 @@ class DeliveryRef:
     has_body: bool
 
 
+@dataclass(frozen=True)
+class EventQuery:
+    """Which events `list_events` lists, newest first; every filter applies only when set."""
+
+    limit: int = 50
+    since: float | None = None
+    until: float | None = None
+    event_type: str | None = None
+    source: str | None = None
+    status: str | None = None  # events with a delivery in this status
+    destination: str | None = None  # events with a delivery to this destination
+    code: str | None = None  # GO's `data.code` (the order's, the invoice's number)
+    text: str | None = None  # text anywhere in the payload
+    before: str | None = None  # the id of the last event of the previous page
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Counts per time bucket (its start, unix seconds): events received, attempts by outcome."""
+
+    events: dict[float, int] = field(default_factory=dict)
+    attempts: dict[float, dict[str, int]] = field(default_factory=dict)
+
+
 @dataclass
 class QueueStats:
     by_status: dict[str, int] = field(default_factory=dict)
+
+
+def event_query_params(query: EventQuery) -> dict[str, object]:
+    """The named parameters of both SQL backends' list_events."""
+    return {
+        "since": query.since or 0, "until": query.until, "type": query.event_type, "source": query.source, "status": query.status,
+        "destination": query.destination, "code": query.code, "text": query.text, "before": query.before, "limit": query.limit,
+    }
+
+
+def activity_from_rows(events: Iterable[tuple[float, int]], attempts: Iterable[tuple[float, str, int]]) -> Activity:
+    per_bucket: dict[float, dict[str, int]] = {}
+    for start, outcome, count in attempts:
+        per_bucket.setdefault(float(start), {})[outcome] = count
+    return Activity({float(start): count for start, count in events}, per_bucket)
 
 
 class Store(abc.ABC):
@@ -258,10 +297,17 @@ class Store(abc.ABC):
     async def count_deliveries(self, selection: DeliveryFilter) -> int: ...
 
     @abc.abstractmethod
-    async def list_events(
-        self, limit: int = 50, since: float | None = None, event_type: str | None = None, status: str | None = None, destination: str | None = None
-    ) -> list[EventRow]:
-        """Newest first; with `status` and/or `destination`, only events that have a delivery so."""
+    async def list_events(self, query: EventQuery = EventQuery()) -> list[EventRow]:
+        """Newest first, at most `query.limit`; with `status` and/or `destination`, only events
+        that have a delivery so."""
+
+    @abc.abstractmethod
+    async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
+        """Events received and attempts made since `since`, counted per bucket."""
+
+    @abc.abstractmethod
+    async def route_counts(self, since: float) -> dict[str, int]:
+        """How many events each route matched since `since` (by their deliveries)."""
 
     @abc.abstractmethod
     async def delivery_statuses(self, event_ids: list[str]) -> dict[str, dict[str, int]]:

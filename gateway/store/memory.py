@@ -13,10 +13,16 @@ transaction is in a database.
 from __future__ import annotations
 
 import itertools
+import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from gateway.store.base import (
+    Activity,
+    EventQuery,
+    activity_from_rows,
+    event_query_params,
     DEAD,
     DELIVERED,
     FAILED,
@@ -191,21 +197,32 @@ class MemoryStore(Store):
         db = self._check_open()
         return sum(1 for d in db.deliveries.values() if _selected(d.row, selection))
 
-    async def list_events(
-        self, limit: int = 50, since: float | None = None, event_type: str | None = None, status: str | None = None, destination: str | None = None
-    ) -> list[EventRow]:
+    async def list_events(self, query: EventQuery = EventQuery()) -> list[EventRow]:
         db = self._check_open()
+        status, destination = query.status, query.destination
         having = (
             {d.row.event_id for d in db.deliveries.values() if (status is None or d.row.status == status) and (destination is None or d.row.destination == destination)}
             if status or destination
             else None
         )
-        found = [
-            e for e in db.events.values()
-            if e.row.received_at >= (since or 0) and (event_type is None or e.row.event_type == event_type) and (having is None or e.row.id in having)
-        ]
-        found.sort(key=lambda e: (e.row.received_at, e.seq), reverse=True)
-        return [e.row for e in found[:limit]]
+        found = sorted((e for e in db.events.values() if _event_selected(e.row, query) and (having is None or e.row.id in having)), key=lambda e: (e.row.received_at, e.seq), reverse=True)
+        if query.before is not None and query.before in db.events:
+            cursor = db.events[query.before]
+            found = [e for e in found if (e.row.received_at, e.seq) < (cursor.row.received_at, cursor.seq)]
+        return [e.row for e in found[: query.limit]]
+
+    async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
+        db = self._check_open()
+        events: Counter[float] = Counter(e.row.received_at // bucket_seconds * bucket_seconds for e in db.events.values() if e.row.received_at >= since)
+        attempts: Counter[tuple[float, str]] = Counter(
+            (a.started_at // bucket_seconds * bucket_seconds, a.outcome) for d in db.deliveries.values() for a in d.row.attempt_log if a.started_at >= since
+        )
+        return activity_from_rows(events.items(), [(start, outcome, n) for (start, outcome), n in attempts.items()])
+
+    async def route_counts(self, since: float) -> dict[str, int]:
+        db = self._check_open()
+        matched = {(d.row.route, d.row.event_id) for d in db.deliveries.values() if d.row.created_at >= since}
+        return dict(Counter(route for route, _ in matched))
 
     async def delivery_statuses(self, event_ids: list[str]) -> dict[str, dict[str, int]]:
         db = self._check_open()
@@ -282,6 +299,20 @@ def _held_back(db: MemoryDatabase, d: _Delivery) -> bool:
         e.seq < d.seq and e.ordering_key == d.ordering_key and e.row.destination == d.row.destination and e.row.status in (PENDING, SENDING)
         for e in db.deliveries.values()
     )
+
+
+def _event_selected(row: EventRow, query: EventQuery) -> bool:
+    if row.received_at < (query.since or 0) or (query.until is not None and row.received_at >= query.until):
+        return False
+    if (query.event_type and row.event_type != query.event_type) or (query.source and row.source != query.source):
+        return False
+    if query.text and (row.body is None or query.text not in row.body):
+        return False
+    if query.code:
+        data = json.loads(row.body).get("data") if row.body else None
+        code = data.get("code") if isinstance(data, dict) else None
+        return code is not None and str(code) == query.code
+    return True
 
 
 def _selected(row: DeliveryRow, selection: DeliveryFilter) -> bool:

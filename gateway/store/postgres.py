@@ -25,6 +25,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway.store.base import (
+    Activity,
+    EventQuery,
+    activity_from_rows,
+    event_query_params,
     DEAD,
     DELIVERED,
     FAILED,
@@ -176,11 +180,18 @@ class PostgresStore(Store):
         where, params = _where(selection)
         return await self._run(lambda c: _one(c, _SQL["count_deliveries"].format(where=where), params))
 
-    async def list_events(
-        self, limit: int = 50, since: float | None = None, event_type: str | None = None, status: str | None = None, destination: str | None = None
-    ) -> list[EventRow]:
-        params = {"since": since or 0, "type": event_type, "status": status, "destination": destination, "limit": limit}
+    async def list_events(self, query: EventQuery = EventQuery()) -> list[EventRow]:
+        params = event_query_params(query)
         return [EventRow(*row) for row in await self._run(lambda c: _all(c, _SQL["list_events"], params))]
+
+    async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
+        params = {"since": since, "bucket": bucket_seconds}
+        events = await self._run(lambda c: _all(c, _SQL["events_per_bucket"], params))
+        attempts = await self._run(lambda c: _all(c, _SQL["attempts_per_bucket"], params))
+        return activity_from_rows(events, attempts)
+
+    async def route_counts(self, since: float) -> dict[str, int]:
+        return dict(await self._run(lambda c: _all(c, _SQL["route_counts"], {"since": since})))
 
     async def delivery_statuses(self, event_ids: list[str]) -> dict[str, dict[str, int]]:
         if not event_ids:

@@ -15,6 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.store.base import (
+    Activity,
+    EventQuery,
+    activity_from_rows,
+    event_query_params,
     DEAD,
     DELIVERED,
     FAILED,
@@ -147,11 +151,18 @@ class SQLiteStore(Store):
         sql = _SQL["count_deliveries"].format(where=where)
         return await self._executor.call(lambda c: c.execute(sql, params).fetchone()[0])
 
-    async def list_events(
-        self, limit: int = 50, since: float | None = None, event_type: str | None = None, status: str | None = None, destination: str | None = None
-    ) -> list[EventRow]:
-        params = (since or 0, event_type, event_type, status, destination, status, status, destination, destination, limit)
+    async def list_events(self, query: EventQuery = EventQuery()) -> list[EventRow]:
+        params = event_query_params(query)
         return await self._executor.call(lambda c: [EventRow(*row) for row in c.execute(_SQL["list_events"], params)])
+
+    async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
+        params = {"since": since, "bucket": bucket_seconds}
+        events = await self._executor.call(lambda c: c.execute(_SQL["events_per_bucket"], params).fetchall())
+        attempts = await self._executor.call(lambda c: c.execute(_SQL["attempts_per_bucket"], params).fetchall())
+        return activity_from_rows(events, attempts)
+
+    async def route_counts(self, since: float) -> dict[str, int]:
+        return dict(await self._executor.call(lambda c: c.execute(_SQL["route_counts"], {"since": since}).fetchall()))
 
     async def delivery_statuses(self, event_ids: list[str]) -> dict[str, dict[str, int]]:
         if not event_ids:

@@ -13,8 +13,10 @@ from gateway.store.base import (
     FAILED,
     PENDING,
     SENDING,
+    Activity,
     AttemptResult,
     DeliveryFilter,
+    EventQuery,
     NewDelivery,
     NewEvent,
     Store,
@@ -252,7 +254,7 @@ async def test_erase_removes_personal_data_and_cancels_pending(store: Store) -> 
 async def test_list_events_newest_first_and_stats(store: Store) -> None:
     for n in range(3):
         await store.add_event(event(n, at=T0 + n))
-    assert [e.id for e in await store.list_events(limit=2)] == ["e2", "e1"]
+    assert [e.id for e in await store.list_events(EventQuery(limit=2))] == ["e2", "e1"]
     await store.claim_due(T0 + 5, {"sink": 1}, 30)
     assert (await store.stats()).by_status == {PENDING: 2, SENDING: 1}
 
@@ -274,8 +276,59 @@ async def test_events_filtered_by_their_deliveries_and_their_status_counts(store
     await store.add_event(event(2, destination="b", at=T0 + 1))
     await store.claim_due(T0 + 5, {"a": 1}, 30)  # d1-0 is being sent
     await store.record_attempt(attempt("d1-0", "dead", status=400), T0 + 6)
-    assert [e.id for e in await store.list_events(status=DEAD)] == ["e1"]
-    assert [e.id for e in await store.list_events(destination="b")] == ["e2"]
-    assert [e.id for e in await store.list_events(status=PENDING, destination="a")] == ["e1"]
-    assert await store.list_events(status=DELIVERED) == []
+    assert [e.id for e in await store.list_events(EventQuery(status=DEAD))] == ["e1"]
+    assert [e.id for e in await store.list_events(EventQuery(destination="b"))] == ["e2"]
+    assert [e.id for e in await store.list_events(EventQuery(status=PENDING, destination="a"))] == ["e1"]
+    assert await store.list_events(EventQuery(status=DELIVERED)) == []
     assert await store.delivery_statuses(["e1", "e2", "nada"]) == {"e1": {DEAD: 1, PENDING: 1}, "e2": {PENDING: 1}}
+
+
+def go_event(number: int, *, at: float, code: str | int, source: str = "go", event_type: str = "ORDER_CREATED", name: str = "Maria") -> NewEvent:
+    body = f'{{"event_id": "{event_type}", "data": {{"code": {code if isinstance(code, int) else repr(code).replace(chr(39), chr(34))}, "customer": "{name}"}}}}'
+    return NewEvent(f"g{number}", source, event_type, body, at, "v1", (NewDelivery(f"gd{number}", "rota", "sink", "{}", PENDING),))
+
+
+async def test_events_filtered_by_source_time_code_and_text(store: Store) -> None:
+    await store.add_event(go_event(1, at=T0, code="0000593098"))
+    await store.add_event(go_event(2, at=T0 + 10, code=42, source="loja", name="João"))
+    await store.add_event(go_event(3, at=T0 + 20, code="777", event_type="ORDER_CANCEL"))
+
+    async def ids(**query: object) -> list[str]:
+        return [e.id for e in await store.list_events(EventQuery(**query))]  # type: ignore[arg-type]
+
+    assert await ids() == ["g3", "g2", "g1"]
+    assert await ids(source="loja") == ["g2"]
+    assert await ids(event_type="ORDER_CANCEL") == ["g3"]
+    assert await ids(since=T0 + 5, until=T0 + 20) == ["g2"]
+    assert await ids(code="0000593098") == ["g1"]
+    assert await ids(code="42") == ["g2"]  # GO's code may arrive as a number
+    assert await ids(code="593098") == []
+    assert await ids(text="João") == ["g2"]
+
+
+async def test_events_page_after_page(store: Store) -> None:
+    for n in range(5):
+        await store.add_event(go_event(n, at=T0 + (n // 2), code=str(n)))  # two events share each second
+    pages, before = [], None
+    for _ in range(4):
+        page = [e.id for e in await store.list_events(EventQuery(limit=2, before=before))]
+        if not page:
+            break
+        pages.append(page)
+        before = page[-1]
+    assert [i for page in pages for i in page] == [e.id for e in await store.list_events(EventQuery(limit=10))]
+    assert len(pages) == 3 and sorted(i for page in pages for i in page) == [f"g{n}" for n in range(5)]
+
+
+async def test_activity_per_minute_and_route_counts(store: Store) -> None:
+    await store.add_event(event(1, at=T0))
+    await store.add_event(event(2, at=T0 + 61, deliveries=2))
+    await store.claim_due(T0 + 70, {"sink": 3}, 30)
+    await store.record_attempt(attempt("d1-0", "delivered", at=T0 + 70), T0 + 70)
+    await store.record_attempt(attempt("d2-0", "dead", at=T0 + 71, status=400), T0 + 71)
+    minute = T0 // 60 * 60
+    found = await store.activity(T0 - 120, 60)
+    assert found == Activity({minute: 1, minute + 60: 1}, {minute + 60: {"delivered": 1, "dead": 1}})
+    assert await store.activity(T0 + 3600) == Activity()
+    assert await store.route_counts(T0 - 1) == {"route": 2}
+    assert await store.route_counts(T0 + 30) == {"route": 1}

@@ -159,12 +159,26 @@ SELECT id, event_id, route, destination, body IS NOT NULL FROM deliveries WHERE 
 SELECT count(*) FROM deliveries WHERE {where};
 
 -- name: list_events
+-- newest first, one page after the event named by before; each filter applies only when given
 SELECT id, source, event_type, body, received_at, config_version FROM events
-WHERE received_at >= %(since)s AND (%(type)s::text IS NULL OR event_type = %(type)s)
+WHERE received_at >= %(since)s AND (%(until)s::float8 IS NULL OR received_at < %(until)s)
+  AND (%(type)s::text IS NULL OR event_type = %(type)s) AND (%(source)s::text IS NULL OR source = %(source)s)
+  AND (%(code)s::text IS NULL OR body::jsonb #>> '{data,code}' = %(code)s)
+  AND (%(text)s::text IS NULL OR strpos(body, %(text)s) > 0)
+  AND (%(before)s::text IS NULL OR (received_at, seq) < (SELECT received_at, seq FROM events WHERE id = %(before)s))
   AND (%(status)s::text IS NULL AND %(destination)s::text IS NULL OR EXISTS (
         SELECT 1 FROM deliveries d WHERE d.event_id = events.id
           AND (%(status)s::text IS NULL OR d.status = %(status)s) AND (%(destination)s::text IS NULL OR d.destination = %(destination)s)))
 ORDER BY received_at DESC, seq DESC LIMIT %(limit)s;
+
+-- name: events_per_bucket
+SELECT floor(received_at / %(bucket)s) * %(bucket)s AS start, count(*) FROM events WHERE received_at >= %(since)s GROUP BY start;
+
+-- name: attempts_per_bucket
+SELECT floor(started_at / %(bucket)s) * %(bucket)s AS start, outcome, count(*) FROM attempts WHERE started_at >= %(since)s GROUP BY start, outcome;
+
+-- name: route_counts
+SELECT route, count(DISTINCT event_id) FROM deliveries WHERE created_at >= %(since)s GROUP BY route;
 
 -- name: delivery_statuses
 SELECT event_id, status, count(*) FROM deliveries WHERE event_id = ANY(%s::text[]) GROUP BY event_id, status;

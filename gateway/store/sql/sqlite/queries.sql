@@ -97,11 +97,26 @@ SELECT id, event_id, route, destination, body IS NOT NULL FROM deliveries WHERE 
 SELECT count(*) FROM deliveries WHERE {where};
 
 -- name: list_events
+-- newest first, one page after the event named by :before; each filter applies only when given
 SELECT id, source, event_type, body, received_at, config_version FROM events
-WHERE received_at >= ? AND (? IS NULL OR event_type = ?)
-  AND (? IS NULL AND ? IS NULL OR EXISTS (
-        SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND (? IS NULL OR d.status = ?) AND (? IS NULL OR d.destination = ?)))
-ORDER BY received_at DESC, rowid DESC LIMIT ?;
+WHERE received_at >= :since AND (:until IS NULL OR received_at < :until)
+  AND (:type IS NULL OR event_type = :type) AND (:source IS NULL OR source = :source)
+  AND (:code IS NULL OR CAST(json_extract(body, '$.data.code') AS TEXT) = :code)
+  AND (:text IS NULL OR instr(body, :text) > 0)
+  AND (:before IS NULL OR (received_at, rowid) < (SELECT received_at, rowid FROM events WHERE id = :before))
+  AND (:status IS NULL AND :destination IS NULL OR EXISTS (
+        SELECT 1 FROM deliveries d WHERE d.event_id = events.id
+          AND (:status IS NULL OR d.status = :status) AND (:destination IS NULL OR d.destination = :destination)))
+ORDER BY received_at DESC, rowid DESC LIMIT :limit;
+
+-- name: events_per_bucket
+SELECT CAST(received_at / :bucket AS INTEGER) * :bucket AS start, count(*) FROM events WHERE received_at >= :since GROUP BY start;
+
+-- name: attempts_per_bucket
+SELECT CAST(started_at / :bucket AS INTEGER) * :bucket AS start, outcome, count(*) FROM attempts WHERE started_at >= :since GROUP BY start, outcome;
+
+-- name: route_counts
+SELECT route, count(DISTINCT event_id) FROM deliveries WHERE created_at >= :since GROUP BY route;
 
 -- name: delivery_statuses
 SELECT event_id, status, count(*) FROM deliveries WHERE event_id IN ({marks}) GROUP BY event_id, status;
