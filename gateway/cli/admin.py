@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -19,16 +19,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
+from gateway import replay as replay_core
+from gateway.cli.plan import PlannedEvent
 from gateway.config import Config
 from gateway.errors import GatewayError, plural
-from gateway.cli.plan import PlannedEvent
-from gateway.routing import route_event
 from gateway.store import DeliveryFilter, EventQuery, Store, open_store
-from gateway.store.base import DeliveryRef, EventRow
+from gateway.store.base import EventRow
 
 T = TypeVar("T")
-REPLAY_CHUNK = 500
-MAX_NOTES = 100  # notes printed after a re-render; the rest are counted
 
 
 def with_store(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
@@ -160,25 +158,10 @@ def event_as_json(event: EventRow) -> str:
 
 
 async def replay(store: Store, selection: DeliveryFilter, console: Console) -> int:
-    """Requeue the selected deliveries page by page (never all of them in memory), with a
-    progress bar; returns how many."""
-    done = 0
+    """Requeue the selected deliveries with a progress bar; returns how many."""
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("replaying", total=await store.count_deliveries(selection))
-        async for page in _pages(store, selection):
-            ids = tuple(ref.id for ref in page if ref.has_body)
-            if ids:
-                done += await store.requeue(DeliveryFilter(statuses=selection.statuses, ids=ids), time.time())
-            progress.update(task, advance=len(page))
-    return done
-
-
-async def _pages(store: Store, selection: DeliveryFilter) -> AsyncIterator[list[DeliveryRef]]:
-    """The selection in pages of REPLAY_CHUNK, by id; each page starts after the last one."""
-    after = ""
-    while page := await store.delivery_refs(selection, after, REPLAY_CHUNK):
-        yield page
-        after = page[-1].id
+        task = progress.add_task("replaying", total=None)
+        return await replay_core.requeue(store, selection, lambda done, total: progress.update(task, completed=done, total=total))
 
 
 async def stored_events(store: Store, limit: int, since: float | None) -> list[PlannedEvent]:
@@ -188,39 +171,8 @@ async def stored_events(store: Store, limit: int, since: float | None) -> list[P
 
 
 async def rerender(store: Store, config: Config, selection: DeliveryFilter, console: Console) -> tuple[int, list[str]]:
-    """Render the selected deliveries again with the config in force now, page by page;
-    (queued, notes)."""
-    queued, notes, unnoted = 0, [], 0
+    """Render the selected deliveries again with the config in force now; (queued, notes)."""
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("re-rendering", total=await store.count_deliveries(selection))
-        async for page in _pages(store, selection):
-            for ref in page:
-                note = await _rerender_one(store, config, ref)
-                if not note:
-                    queued += 1
-                elif len(notes) < MAX_NOTES:
-                    notes.append(f"{ref.id}: {note}")
-                else:
-                    unnoted += 1
-                progress.update(task, advance=1)
-    if unnoted:
-        notes.append(f"{unnoted} more not re-rendered (the first {MAX_NOTES} are above; `gateway events show ID` tells each one's story)")
-    return queued, notes
-
-
-async def _rerender_one(store: Store, config: Config, row: DeliveryRef) -> str | None:
-    """Re-render one delivery; why not, or None when it is queued (or failed again, recorded)."""
-    event = await store.get_event(row.event_id)
-    if event is None or event.body is None:
-        return "its event's payload was purged or erased; nothing to render from"
-    received = datetime.fromtimestamp(event.received_at, UTC)
-    routed = route_event(config, json.loads(event.body), source=event.source, received_at=received, explain=True, only_route=row.route)
-    if not routed.verdicts:
-        return f"route '{row.route}' is no longer in {config.file}"
-    if not routed.verdicts[0].matched:
-        return f"route '{row.route}' no longer matches this event: " + "; ".join(r.text for r in routed.verdicts[0].reasons)
-    fresh = next((d for d in routed.deliveries if d.destination == row.destination), None)
-    if fresh is None:
-        return f"route '{row.route}' no longer sends to '{row.destination}'"
-    await store.rerender(row.id, fresh.body, fresh.error, config.version, time.time())
-    return f"the template still fails: {fresh.error}" if fresh.error else None
+        task = progress.add_task("re-rendering", total=None)
+        outcome = await replay_core.rerender(store, config, selection, lambda done, total: progress.update(task, completed=done, total=total))
+    return outcome.queued, outcome.notes

@@ -32,6 +32,7 @@ from gateway.units import Duration
 
 DEFAULT_CONFIG = "routes.yaml"
 EXIT_OK, EXIT_ERRORS, EXIT_CHANGES, EXIT_INTERNAL = 0, 1, 2, 70
+MIN_ADMIN_TOKEN_CHARS = 16  # the admin token opens every payload: not something to guess
 
 
 def _console(stderr: bool = False) -> Console:
@@ -167,7 +168,11 @@ def serve(config_path: str, database_url: str | None, host: str, port: int, work
     """Receive GO's events and deliver them (ingest + delivery workers)."""
     from gateway.service.server import serve as run_server
 
-    run_server(_loaded(config_path), database_for(database_url, config_path), host, port, workers, deliver)
+    admin_token = os.environ.get("GATEWAY_ADMIN_TOKEN") or None  # from the environment only: a flag would show in `ps`
+    if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN_CHARS:
+        _console(stderr=True).print(f"GATEWAY_ADMIN_TOKEN is too short ({len(admin_token)} characters); use at least {MIN_ADMIN_TOKEN_CHARS}, e.g. `openssl rand -hex 24`")
+        return EXIT_ERRORS
+    run_server(_loaded(config_path), database_for(database_url, config_path), host, port, workers, deliver, admin_token)
     return EXIT_OK
 
 

@@ -19,16 +19,28 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version as package_version
 from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, asgi, get
+from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.exceptions import ClientException, HTTPException, MethodNotAllowedException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
 
+from gateway.admin.api import admin_api
+from gateway.admin.auth import AdminAuth
+from gateway.admin.console import STATIC, TEMPLATES, console, template_filters
+from gateway.admin.jobs import ReplayJobs
 from gateway.config import Source
 from gateway.ingest import Accepted
+from gateway.service.http_errors import GatewayHTTPError
 from gateway.service.topology import Runtime, running
 from gateway.store import StoreUnavailable
 
@@ -41,12 +53,6 @@ MAX_INGESTS_IN_FLIGHT = 1024
 _ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 503: "unavailable"}
 
 
-class GatewayHTTPError(HTTPException):
-    def __init__(self, status_code: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(status_code=status_code, detail=detail, headers=headers)
-        self.error = error
-
-
 def _error_response(request: Request, exc: HTTPException) -> Response[dict[str, str]]:
     code = getattr(exc, "error", None) or _ERROR_CODES.get(exc.status_code, "error")
     detail = exc.detail
@@ -57,7 +63,8 @@ def _error_response(request: Request, exc: HTTPException) -> Response[dict[str, 
 
 def _internal_error(request: Request, exc: Exception) -> Response[dict[str, str]]:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return Response({"error": "internal_error", "detail": "the gateway failed unexpectedly; the event was not stored, please send it again"}, status_code=500)
+    detail = "the event was not stored, please send it again" if request.url.path.startswith("/hooks") else "the gateway's log says why"
+    return Response({"error": "internal_error", "detail": f"the gateway failed unexpectedly; {detail}"}, status_code=500)
 
 
 # --------------------------------------------------------------------------- ingest checks
@@ -213,7 +220,8 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
         return Response({"status": "unavailable", "detail": f"store: {exc}", "config_version": runtime.config.version}, status_code=503)
     if runtime.ingest is not None and not runtime.ingest.ready:
         return Response({"status": "unavailable", "detail": "the ingest child is restarting", "config_version": runtime.config.version}, status_code=503)
-    return Response({"status": "ready", "config_version": runtime.config.version}, status_code=200)
+    admin = "on" if runtime.admin_token else "off (set GATEWAY_ADMIN_TOKEN to turn on the admin API and the console)"
+    return Response({"status": "ready", "config_version": runtime.config.version, "admin": admin}, status_code=200)
 
 
 @get("/metrics")
@@ -234,18 +242,41 @@ async def metrics(request: Request) -> Response[bytes]:
 
 
 def create_app(runtime: Runtime) -> Litestar:
-    """The app; its lifespan runs the parts of `runtime.topology` (gateway/service/topology.py)."""
+    """The app; its lifespan runs the parts of `runtime.topology` (gateway/service/topology.py).
+    The admin API and the console answer only when an admin token is configured."""
+    replays = ReplayJobs()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with running(runtime):
             yield
+            await replays.stop()
 
+    def add_filters(engine: JinjaTemplateEngine) -> None:
+        engine.engine.filters.update(template_filters())
+
+    swagger = "/static/vendor/swagger"
     app = Litestar(
-        route_handlers=[ingest, healthz, readyz, metrics],
+        route_handlers=[ingest, healthz, readyz, metrics, admin_api, console, create_static_files_router("/static", [STATIC], include_in_schema=False)],
         lifespan=[lifespan],
         exception_handlers={HTTPException: _error_response, Exception: _internal_error},
         logging_config=None,
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine, engine_callback=add_filters),
+        openapi_config=OpenAPIConfig(
+            title="Gateway GO",
+            version=package_version("go-webhook-gateway"),
+            description="Admin API of the GO webhook gateway: Authorization: Bearer <GATEWAY_ADMIN_TOKEN>.",
+            path="/schema",
+            components=Components(security_schemes={"BearerToken": SecurityScheme(type="http", scheme="bearer")}),
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url=f"{swagger}/swagger-ui-bundle.js", css_url=f"{swagger}/swagger-ui.css", standalone_preset_js_url=f"{swagger}/swagger-ui-standalone-preset.js",
+                    favicon=f"<link rel='icon' type='image/png' href='{swagger}/favicon-32x32.png'>",
+                )
+            ],
+        ),
     )
     app.state.runtime = runtime
+    app.state.admin = AdminAuth(runtime.admin_token) if runtime.admin_token else None
+    app.state.replays = replays
     return app

@@ -26,13 +26,16 @@ Fingerprint = tuple[tuple[str, int, int], ...]
 
 
 class ConfigReloader:
+    """`refused(problems)` hears of each refused edit, and `refused([])` when the files are
+    back to the version in force."""
+
     def __init__(
         self,
         config_path: str,
         current: Callable[[], Config],
         swap: Callable[[Config], None],
         interval: float = 1.0,
-        refused: Callable[[], None] = lambda: None,
+        refused: Callable[[list[str]], None] = lambda problems: None,
     ) -> None:
         self.config_path = config_path
         self.current = current
@@ -79,9 +82,10 @@ class ConfigReloader:
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload refused, routes version %s stays in force: %s", running.version, problem)
-            self.refused()
+            self.refused([str(problem) for problem in exc.problems])
             return False
         if new.version == running.version:
+            self.refused([])  # back to the version in force: no refused edit is pending any more
             return False
         for warning in new.warnings:
             log.warning("%s", warning)
@@ -106,7 +110,7 @@ class RoutesInForce:
 
 
 def watch_routes(
-    config_path: str, current: Callable[[], Config], swap: Callable[[Config], None], refused: Callable[[], None] = lambda: None
+    config_path: str, current: Callable[[], Config], swap: Callable[[Config], None], refused: Callable[[list[str]], None] = lambda problems: None
 ) -> asyncio.Task[None]:
     """Follow edits of routes.yaml and its templates, and SIGHUP, until the task is cancelled."""
     reloader = ConfigReloader(config_path, current, swap, refused=refused)

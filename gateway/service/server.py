@@ -11,6 +11,7 @@ import uvicorn
 import uvloop
 
 from gateway.config import Config
+from gateway.masking import remember_secrets, without_password
 from gateway.service.app import MAX_INGESTS_IN_FLIGHT, create_app
 from gateway.service.delivery_service import DeliveryService
 from gateway.service.logs import configure_logging
@@ -21,13 +22,18 @@ from gateway.store import Store, open_store
 SHUTDOWN_GRACE_SECONDS = 30
 
 
-def serve(config: Config, database_url: str, host: str, port: int, workers: int, deliver: bool = True) -> None:
+def serve(config: Config, database_url: str, host: str, port: int, workers: int, deliver: bool = True, admin_token: str | None = None) -> None:
     """Serve until SIGINT/SIGTERM; in-flight deliveries finish or are given back."""
     configure_logging()
     asyncio.run(_preflight(open_store(database_url)))  # a bad database URL is a message, not a traceback
     topology = choose_topology(config, database_url, deliver)
-    runtime = Runtime(config=config, store=open_store(database_url), topology=topology, concurrency=workers, database_url=database_url, watch=True)
-    logging.getLogger("gateway").info("config %s (version %s), database %s, listening on %s:%d", config.file, config.version, database_url, host, port)
+    runtime = Runtime(
+        config=config, store=open_store(database_url), topology=topology, concurrency=workers, database_url=database_url, watch=True, admin_token=admin_token
+    )
+    if admin_token:
+        remember_secrets([admin_token])  # masked in every log line
+    console = "console at /console" if admin_token else "admin API and console off (no GATEWAY_ADMIN_TOKEN)"
+    logging.getLogger("gateway").info("config %s (version %s), database %s, listening on %s:%d, %s", config.file, config.version, without_password(database_url), host, port, console)
     uvicorn.run(
         create_app(runtime),
         host=host,

@@ -195,6 +195,8 @@ class Runtime:
     ingest: IngestPart | None = None
     delivery: DeliveryPart | None = None
     ingesting: int = 0  # events handed to `ingest` and not yet stored (app.py bounds it)
+    admin_token: str | None = None  # GATEWAY_ADMIN_TOKEN: the admin API and console are off without it
+    refused_edit: tuple[float, list[str]] | None = None  # when the last edit was refused, and why (until one is applied)
 
     def files(self) -> ConfigFiles:
         """The routes in force, as bytes: what a child is handed at each start."""
@@ -222,6 +224,7 @@ def _parts(runtime: Runtime) -> tuple[IngestPart, DeliveryPart]:
 def _swap(runtime: Runtime, new: Config) -> None:
     """A reload was checked: the new routes are in force from the next event on."""
     runtime.config = new
+    runtime.refused_edit = None
     runtime.metrics.reloads.labels("applied").inc()
     if new.files is not None:
         for part in (runtime.ingest, runtime.delivery):  # before the next event goes down a child's pipe
@@ -245,7 +248,11 @@ async def running(runtime: Runtime) -> AsyncIterator[None]:
             priority.favour_delivery(runtime.ingest.pid if isinstance(runtime.ingest, IngestProcess) else None)
         background.append(asyncio.create_task(purge_periodically(runtime.store, lambda: runtime.config, runtime.clock)))
         if runtime.watch:
-            refused = runtime.metrics.reloads.labels("refused").inc
+            def refused(problems: list[str]) -> None:
+                runtime.refused_edit = (runtime.clock(), problems) if problems else None
+                if problems:
+                    runtime.metrics.reloads.labels("refused").inc()
+
             background.append(watch_routes(runtime.config.file, lambda: runtime.config, lambda new: _swap(runtime, new), refused))
         gc_freeze.settle()  # what start-up built stays: out of the collector's way
         yield

@@ -181,6 +181,9 @@ class EventQuery:
     before: str | None = None  # the id of the last event of the previous page
 
 
+NEWEST_EVENTS = EventQuery()
+
+
 @dataclass(frozen=True)
 class Activity:
     """Counts per time bucket (its start, unix seconds): events received, attempts by outcome."""
@@ -297,7 +300,7 @@ class Store(abc.ABC):
     async def count_deliveries(self, selection: DeliveryFilter) -> int: ...
 
     @abc.abstractmethod
-    async def list_events(self, query: EventQuery = EventQuery()) -> list[EventRow]:
+    async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         """Newest first, at most `query.limit`; with `status` and/or `destination`, only events
         that have a delivery so."""
 

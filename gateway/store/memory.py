@@ -19,15 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from gateway.store.base import (
-    Activity,
-    EventQuery,
-    activity_from_rows,
-    event_query_params,
     DEAD,
     DELIVERED,
     FAILED,
+    NEWEST_EVENTS,
     PENDING,
     SENDING,
+    Activity,
     AddResult,
     AttemptResult,
     AttemptRow,
@@ -35,11 +33,13 @@ from gateway.store.base import (
     DeliveryFilter,
     DeliveryRef,
     DeliveryRow,
+    EventQuery,
     EventRow,
     NewEvent,
     QueueStats,
     Store,
     StoreUnavailable,
+    activity_from_rows,
 )
 
 _OUTCOME_STATUS = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD}
@@ -197,7 +197,7 @@ class MemoryStore(Store):
         db = self._check_open()
         return sum(1 for d in db.deliveries.values() if _selected(d.row, selection))
 
-    async def list_events(self, query: EventQuery = EventQuery()) -> list[EventRow]:
+    async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         db = self._check_open()
         status, destination = query.status, query.destination
         having = (

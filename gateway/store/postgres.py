@@ -24,15 +24,15 @@ from typing import Any, Generic, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from gateway.delivery.retry import backoff
+from gateway.masking import without_password
 from gateway.store.base import (
-    Activity,
-    EventQuery,
-    activity_from_rows,
-    event_query_params,
     DEAD,
     DELIVERED,
     FAILED,
+    NEWEST_EVENTS,
     PENDING,
+    Activity,
     AddResult,
     AttemptResult,
     AttemptRow,
@@ -41,14 +41,15 @@ from gateway.store.base import (
     DeliveryRef,
     DeliveryRow,
     DestinationHold,
+    EventQuery,
     EventRow,
     NewEvent,
     QueueStats,
     Store,
     StoreUnavailable,
+    activity_from_rows,
+    event_query_params,
 )
-from gateway.delivery.retry import backoff
-from gateway.masking import without_password
 from gateway.store.sqlfiles import migrations, queries
 
 log = logging.getLogger("gateway.store")
@@ -180,7 +181,7 @@ class PostgresStore(Store):
         where, params = _where(selection)
         return await self._run(lambda c: _one(c, _SQL["count_deliveries"].format(where=where), params))
 
-    async def list_events(self, query: EventQuery = EventQuery()) -> list[EventRow]:
+    async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         params = event_query_params(query)
         return [EventRow(*row) for row in await self._run(lambda c: _all(c, _SQL["list_events"], params))]
 

@@ -15,15 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.store.base import (
-    Activity,
-    EventQuery,
-    activity_from_rows,
-    event_query_params,
     DEAD,
     DELIVERED,
     FAILED,
+    NEWEST_EVENTS,
     PENDING,
     SENDING,
+    Activity,
     AddResult,
     AttemptResult,
     AttemptRow,
@@ -31,10 +29,13 @@ from gateway.store.base import (
     DeliveryFilter,
     DeliveryRef,
     DeliveryRow,
+    EventQuery,
     EventRow,
     NewEvent,
     QueueStats,
     Store,
+    activity_from_rows,
+    event_query_params,
 )
 from gateway.store.recent import RecentKeys, digest
 from gateway.store.sqlfiles import migrations, queries
@@ -151,7 +152,7 @@ class SQLiteStore(Store):
         sql = _SQL["count_deliveries"].format(where=where)
         return await self._executor.call(lambda c: c.execute(sql, params).fetchone()[0])
 
-    async def list_events(self, query: EventQuery = EventQuery()) -> list[EventRow]:
+    async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         params = event_query_params(query)
         return await self._executor.call(lambda c: [EventRow(*row) for row in c.execute(_SQL["list_events"], params)])
 

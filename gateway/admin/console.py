@@ -1,0 +1,277 @@
+"""The operator console, under /console: server-rendered pages in Brazilian Portuguese.
+
+Pages are Jinja templates (gateway/admin/templates/) filled by the admin API's own functions
+(api.py), so the console shows exactly what the API answers. htmx (vendored in static/) swaps
+fragments for filters, live updates and replays; the pages carry no inline script, and the
+Content-Security-Policy forbids any, and anything from outside the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from litestar import Request, Response, Router, get, post
+from litestar.datastructures import Cookie
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import HTTPException
+from litestar.params import Body
+from litestar.response import Redirect, Template
+
+from gateway.admin import api, schemas
+from gateway.admin.auth import SESSION_COOKIE, SESSION_SECONDS, admin_auth, client_address, require_admin
+from gateway.service.http_errors import GatewayHTTPError
+from gateway.store import DeliveryFilter, EventQuery
+from gateway.store.base import DEAD, STATUSES
+
+log = logging.getLogger("gateway.admin")
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+def page(request: Request[Any, Any, Any], name: str, status_code: int = 200, **context: Any) -> Template:
+    session = getattr(request.state, "session", None)
+    context.setdefault("current", request.url.path)
+    return Template(f"{name}.html", context={"csrf": session.csrf if session else "", "statuses": STATUSES, **context}, status_code=status_code)
+
+
+def _is_htmx(request: Request[Any, Any, Any]) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+# --------------------------------------------------------------------------- login
+
+
+@get("/login", name="console_login")
+async def login_page(request: Request[Any, Any, Any], next: str = "/console") -> Template:
+    admin_auth(request)
+    return page(request, "login", next=_safe_next(next), error=None)
+
+
+@post("/login")
+async def login(request: Request[Any, Any, Any], data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Response[Any]:
+    auth = admin_auth(request)
+    target = _safe_next(data.get("next", "/console"))
+    if not auth.token_matches(data.get("token", "")):
+        await auth.refuse(client_address(request), "wrong token")  # slowed: each failure adds to the wait
+        log.warning("console login refused for %s", client_address(request))
+        return page(request, "login", status_code=401, next=target, error="Token inválido. Confira o valor de GATEWAY_ADMIN_TOKEN.")
+    secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+    cookie = Cookie(key=SESSION_COOKIE, value=auth.new_session(), path="/", httponly=True, samesite="strict", secure=secure, max_age=SESSION_SECONDS)
+    log.info("console login for %s", client_address(request))
+    return Redirect(target, status_code=303, cookies=[cookie])
+
+
+def _safe_next(target: str) -> str:
+    """Only a path of the console itself: a login link must not send anyone elsewhere."""
+    return target if target.startswith("/console") and "//" not in target and "\\" not in target else "/console"
+
+
+@post("/logout", guards=[require_admin])
+async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
+    response: Response[Any] = Response(b"", status_code=204, headers={"HX-Redirect": "/console/login"})
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@get("", guards=[require_admin])
+async def overview(request: Request[Any, Any, Any]) -> Template:
+    runtime = api.runtime_of(request)
+    summary = await api.overview(runtime)
+    return page(request, "overview", overview=summary, chart=_chart_data(summary))
+
+
+def _chart_data(summary: schemas.Overview) -> str:
+    return json.dumps(
+        {
+            "labels": [time.strftime("%H:%M", time.localtime(m.start)) for m in summary.minutes],
+            "events": [m.events for m in summary.minutes],
+            "delivered": [m.delivered for m in summary.minutes],
+            "failed": [m.retried + m.dead for m in summary.minutes],
+        }
+    )
+
+
+@get("/events", guards=[require_admin])
+async def events(
+    request: Request[Any, Any, Any],
+    event_type: str = "",
+    source: str = "",
+    status: str = "",
+    destination: str = "",
+    code: str = "",
+    q: str = "",
+    before: str = "",
+) -> Template:
+    runtime = api.runtime_of(request)
+    if status and status not in STATUSES:
+        raise GatewayHTTPError(400, "unknown_status", f"'{status}' is not a delivery status")
+    query = EventQuery(50, None, None, event_type or None, source or None, status or None, destination or None, code or None, q or None, before or None)
+    found = await api.list_events(runtime, query)
+    filters = {"event_type": event_type, "source": source, "status": status, "destination": destination, "code": code, "q": q}
+    next_link = "/console/events?" + "&".join(f"{k}={quote(v)}" for k, v in {**filters, "before": found.next or ""}.items() if v) if found.next else None
+    event_types = sorted({e for route in runtime.config.routes for e in (route.event_ids or ())})
+    return page(
+        request, "events", page=found, filters=filters, next_link=next_link, live=not before, event_types=event_types,
+        sources=list(runtime.config.sources), destinations=list(runtime.config.destinations),
+    )
+
+
+@get("/events/{event_id:str}", guards=[require_admin])
+async def event(request: Request[Any, Any, Any], event_id: str) -> Template:
+    detail = await api.load_event(request, event_id, unmasked=False)
+    return page(request, "event", event=detail)
+
+
+@post("/events/{event_id:str}/reveal", guards=[require_admin])
+async def reveal(request: Request[Any, Any, Any], event_id: str) -> Template:
+    """Personal data unmasked: an explicit action, and a logged one (the fact, not the data)."""
+    detail = await api.load_event(request, event_id, unmasked=True)
+    return page(request, "payload", event=detail)
+
+
+@get("/deliveries", guards=[require_admin])
+async def deliveries(request: Request[Any, Any, Any], status: str = DEAD) -> Template:
+    if status not in STATUSES:
+        raise GatewayHTTPError(400, "unknown_status", f"'{status}' is not a delivery status; use one of {', '.join(STATUSES)}")
+    runtime = api.runtime_of(request)
+    groups = await api.dead_groups(runtime) if status == DEAD else []
+    listed = await api.delivery_page(runtime, DeliveryFilter(statuses=(status,)), 100) if status != DEAD else None
+    return page(request, "deliveries", status=status, groups=groups, listed=listed)
+
+
+@post("/replays", guards=[require_admin])
+async def replay(request: Request[Any, Any, Any], data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Template:
+    ids = [i for i in data.get("ids", "").split(",") if i]
+    ask = schemas.ReplayRequest(ids=ids, statuses=[data.get("status", DEAD)] if not ids else list(STATUSES), destination=data.get("destination") or None, rerender=data.get("rerender") == "1")
+    job = api.start_replay(request, ask)
+    return page(request, "replay", job=job)
+
+
+@get("/replays/{job_id:str}", guards=[require_admin])
+async def replay_progress(request: Request[Any, Any, Any], job_id: str) -> Template:
+    job = api.jobs_of(request).get(job_id)
+    if job is None:
+        raise GatewayHTTPError(404, "unknown_replay", f"no replay has the id '{job_id}'")
+    return page(request, "replay", job=job)
+
+
+@get("/playground", guards=[require_admin])
+async def playground(request: Request[Any, Any, Any], sample: str = "") -> Template:
+    runtime = api.runtime_of(request)
+    samples = _samples(runtime.config.path(runtime.config.settings.samples))
+    chosen = samples.get(sample) or next(iter(samples.values()), '{\n  "event_id": "ORDER_CREATED",\n  "data": {}\n}')
+    return page(request, "playground", samples=list(samples), sample=sample, text=chosen, sources=list(runtime.config.sources))
+
+
+def _samples(folder: Path) -> dict[str, str]:
+    if not folder.is_dir():
+        return {}
+    return {path.name: path.read_text("utf-8") for path in sorted(folder.glob("*.json"))[:100] if path.stat().st_size < 1024 * 1024}
+
+
+def _playground_request(data: dict[str, str]) -> schemas.PlaygroundRequest:
+    try:
+        event = json.loads(data.get("event", ""))
+    except ValueError as exc:
+        raise GatewayHTTPError(400, "invalid_json", f"o evento não é JSON válido: {exc}") from None
+    if not isinstance(event, dict):
+        raise GatewayHTTPError(400, "not_an_object", "o evento precisa ser um objeto JSON, como {\"event_id\": \"ORDER_CREATED\", \"data\": {...}}")
+    return schemas.PlaygroundRequest(event=event, source=data.get("source") or None)
+
+
+@post("/playground/dry-run", guards=[require_admin])
+async def playground_dry_run(request: Request[Any, Any, Any], data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Template:
+    try:
+        result = api.dry_run_of(api.runtime_of(request), _playground_request(data))
+    except GatewayHTTPError as exc:
+        return page(request, "verdicts", result=None, error=exc.detail)
+    return page(request, "verdicts", result=result, error=None)
+
+
+@post("/playground/send", guards=[require_admin])
+async def playground_send(request: Request[Any, Any, Any], data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Template:
+    try:
+        sent = await api.send_event(request, _playground_request(data))
+    except GatewayHTTPError as exc:
+        return page(request, "sent", sent=None, error=exc.detail)
+    return page(request, "sent", sent=sent, error=None)
+
+
+@get("/routes", guards=[require_admin])
+async def routes(request: Request[Any, Any, Any]) -> Template:
+    return page(request, "routes", routes=await api.routes_in_force(api.runtime_of(request)))
+
+
+# --------------------------------------------------------------------------- errors and headers
+
+
+def _refused(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Not logged in: to the login page (htmx is told to go there itself); other errors as JSON."""
+    if exc.status_code == 401:
+        target = "/console/login?next=" + quote(request.url.path)
+        if _is_htmx(request):
+            return Response(b"", status_code=401, headers={"HX-Redirect": target})
+        return Redirect(target, status_code=303)
+    error = getattr(exc, "error", None) or "error"
+    return Response({"error": error, "detail": str(exc.detail)}, status_code=exc.status_code, headers={**SECURITY_HEADERS, **(exc.headers or {})})
+
+
+async def _secure(response: Response[Any]) -> Response[Any]:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def template_filters() -> dict[str, Any]:
+    """What the templates format with: dates in São Paulo's time, statuses in Portuguese."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("America/Sao_Paulo")
+
+    def when(timestamp: float | None) -> str:
+        return datetime.fromtimestamp(timestamp, zone).strftime("%d/%m/%Y %H:%M:%S") if timestamp else "—"
+
+    def as_json(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False, indent=2)
+
+    def pretty_body(body: str | None) -> str:
+        if body is None:
+            return "—"
+        try:
+            return json.dumps(json.loads(body), ensure_ascii=False, indent=2)
+        except ValueError:
+            return body
+
+    return {"when": when, "as_json": as_json, "pretty_body": pretty_body, "status_pt": STATUS_PT.get, "state_pt": STATE_PT.get}
+
+
+STATUS_PT = {"pending": "pendente", "sending": "enviando", "delivered": "entregue", "dead": "falhou", "failed": "erro no template", "skipped": "ignorada", "shadow": "sombra"}
+STATE_PT = {"ok": "funcionando", "circuit_open": "pausado (muitas falhas)", "stopped": "parado (410 Gone)"}
+
+console = Router(
+    path="/console",
+    route_handlers=[login_page, login, logout, overview, events, event, reveal, deliveries, replay, replay_progress, playground, playground_dry_run, playground_send, routes],
+    exception_handlers={HTTPException: _refused},
+    after_request=_secure,
+    include_in_schema=False,
+)
+
+__all__ = ["STATIC", "TEMPLATES", "console", "template_filters"]
