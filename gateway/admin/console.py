@@ -43,10 +43,15 @@ SECURITY_HEADERS = {
 }
 
 
-def page(request: Request[Any, Any, Any], name: str, status_code: int = 200, **context: Any) -> Template:
+def page(request: Request[Any, Any, Any], name: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Template:
     session = getattr(request.state, "session", None)
     context.setdefault("current", request.url.path)
-    return Template(f"{name}.html", context={"csrf": session.csrf if session else "", "statuses": STATUSES, **context}, status_code=status_code)
+    return Template(f"{name}.html", context={"csrf": session.csrf if session else "", "statuses": STATUSES, **context}, status_code=status_code, headers=headers)
+
+
+def replay_page(request: Request[Any, Any, Any], job: schemas.ReplayJob) -> Template:
+    """A replay's progress; once it ended, the page around it is told to show the deliveries anew."""
+    return page(request, "replay", job=job, headers={"HX-Trigger": "deliveries-changed"} if job.state != "running" else None)
 
 
 def _is_htmx(request: Request[Any, Any, Any]) -> bool:
@@ -161,8 +166,7 @@ async def deliveries(request: Request[Any, Any, Any], status: str = DEAD) -> Tem
 async def replay(request: Request[Any, Any, Any], data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Template:
     ids = [i for i in data.get("ids", "").split(",") if i]
     ask = schemas.ReplayRequest(ids=ids, statuses=[data.get("status", DEAD)] if not ids else list(STATUSES), destination=data.get("destination") or None, rerender=data.get("rerender") == "1")
-    job = api.start_replay(request, ask)
-    return page(request, "replay", job=job)
+    return replay_page(request, api.start_replay(request, ask))
 
 
 @get("/replays/{job_id:str}", guards=[require_admin])
@@ -170,7 +174,7 @@ async def replay_progress(request: Request[Any, Any, Any], job_id: str) -> Templ
     job = api.jobs_of(request).get(job_id)
     if job is None:
         raise GatewayHTTPError(404, "unknown_replay", f"no replay has the id '{job_id}'")
-    return page(request, "replay", job=job)
+    return replay_page(request, job)
 
 
 @get("/playground", guards=[require_admin])
