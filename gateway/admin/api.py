@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Router, get, post
-from litestar.params import Parameter
+from litestar.params import Parameter, QueryParameter
 
 from gateway.admin import schemas, views
 from gateway.admin.auth import client_address, require_admin
@@ -52,7 +52,7 @@ async def list_events(runtime: Runtime, query: EventQuery) -> schemas.EventPage:
 @get("/events", summary="Events received, newest first")
 async def events(
     request: Request[Any, Any, Any],
-    event_type: str | None = Parameter(query="type", default=None, description="GO's event_id, like ORDER_CREATED"),
+    event_type: str | None = QueryParameter(name="type", default=None, description="GO's event_id, like ORDER_CREATED"),
     source: str | None = None,
     status: str | None = Parameter(default=None, description="only events with a delivery in this status"),
     destination: str | None = Parameter(default=None, description="only events with a delivery to this destination"),

@@ -24,12 +24,12 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, asgi, get
-from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.exceptions import ClientException, HTTPException, MethodNotAllowedException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
