@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
@@ -29,6 +30,7 @@ from gateway.store import DeliveryFilter, EventQuery
 from gateway.store.base import DEAD, STATUSES
 
 log = logging.getLogger("gateway.admin")
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")  # the console shows times as GO's users read them
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 SECURITY_HEADERS = {
@@ -106,7 +108,7 @@ async def overview(request: Request[Any, Any, Any]) -> Template:
 def _chart_data(summary: schemas.Overview) -> str:
     return json.dumps(
         {
-            "labels": [time.strftime("%H:%M", time.localtime(m.start)) for m in summary.minutes],
+            "labels": [datetime.fromtimestamp(m.start, SAO_PAULO).strftime("%H:%M") for m in summary.minutes],
             "events": [m.events for m in summary.minutes],
             "delivered": [m.delivered for m in summary.minutes],
             "failed": [m.retried + m.dead for m in summary.minutes],
@@ -245,13 +247,8 @@ async def _secure(response: Response[Any]) -> Response[Any]:
 
 def template_filters() -> dict[str, Any]:
     """What the templates format with: dates in São Paulo's time, statuses in Portuguese."""
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo("America/Sao_Paulo")
-
     def when(timestamp: float | None) -> str:
-        return datetime.fromtimestamp(timestamp, zone).strftime("%d/%m/%Y %H:%M:%S") if timestamp else "—"
+        return datetime.fromtimestamp(timestamp, SAO_PAULO).strftime("%d/%m/%Y %H:%M:%S") if timestamp else "—"
 
     def as_json(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, indent=2)
@@ -264,11 +261,15 @@ def template_filters() -> dict[str, Any]:
         except ValueError:
             return body
 
-    return {"when": when, "as_json": as_json, "pretty_body": pretty_body, "status_pt": STATUS_PT.get, "state_pt": STATE_PT.get}
+    def status_pt(status: str, count: int = 1) -> str:
+        return (STATUS_PT if count == 1 else STATUS_PT_PLURAL).get(status, status)
+
+    return {"when": when, "as_json": as_json, "pretty_body": pretty_body, "status_pt": status_pt, "state_pt": STATE_PT.get}
 
 
 STATUS_PT = {"pending": "pendente", "sending": "enviando", "delivered": "entregue", "dead": "falhou", "failed": "erro no template", "skipped": "ignorada", "shadow": "sombra"}
-STATE_PT = {"ok": "funcionando", "circuit_open": "pausado (muitas falhas)", "stopped": "parado (410 Gone)"}
+STATUS_PT_PLURAL = {**STATUS_PT, "pending": "pendentes", "delivered": "entregues", "skipped": "ignoradas", "failed": "com erro no template"}
+STATE_PT = {"ok": "funcionando", "circuit_open": "pausado (muitas falhas)", "stopped": "parado (410 Gone)", "inactive": "inativo"}
 
 console = Router(
     path="/console",

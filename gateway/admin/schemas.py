@@ -193,9 +193,10 @@ class Minute(msgspec.Struct):
 
 class DestinationHealth(msgspec.Struct):
     destination: str
-    state: str  # ok | circuit_open | stopped
+    state: str  # ok | circuit_open | stopped | inactive
     delivered: int
     failed: int  # attempts that will be retried or ended dead, since the gateway started
+    inactive: str | None = None  # why its deliveries are skipped (a variable not set)
 
 
 class Overview(msgspec.Struct):

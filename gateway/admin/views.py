@@ -196,7 +196,7 @@ def destination_health(config: Config, delivery_metrics: bytes, holds: list[Dest
                 elif outcome in ("retry", "dead"):
                     failed[destination] += int(sample.value)
     health = []
-    for name in config.destinations:
-        state = "stopped" if name in stopped else "circuit_open" if name in open_ else "ok"
-        health.append(schemas.DestinationHealth(name, state, delivered[name], failed[name]))
+    for name, destination in config.destinations.items():
+        state = "inactive" if destination.inactive else "stopped" if name in stopped else "circuit_open" if name in open_ else "ok"
+        health.append(schemas.DestinationHealth(name, state, delivered[name], failed[name], destination.inactive))
     return sorted(health, key=lambda h: (h.state == "ok", -h.failed, h.destination))

@@ -205,6 +205,7 @@ def test_overview_and_routes_show_the_config_in_force_and_a_refused_edit(console
     try:
         console.goto(admin_gateway.url("/console"))
         expect(console.locator("#refused-edit")).to_contain_text("crn", timeout=15_000)  # the page refreshes every 5 s
+        console.wait_for_function("() => Chart.getChart('activity-chart') !== undefined")  # drawn again on the fresh numbers
         screenshot(console, "visao-geral-edicao-recusada")
     finally:
         routes_file.write_text(good)

@@ -62,6 +62,17 @@ def test_destination_health_reads_the_engines_metrics_and_the_clusters_holds(tmp
     assert by_name["espelho"].state == "stopped"
 
 
+def test_a_destination_missing_its_variable_is_shown_inactive_with_why(tmp_path) -> None:
+    from gateway.config import load_config
+
+    (tmp_path / "routes.yaml").write_text(
+        'version: 1\nsources: {go: {}}\ndestinations:\n  slack: {type: slack, url: "${SLACK_URL}"}\n'
+        "routes:\n  - {name: r, when: {event_id: X}, send: {to: slack, body: '{\"text\": \"oi\"}'}}\n"
+    )
+    [health] = views.destination_health(load_config(str(tmp_path / "routes.yaml"), {}), b"", [])
+    assert health.state == "inactive" and "SLACK_URL" in (health.inactive or "")
+
+
 def _dead(delivery_id: str, destination: str, error: str) -> DeliveryRow:
     return DeliveryRow(delivery_id, "e", "r", destination, "dead", 1, None, error, "{}", 1.0, 2.0)
 

@@ -1,5 +1,6 @@
-// The console's only script of its own: the overview's chart, drawn from the JSON block the
-// page carries and drawn again each time htmx swaps in fresh numbers. No inline script anywhere
+// The console's only script of its own: the overview's chart, drawn from the series the canvas
+// carries (data-series: htmx drops <script> blocks it swaps in) and drawn again each time htmx
+// swaps in fresh numbers. No inline script anywhere
 // (the Content-Security-Policy forbids it).
 (function () {
   "use strict";
@@ -7,9 +8,8 @@
 
   function draw() {
     const canvas = document.getElementById("activity-chart");
-    const source = document.getElementById("activity-data");
-    if (!canvas || !source || typeof Chart === "undefined") return;
-    const data = JSON.parse(source.textContent);
+    if (!canvas || !canvas.dataset.series || typeof Chart === "undefined") return;
+    const data = JSON.parse(canvas.dataset.series);
     const datasets = [
       { label: "Eventos recebidos", data: data.events, borderColor: "#2563eb", backgroundColor: "rgba(37,99,235,.15)", fill: true, tension: 0.3 },
       { label: "Entregas feitas", data: data.delivered, borderColor: "#16a34a", tension: 0.3 },
@@ -30,5 +30,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", draw);
-  document.addEventListener("htmx:afterSettle", draw);
+  // htmx:load fires on content swapped in (an outerHTML swap detaches the old target, whose
+  // afterSettle event never reaches the document)
+  document.addEventListener("htmx:load", draw);
 })();
