@@ -125,20 +125,33 @@ async def events(
     destination: str = "",
     code: str = "",
     q: str = "",
+    since: str = "",
+    until: str = "",
     before: str = "",
 ) -> Template:
     runtime = api.runtime_of(request)
     if status and status not in STATUSES:
         raise GatewayHTTPError(400, "unknown_status", f"'{status}' is not a delivery status")
-    query = EventQuery(50, None, None, event_type or None, source or None, status or None, destination or None, code or None, q or None, before or None)
+    start, end = _local_time(since, "since"), _local_time(until, "until")
+    query = EventQuery(50, start, end, event_type or None, source or None, status or None, destination or None, code or None, q or None, before or None)
     found = await api.list_events(runtime, query)
-    filters = {"event_type": event_type, "source": source, "status": status, "destination": destination, "code": code, "q": q}
+    filters = {"event_type": event_type, "source": source, "status": status, "destination": destination, "code": code, "q": q, "since": since, "until": until}
     next_link = "/console/events?" + "&".join(f"{k}={quote(v)}" for k, v in {**filters, "before": found.next or ""}.items() if v) if found.next else None
     event_types = sorted({e for route in runtime.config.routes for e in (route.event_ids or ())})
     return page(
         request, "events", page=found, filters=filters, next_link=next_link, live=not before, event_types=event_types,
         sources=list(runtime.config.sources), destinations=list(runtime.config.destinations),
     )
+
+
+def _local_time(text: str, name: str) -> float | None:
+    """A time typed in the filter (São Paulo's clock, as the page shows times) as unix seconds."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=SAO_PAULO).timestamp()
+    except ValueError:
+        raise GatewayHTTPError(400, "bad_time", f"'{text}' is not a date and time like 2026-12-01T14:30 ({name})") from None
 
 
 @get("/events/{event_id:str}", guards=[require_admin])

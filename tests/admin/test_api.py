@@ -50,6 +50,23 @@ def test_a_session_cookie_without_the_csrf_token_cannot_change_anything(admin_ga
         assert browser.post("/admin/api/replays", json={"statuses": ["dead"]}, headers={"X-CSRF-Token": csrf}).status_code == 202
 
 
+def test_behind_https_the_session_cookie_is_secure(admin_gateway: AdminGateway) -> None:
+    login = httpx.post(admin_gateway.url("/console/login"), data={"token": ADMIN_TOKEN}, headers={"X-Forwarded-Proto": "https"}, timeout=30)
+    assert login.status_code == 303 and "secure" in login.headers["set-cookie"].lower()
+    plain = httpx.post(admin_gateway.url("/console/login"), data={"token": ADMIN_TOKEN}, timeout=30)
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    assert login.headers["location"] == "/console"
+    elsewhere = httpx.post(admin_gateway.url("/console/login"), data={"token": ADMIN_TOKEN, "next": "//evil.example.com/console"}, timeout=30)
+    assert elsewhere.headers["location"] == "/console"  # a login link never sends anyone away
+
+
+def test_console_pages_carry_a_content_security_policy_without_inline_script(admin_gateway: AdminGateway) -> None:
+    page = httpx.get(admin_gateway.url("/console/login"), timeout=30)
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+    assert re.search(r"<script(?![^>]*\bsrc=)", page.text) is None  # every script is a file of the gateway's
+
+
 def test_events_are_listed_newest_first_with_filters(admin_gateway: AdminGateway) -> None:
     first = admin_gateway.post_event(code="FILTRO-1")
     second = admin_gateway.post_event("order_cancel", code="FILTRO-2")
