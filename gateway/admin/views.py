@@ -17,9 +17,9 @@ import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.admin import schemas
-from gateway.cli.dry_run import masked_steps, refused_address
 from gateway.config import Config
 from gateway.masking import MASK, mask_personal_data, mask_text, mask_url
+from gateway.preview import masked_steps, refused_address
 from gateway.routing import RoutingResult
 from gateway.store.base import Activity, DeliveryRow, DestinationHold, EventRow
 
