@@ -9,6 +9,7 @@ never skipped."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import tempfile
@@ -73,8 +74,12 @@ def start_server(server: Any) -> None:
 def stop_throwaway_servers() -> None:
     """Stop and delete the embedded servers now (pytest_sessionfinish), while logging still
     works, rather than in the library's atexit hook, after pytest has closed its streams."""
-    while _servers:
-        _servers.pop().cleanup()
+    logging.disable(logging.INFO)  # its "exiting ..." lines would reach handlers on streams pytest has closed
+    try:
+        while _servers:
+            _servers.pop().cleanup()
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 @contextlib.contextmanager

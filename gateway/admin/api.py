@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Router, get, post
-from litestar.params import Parameter, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from gateway.admin import schemas, views
 from gateway.admin.auth import client_address, require_admin
@@ -52,16 +52,16 @@ async def list_events(runtime: Runtime, query: EventQuery) -> schemas.EventPage:
 @get("/events", summary="Events received, newest first")
 async def events(
     request: Request[Any, Any, Any],
-    event_type: str | None = QueryParameter(name="type", default=None, description="GO's event_id, like ORDER_CREATED"),
-    source: str | None = None,
-    status: str | None = Parameter(default=None, description="only events with a delivery in this status"),
-    destination: str | None = Parameter(default=None, description="only events with a delivery to this destination"),
-    since: float | None = None,
-    until: float | None = None,
-    code: str | None = Parameter(default=None, description="GO's data.code (order or invoice number)"),
-    q: str | None = Parameter(default=None, description="text anywhere in the payload"),
-    before: str | None = Parameter(default=None, description="the `next` of the previous page"),
-    limit: int = Parameter(default=50, ge=1, le=MAX_PAGE),
+    event_type: Annotated[str | None, QueryParameter(name="type", description="GO's event_id, like ORDER_CREATED")] = None,
+    source: FromQuery[str | None] = None,
+    status: Annotated[str | None, QueryParameter(description="only events with a delivery in this status")] = None,
+    destination: Annotated[str | None, QueryParameter(description="only events with a delivery to this destination")] = None,
+    since: Annotated[float | None, QueryParameter(description="received at or after (unix seconds)")] = None,
+    until: Annotated[float | None, QueryParameter(description="received before (unix seconds)")] = None,
+    code: Annotated[str | None, QueryParameter(description="GO's data.code (order or invoice number)")] = None,
+    q: Annotated[str | None, QueryParameter(description="text anywhere in the payload")] = None,
+    before: Annotated[str | None, QueryParameter(description="the `next` of the previous page")] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
 ) -> schemas.EventPage:
     _check_status(status)
     query = EventQuery(limit, since, until, event_type or None, source or None, status or None, destination or None, code or None, q or None, before or None)
@@ -79,17 +79,19 @@ async def load_event(request: Request[Any, Any, Any], event_id: str, unmasked: b
 
 
 @get("/events/{event_id:str}", summary="One event with its deliveries and every attempt")
-async def event(request: Request[Any, Any, Any], event_id: str, unmasked: bool = Parameter(default=False, description="show personal data (logged)")) -> schemas.EventDetail:
+async def event(
+    request: Request[Any, Any, Any], event_id: FromPath[str], unmasked: Annotated[bool, QueryParameter(description="show personal data (logged)")] = False
+) -> schemas.EventDetail:
     return await load_event(request, event_id, unmasked)
 
 
 @get("/deliveries", summary="Deliveries by status, destination and time")
 async def deliveries(
     request: Request[Any, Any, Any],
-    status: str = Parameter(default=DEAD, description=f"one of {', '.join(STATUSES)}"),
-    destination: str | None = None,
-    since: float | None = None,
-    limit: int = Parameter(default=50, ge=1, le=MAX_PAGE),
+    status: Annotated[str, QueryParameter(description=f"one of {', '.join(STATUSES)}")] = DEAD,
+    destination: FromQuery[str | None] = None,
+    since: Annotated[float | None, QueryParameter(description="created at or after (unix seconds)")] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
 ) -> schemas.DeliveryPage:
     _check_status(status)
     return await delivery_page(runtime_of(request), DeliveryFilter(statuses=(status,), destination=destination or None, since=since), limit)
@@ -162,12 +164,12 @@ def start_replay(request: Request[Any, Any, Any], ask: schemas.ReplayRequest) ->
 
 
 @post("/replays", status_code=202, summary="Send deliveries again (by id, or a selection), optionally rendered anew")
-async def replay(request: Request[Any, Any, Any], data: schemas.ReplayRequest) -> schemas.ReplayJob:
+async def replay(request: Request[Any, Any, Any], data: JSONBody[schemas.ReplayRequest]) -> schemas.ReplayJob:
     return start_replay(request, data)
 
 
 @get("/replays/{job_id:str}", summary="A replay's progress")
-async def replay_progress(request: Request[Any, Any, Any], job_id: str) -> schemas.ReplayJob:
+async def replay_progress(request: Request[Any, Any, Any], job_id: FromPath[str]) -> schemas.ReplayJob:
     job = jobs_of(request).get(job_id)
     if job is None:
         raise GatewayHTTPError(404, "unknown_replay", f"no replay has the id '{job_id}' (only the last ones are remembered)")
@@ -192,7 +194,7 @@ def dry_run_of(runtime: Runtime, ask: schemas.PlaygroundRequest) -> schemas.DryR
 
 
 @post("/dry-run", status_code=200, summary="What an event would do: each route's verdict and the exact requests (secrets masked)")
-async def dry_run(request: Request[Any, Any, Any], data: schemas.PlaygroundRequest) -> schemas.DryRun:
+async def dry_run(request: Request[Any, Any, Any], data: JSONBody[schemas.PlaygroundRequest]) -> schemas.DryRun:
     return dry_run_of(runtime_of(request), data)
 
 
@@ -212,7 +214,7 @@ async def send_event(request: Request[Any, Any, Any], ask: schemas.PlaygroundReq
 
 
 @post("/events", status_code=202, summary="Store and route an event as if its source had sent it")
-async def post_event(request: Request[Any, Any, Any], data: schemas.PlaygroundRequest) -> schemas.Sent:
+async def post_event(request: Request[Any, Any, Any], data: JSONBody[schemas.PlaygroundRequest]) -> schemas.Sent:
     return await send_event(request, data)
 
 

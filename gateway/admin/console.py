@@ -18,9 +18,8 @@ from zoneinfo import ZoneInfo
 
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie
-from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
-from litestar.params import Body
+from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from gateway.admin import api, schemas
@@ -64,13 +63,13 @@ def _is_htmx(request: Request[Any, Any, Any]) -> bool:
 
 
 @get("/login", name="console_login")
-async def login_page(request: Request[Any, Any, Any], next: str = "/console") -> Template:
+async def login_page(request: Request[Any, Any, Any], next: FromQuery[str] = "/console") -> Template:
     admin_auth(request)
     return page(request, "login", next=_safe_next(next), error=None)
 
 
 @post("/login")
-async def login(request: Request[Any, Any, Any], data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Response[Any]:
+async def login(request: Request[Any, Any, Any], data: URLEncodedBody[dict[str, str]]) -> Response[Any]:
     auth = admin_auth(request)
     target = _safe_next(data.get("next", "/console"))
     if not auth.token_matches(data.get("token", "")):
@@ -119,15 +118,15 @@ def _chart_data(summary: schemas.Overview) -> str:
 @get("/events", guards=[require_admin])
 async def events(
     request: Request[Any, Any, Any],
-    event_type: str = "",
-    source: str = "",
-    status: str = "",
-    destination: str = "",
-    code: str = "",
-    q: str = "",
-    since: str = "",
-    until: str = "",
-    before: str = "",
+    event_type: FromQuery[str] = "",
+    source: FromQuery[str] = "",
+    status: FromQuery[str] = "",
+    destination: FromQuery[str] = "",
+    code: FromQuery[str] = "",
+    q: FromQuery[str] = "",
+    since: FromQuery[str] = "",
+    until: FromQuery[str] = "",
+    before: FromQuery[str] = "",
 ) -> Template:
     runtime = api.runtime_of(request)
     if status and status not in STATUSES:
@@ -155,20 +154,20 @@ def _local_time(text: str, name: str) -> float | None:
 
 
 @get("/events/{event_id:str}", guards=[require_admin])
-async def event(request: Request[Any, Any, Any], event_id: str) -> Template:
+async def event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Template:
     detail = await api.load_event(request, event_id, unmasked=False)
     return page(request, "event", event=detail)
 
 
 @post("/events/{event_id:str}/reveal", guards=[require_admin])
-async def reveal(request: Request[Any, Any, Any], event_id: str) -> Template:
+async def reveal(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Template:
     """Personal data unmasked: an explicit action, and a logged one (the fact, not the data)."""
     detail = await api.load_event(request, event_id, unmasked=True)
     return page(request, "payload", event=detail)
 
 
 @get("/deliveries", guards=[require_admin])
-async def deliveries(request: Request[Any, Any, Any], status: str = DEAD) -> Template:
+async def deliveries(request: Request[Any, Any, Any], status: FromQuery[str] = DEAD) -> Template:
     if status not in STATUSES:
         raise GatewayHTTPError(400, "unknown_status", f"'{status}' is not a delivery status; use one of {', '.join(STATUSES)}")
     runtime = api.runtime_of(request)
@@ -178,14 +177,14 @@ async def deliveries(request: Request[Any, Any, Any], status: str = DEAD) -> Tem
 
 
 @post("/replays", guards=[require_admin])
-async def replay(request: Request[Any, Any, Any], data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Template:
+async def replay(request: Request[Any, Any, Any], data: URLEncodedBody[dict[str, str]]) -> Template:
     ids = [i for i in data.get("ids", "").split(",") if i]
     ask = schemas.ReplayRequest(ids=ids, statuses=[data.get("status", DEAD)] if not ids else list(STATUSES), destination=data.get("destination") or None, rerender=data.get("rerender") == "1")
     return replay_page(request, api.start_replay(request, ask))
 
 
 @get("/replays/{job_id:str}", guards=[require_admin])
-async def replay_progress(request: Request[Any, Any, Any], job_id: str) -> Template:
+async def replay_progress(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Template:
     job = api.jobs_of(request).get(job_id)
     if job is None:
         raise GatewayHTTPError(404, "unknown_replay", f"no replay has the id '{job_id}'")
@@ -193,7 +192,7 @@ async def replay_progress(request: Request[Any, Any, Any], job_id: str) -> Templ
 
 
 @get("/playground", guards=[require_admin])
-async def playground(request: Request[Any, Any, Any], sample: str = "") -> Template:
+async def playground(request: Request[Any, Any, Any], sample: FromQuery[str] = "") -> Template:
     runtime = api.runtime_of(request)
     samples = _samples(runtime.config.path(runtime.config.settings.samples))
     chosen = samples.get(sample) or next(iter(samples.values()), '{\n  "event_id": "ORDER_CREATED",\n  "data": {}\n}')
@@ -217,7 +216,7 @@ def _playground_request(data: dict[str, str]) -> schemas.PlaygroundRequest:
 
 
 @post("/playground/dry-run", guards=[require_admin])
-async def playground_dry_run(request: Request[Any, Any, Any], data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Template:
+async def playground_dry_run(request: Request[Any, Any, Any], data: URLEncodedBody[dict[str, str]]) -> Template:
     try:
         result = api.dry_run_of(api.runtime_of(request), _playground_request(data))
     except GatewayHTTPError as exc:
@@ -226,7 +225,7 @@ async def playground_dry_run(request: Request[Any, Any, Any], data: dict[str, st
 
 
 @post("/playground/send", guards=[require_admin])
-async def playground_send(request: Request[Any, Any, Any], data: dict[str, str] = Body(media_type=RequestEncodingType.URL_ENCODED)) -> Template:
+async def playground_send(request: Request[Any, Any, Any], data: URLEncodedBody[dict[str, str]]) -> Template:
     try:
         sent = await api.send_event(request, _playground_request(data))
     except GatewayHTTPError as exc:
