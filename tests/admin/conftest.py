@@ -22,13 +22,16 @@ BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 class Flaky:
-    """The sink's answers: /instavel refuses (400) while `refusing` is set, everything else is 200."""
+    """The sink's answers: /instavel refuses (400) while `refusing` is set, /sumiu is gone for
+    good (410), everything else is 200."""
 
     def __init__(self) -> None:
         self.refusing = threading.Event()
         self.refusing.set()
 
     def __call__(self, request: Received, count: int) -> tuple[int, dict[str, str], bytes, float]:
+        if request.path == "/sumiu":
+            return 410, {}, b"gone", 0.0
         if request.path == "/instavel" and self.refusing.is_set():
             return 400, {}, b'{"erro": "campo pedido invalido"}', 0.0
         return 200, {}, b'{"ok": true}', 0.0
@@ -42,6 +45,7 @@ def routes(sink: Sink) -> str:
     destinations:
       crm: {{type: http, url: "{sink.url('/crm')}", headers: {{Authorization: "Bearer ${{CRM_TOKEN}}"}}}}
       instavel: {{type: http, url: "{sink.url('/instavel')}", retry: {{first: 100ms, max: 1s}}}}
+      sumiu: {{type: http, url: "{sink.url('/sumiu')}"}}
     routes:
       - name: pedido-no-crm
         when: {{event_id: ORDER_CREATED}}
@@ -52,6 +56,9 @@ def routes(sink: Sink) -> str:
       - name: cancelamento-instavel
         when: {{event_id: ORDER_CANCEL}}
         send: {{to: instavel, body: '{{"pedido": "{{{{ data.code }}}}"}}'}}
+      - name: entrega-para-quem-sumiu
+        when: {{event_id: ORDER_DELIVERY_CHANGE_STATUS}}
+        send: {{to: sumiu, body: '{{"pedido": "{{{{ data.code }}}}"}}'}}
     """
 
 

@@ -207,6 +207,17 @@ def test_overview_counts_the_last_hour_and_the_destinations(admin_gateway: Admin
     assert health["crm"]["state"] == "ok" and health["crm"]["delivered"] >= 1
 
 
+def test_a_destination_that_answered_410_is_shown_stopped(admin_gateway: AdminGateway) -> None:
+    admin_gateway.settled(admin_gateway.post_event("order_delivery_change_status", code="SUMIU-1"), "dead")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        health = {d["destination"]: d for d in admin_gateway.api.get("/admin/api/overview").json()["destinations"]}
+        if health["sumiu"]["state"] == "stopped":
+            break
+        time.sleep(0.1)
+    assert health["sumiu"]["state"] == "stopped" and health["crm"]["state"] == "ok", health
+
+
 def test_the_admin_api_is_in_the_openapi_schema_and_schema_works_offline(admin_gateway: AdminGateway) -> None:
     document = httpx.get(admin_gateway.url("/schema/openapi.json"), timeout=30).json()
     paths = document["paths"]
