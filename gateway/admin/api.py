@@ -24,11 +24,12 @@ from gateway.routing import route_event, validate_event
 from gateway.service.http_errors import GatewayHTTPError
 from gateway.service.topology import Runtime
 from gateway.store import DeliveryFilter, EventQuery, StoreUnavailable
-from gateway.store.base import DEAD, STATUSES
+from gateway.store.base import DEAD, DELIVERED, FAILED, SHADOW, SKIPPED, STATUSES
 
 log = logging.getLogger("gateway.admin")
 MAX_PAGE = 200
-DEAD_GROUPED = 5000  # dead deliveries read to group them; beyond, the counts say "at least"
+RESENDABLE = (DEAD, DELIVERED, FAILED, SKIPPED, SHADOW)  # never pending or sending: those are on their way, a replay would send them twice
+DEAD_GROUPED = 5000  # dead deliveries read to group them, oldest first (the page says when there are more)
 
 
 def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
@@ -147,6 +148,8 @@ async def overview_handler(request: Request[Any, Any, Any]) -> schemas.Overview:
 def start_replay(request: Request[Any, Any, Any], ask: schemas.ReplayRequest) -> schemas.ReplayJob:
     for status in ask.statuses:
         _check_status(status)
+        if status not in RESENDABLE:
+            raise GatewayHTTPError(400, "not_resendable", f"deliveries that are {status} are on their way already; replay one of {', '.join(RESENDABLE)}")
     runtime = runtime_of(request)
     selection = DeliveryFilter(statuses=tuple(ask.statuses), destination=ask.destination, since=ask.since, ids=tuple(ask.ids))
 

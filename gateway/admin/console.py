@@ -172,14 +172,16 @@ async def deliveries(request: Request[Any, Any, Any], status: FromQuery[str] = D
         raise GatewayHTTPError(400, "unknown_status", f"'{status}' is not a delivery status; use one of {', '.join(STATUSES)}")
     runtime = api.runtime_of(request)
     groups = await api.dead_groups(runtime) if status == DEAD else []
+    dead_total = await runtime.store.count_deliveries(DeliveryFilter(statuses=(DEAD,))) if status == DEAD else 0
     listed = await api.delivery_page(runtime, DeliveryFilter(statuses=(status,)), 100) if status != DEAD else None
-    return page(request, "deliveries", status=status, groups=groups, listed=listed)
+    return page(request, "deliveries", status=status, groups=groups, listed=listed, dead_total=dead_total, grouped=sum(g.count for g in groups))
 
 
 @post("/replays", guards=[require_admin])
 async def replay(request: Request[Any, Any, Any], data: URLEncodedBody[dict[str, str]]) -> Template:
     ids = [i for i in data.get("ids", "").split(",") if i]
-    ask = schemas.ReplayRequest(ids=ids, statuses=[data.get("status", DEAD)] if not ids else list(STATUSES), destination=data.get("destination") or None, rerender=data.get("rerender") == "1")
+    statuses = [data.get("status", DEAD)] if not ids else list(api.RESENDABLE)  # a button on a delivery resends it whatever its end
+    ask = schemas.ReplayRequest(ids=ids, statuses=statuses, destination=data.get("destination") or None, rerender=data.get("rerender") == "1")
     return replay_page(request, api.start_replay(request, ask))
 
 

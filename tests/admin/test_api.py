@@ -138,6 +138,8 @@ def test_a_replay_with_rerender_renders_with_the_routes_in_force(admin_gateway: 
     again = admin_gateway.settled(event_id, "dead")  # still refused, but sent again
     assert len(again["deliveries"][0]["attempt_log"]) == len(dead["deliveries"][0]["attempt_log"]) + 1
     assert admin_gateway.api.post("/admin/api/replays", json={"statuses": ["perdido"]}).status_code == 400
+    on_its_way = admin_gateway.api.post("/admin/api/replays", json={"statuses": ["sending"]})
+    assert on_its_way.status_code == 400 and on_its_way.json()["error"] == "not_resendable"
     assert admin_gateway.api.post("/admin/api/replays", json={"campo": 1}).status_code == 400
     assert admin_gateway.api.get("/admin/api/replays/nenhum").status_code == 404
 
