@@ -82,6 +82,7 @@ def wrk(url: str, mean_delay_ms: float = 0, duration: str = DURATION) -> dict[st
         return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
+        "requests": float(re.search(r"(\d+) requests in", out).group(1)),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         "p50": millis("50%"), "p99": millis("99%"), "mean": millis("Latency"),
         "errors": float(non_2xx.group(1)) if non_2xx else 0.0,
@@ -94,10 +95,15 @@ def wrk_at_rate(url: str, rate: float) -> dict[str, float]:
     measure the latency and the pause is set to what remains of 32/rate."""
     cycle_ms = CONNECTIONS / rate * 1000
     pause_ms = cycle_ms
+    requests = errors = 0.0
     for _ in range(2):  # the second run is at nearly the final rate, so its latency is close to the final one
-        pause_ms = max(cycle_ms - wrk(url, pause_ms, duration="5s")["mean"], 0.0)
+        calibration = wrk(url, pause_ms, duration="5s")
+        requests, errors = requests + calibration["requests"], errors + calibration["errors"]
+        pause_ms = max(cycle_ms - calibration["mean"], 0.0)
     result = wrk(url, pause_ms)
     result["offered"] = rate
+    result["requests_total"] = requests + result["requests"]  # every request the three runs completed
+    result["errors_total"] = errors + result["errors"]
     return result
 
 

@@ -68,6 +68,12 @@ fi
 # The gateway, as `gateway serve` ships.
 gateway_target gateway-serve "$RUN_DIR/data/serve.db"
 gateway_target gateway-no-deliver "$RUN_DIR/data/no-deliver.db" --no-deliver
+if want gateway-no-deliver-half; then  # the same, at half the rate it reached: latency at a load it can take
+  db="$RUN_DIR/data/half.db"
+  start_bg gateway-no-deliver-half env SINK_URL="$SINK_URL" "$GATEWAY" serve --config "$ROUTES" --db "sqlite:///$db" --port 8600 --no-deliver
+  "${TOOL[@]}" half gateway-no-deliver-half "$db" "$URL" "$READY" "$RESULTS" || log "!! gateway-no-deliver-half: events stored != requests completed"
+  stop_pid "$BG_PID"
+fi
 if want gateway-no-deliver-backlog; then
   "${TOOL[@]}" prefill "$RUN_DIR/data/backlog.db" "$PENDING" && \
     gateway_target gateway-no-deliver-backlog "$RUN_DIR/data/backlog.db" --no-deliver
