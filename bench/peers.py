@@ -14,9 +14,10 @@ import json
 import sqlite3
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
+
+from bench_ingest import CONNECTIONS, wait_up, wrk_at_rate
 
 from gateway.store.base import PENDING, NewDelivery, NewEvent
 from gateway.store.sqlite import SQLiteStore
@@ -76,7 +77,7 @@ def prefill(db: str, count: int) -> int:
 
 def drain(name: str, db: str, count: int, sink_log: str, results: str, ready_url: str) -> int:
     """Time from the gateway answering to the last of `count` stored deliveries delivered."""
-    _wait_ready(ready_url)
+    wait_up(ready_url, timeout=60)
     sink_before = _lines(sink_log)
     started = time.monotonic()
     delivered = 0
@@ -96,10 +97,9 @@ def half(name: str, db: str, url: str, ready_url: str, results: str) -> int:
     """`serve --no-deliver` at half the rate its saturated row reached: Poisson arrivals over the
     32 connections (bench_ingest.wrk_at_rate), then every request wrk completed (its two
     calibration runs included) counted against the events stored."""
-    from bench_ingest import CONNECTIONS, wrk_at_rate
 
     saturated = next(r for r in rows(results) if r.get("name") == "gateway-no-deliver" and "rps" in r)["rps"]
-    _wait_ready(ready_url)
+    wait_up(ready_url, timeout=60)
     measured = wrk_at_rate(url, saturated / 2)
     with sqlite3.connect(db) as c:
         events = c.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -111,16 +111,6 @@ def half(name: str, db: str, url: str, ready_url: str, results: str) -> int:
     print(f"   {name}: offered {saturated / 2:,.0f}/s, got {measured['rps']:,.0f}/s, p50 {measured['p50']:.2f} ms, p99 {measured['p99']:.2f} ms; "
           f"{events:,} events stored for {sent:,} requests completed: {'OK' if ok else 'MISMATCH'}")
     return 0 if ok else 1
-
-
-def _wait_ready(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.05)
 
 
 def _lines(path: str) -> int:

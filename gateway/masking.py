@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 from gateway.destinations.base import OutgoingRequest
 
 MASK = "***"
-_SECRET_HEADERS = re.compile(r"authorization|cookie|token|secret|api-?key|password|signature", re.IGNORECASE)
+# Names (of headers, of destination settings) whose values are secret whatever they look like.
+_SECRET_NAMES = re.compile(r"authorization|cookie|token|secret|api[-_]?key|password|sign", re.IGNORECASE)
 _SECRET_PARAMS = re.compile(r"([?&](?:token|api_?key|key|secret|password|access_token)=)[^&#]*", re.IGNORECASE)
 
 
@@ -63,8 +64,12 @@ def mask_url(url: str, secrets: Iterable[str]) -> str:
     return _SECRET_PARAMS.sub(lambda m: m.group(1) + MASK, mask_text(url, secrets))
 
 
+def is_secret_name(name: str) -> bool:
+    return bool(_SECRET_NAMES.search(name))
+
+
 def mask_header(name: str, value: str, secrets: Iterable[str]) -> str:
-    if name.lower() == "idempotency-key" or not _SECRET_HEADERS.search(name):
+    if name.lower() == "idempotency-key" or not is_secret_name(name):
         return mask_text(value, secrets)
     scheme, _, rest = value.partition(" ")
     return f"{scheme} {MASK}" if rest and scheme.lower() in ("bearer", "basic", "token") else MASK

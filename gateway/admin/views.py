@@ -18,14 +18,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.admin import schemas
 from gateway.config import Config
-from gateway.masking import MASK, mask_personal_data, mask_text, mask_url
+from gateway.masking import MASK, is_secret_name, mask_personal_data, mask_text, mask_url
 from gateway.preview import masked_steps, refused_address
 from gateway.routing import RoutingResult
 from gateway.store.base import Activity, DeliveryRow, DestinationHold, EventRow
 
 # Field names whose values are personal data whatever they look like.
 _PERSONAL_FIELDS = re.compile(r"document|cpf|cnpj|e-?mail|phone|fone|celular|mobile|\brg\b|birth|nascimento|zip|cep|street|address|endereco|logradouro", re.IGNORECASE)
-_SECRET_FIELDS = re.compile(r"token|secret|password|api_?key|sign|authorization", re.IGNORECASE)
 _ERROR_PREFIX = re.compile(r"^(HTTP \d{3}|[^:]{1,80})")
 
 
@@ -160,7 +159,7 @@ def _masked_settings(value: Any, config: Config, key: str = "") -> Any:
     if isinstance(value, list):
         return [_masked_settings(v, config, key) for v in value]
     if isinstance(value, str):
-        if _SECRET_FIELDS.search(key) and value:
+        if is_secret_name(key) and value:
             return MASK
         return mask_url(value, config.secrets)
     return value
