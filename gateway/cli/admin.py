@@ -50,18 +50,6 @@ def with_store(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
-def migrate(database_url: str) -> None:
-    """Open the database, creating it and applying every migration it lacks (under a lock
-    on PostgreSQL, so replicas starting meanwhile wait), and close it."""
-
-    async def run() -> None:
-        store = open_store(database_url)
-        await store.open()
-        await store.close()
-
-    asyncio.run(run())
-
-
 def post_event(url: str, token: str | None, event: dict[str, Any]) -> httpx.Response:
     """POST one event as GO does (the token in the query string); a message when nobody answers."""
     try:

@@ -7,6 +7,7 @@ programmers and a stack trace tells them nothing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ from gateway.errors import ConfigError, GatewayError, Problem, did_you_mean, plu
 from gateway.masking import scrub, without_password
 from gateway.routing import read_event_file, route_event
 from gateway.store import DEFAULT_DATABASE_URL, DeliveryFilter, EventQuery, Store
+from gateway.store import migrate as store_migrate
 from gateway.store.base import EventRow
 from gateway.units import Duration
 
@@ -333,7 +335,7 @@ def purge(config_path: str, database_url: str | None, older_than: str | None) ->
 def migrate(config_path: str, database_url: str | None) -> int:
     """Create the database or bring its schema up to date (`serve` does it too, at start)."""
     url = database_for(database_url, config_path)
-    admin.migrate(url)
+    asyncio.run(store_migrate(url))
     _console().print(f"database {escape(scrub(without_password(url)))}: schema up to date")
     return EXIT_OK
 

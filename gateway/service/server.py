@@ -17,7 +17,7 @@ from gateway.service.delivery_service import DeliveryService
 from gateway.service.logs import configure_logging
 from gateway.service.reload import RoutesInForce, watch_routes
 from gateway.service.topology import Runtime, choose_topology
-from gateway.store import Store, open_store
+from gateway.store import migrate, open_store
 
 SHUTDOWN_GRACE_SECONDS = 30
 
@@ -25,10 +25,10 @@ SHUTDOWN_GRACE_SECONDS = 30
 def serve(config: Config, database_url: str, host: str, port: int, workers: int, deliver: bool = True, admin_token: str | None = None) -> None:
     """Serve until SIGINT/SIGTERM; in-flight deliveries finish or are given back."""
     configure_logging()
-    asyncio.run(_preflight(open_store(database_url)))  # a bad database URL is a message, not a traceback
-    topology = choose_topology(config, database_url, deliver)
+    asyncio.run(migrate(database_url))  # a bad database URL is a message, not a traceback
+    store = open_store(database_url)
     runtime = Runtime(
-        config=config, store=open_store(database_url), topology=topology, concurrency=workers, database_url=database_url, watch=True, admin_token=admin_token
+        config=config, store=store, topology=choose_topology(config, store, deliver), concurrency=workers, watch=True, admin_token=admin_token
     )
     if admin_token:
         remember_secrets([admin_token])  # masked in every log line
@@ -47,11 +47,6 @@ def serve(config: Config, database_url: str, host: str, port: int, workers: int,
         limit_concurrency=2 * MAX_INGESTS_IN_FLIGHT,
         server_header=False,
     )
-
-
-async def _preflight(store: Store) -> None:
-    await store.open()
-    await store.close()
 
 
 def work(config: Config, database_url: str, workers: int) -> None:

@@ -62,11 +62,12 @@ class Topology(enum.Enum):
         return self in (Topology.IN_PROCESS, Topology.CHILDREN, Topology.SHARED_DATABASE)
 
 
-def choose_topology(config: Config, database_url: str | None, deliver: bool = True) -> Topology:
-    """Children when they can have the same routes and database as this process; else here.
-    On PostgreSQL ingest stays in the HTTP process (no single writer to go through)."""
-    separate = config.files is not None and database_url is not None and not database_url.endswith(":memory:")
-    if separate and database_url is not None and database_url.startswith(("postgres://", "postgresql://")):
+def choose_topology(config: Config, store: Store, deliver: bool = True) -> Topology:
+    """Children when they can open the same routes and database as this process; else here.
+    Where several processes may write at once (PostgreSQL), ingest stays in the HTTP process:
+    there is no single writer to go through."""
+    separate = config.files is not None and store.url is not None
+    if separate and store.many_writers:
         return Topology.SHARED_DATABASE if deliver else Topology.SHARED_DATABASE_NO_DELIVER
     if separate:
         return Topology.CHILDREN if deliver else Topology.CHILD_NO_DELIVER
@@ -189,7 +190,6 @@ class Runtime:
     topology: Topology = Topology.IN_PROCESS
     metrics: Metrics = field(default_factory=Metrics)
     concurrency: int = 32
-    database_url: str | None = None  # for children: they open the same database
     watch: bool = False  # follow edits of routes.yaml (and SIGHUP)
     clock: Callable[[], float] = time.time
     ingest: IngestPart | None = None
@@ -206,13 +206,14 @@ class Runtime:
 
 def _parts(runtime: Runtime) -> tuple[IngestPart, DeliveryPart]:
     topology = runtime.topology
+    database_url = runtime.store.url  # children open the same database
     if topology.ingest_in_child:
-        assert runtime.database_url is not None
-        ingest: IngestPart = IngestProcess(runtime.files, runtime.database_url)
+        assert database_url is not None
+        ingest: IngestPart = IngestProcess(runtime.files, database_url)
     else:
         ingest = IngestHere(lambda: runtime.config, runtime.store)
     if topology.delivery_in_child:
-        delivery: DeliveryPart = DeliveryProcess(runtime.files, runtime.database_url or "", runtime.concurrency)
+        delivery: DeliveryPart = DeliveryProcess(runtime.files, database_url or "", runtime.concurrency)
     elif topology is Topology.IN_PROCESS:
         service = DeliveryService(runtime.store, lambda: runtime.config, concurrency=runtime.concurrency, metrics=runtime.metrics.delivery, clock=runtime.clock)
         delivery = DeliveryHere(service)

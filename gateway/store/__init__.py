@@ -25,4 +25,13 @@ def open_store(url: str) -> Store:
     raise StoreUnavailable(f"unsupported database URL '{url}'; use sqlite:///path/to/gateway.db or postgresql://user@host:port/dbname")
 
 
-__all__ = ["DEFAULT_DATABASE_URL", "DeliveryFilter", "EventQuery", "NewDelivery", "NewEvent", "Store", "StoreUnavailable", "open_store"]
+async def migrate(url: str) -> None:
+    """Open the database once, creating it and applying every migration it lacks (under a lock
+    on PostgreSQL, so replicas starting meanwhile wait), and close it: `gateway migrate`, and
+    `serve` before it starts (a bad URL or an unreachable server is a message, not a traceback)."""
+    store = open_store(url)
+    await store.open()
+    await store.close()
+
+
+__all__ = ["DEFAULT_DATABASE_URL", "DeliveryFilter", "EventQuery", "NewDelivery", "NewEvent", "Store", "StoreUnavailable", "migrate", "open_store"]

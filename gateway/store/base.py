@@ -213,7 +213,14 @@ def activity_from_rows(events: Iterable[tuple[float, int]], attempts: Iterable[t
 
 
 class Store(abc.ABC):
-    """Durable storage of events, deliveries and attempts."""
+    """Durable storage of events, deliveries and attempts.
+
+    What the service's topology needs to know of a backend, it asks the store (never the URL):
+    `url`, the address another process opens the same database at (None: only this object
+    holds it), and `many_writers`, whether several processes may store events at once."""
+
+    url: str | None = None
+    many_writers: bool = False
 
     @abc.abstractmethod
     async def open(self) -> None:

@@ -70,6 +70,8 @@ class SchemaTooNew(StoreUnavailable):
 
 
 class PostgresStore(Store):
+    many_writers = True  # every process of every replica stores events at once
+
     def __init__(self, url: str) -> None:
         self.url = url
         self._pool: AsyncConnectionPool | None = None

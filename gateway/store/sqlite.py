@@ -51,6 +51,7 @@ _OUTCOME_STATUS = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD}
 class SQLiteStore(Store):
     def __init__(self, path: str) -> None:
         self.path = path
+        self.url = None if path == ":memory:" else f"sqlite:///{path}"  # one writer: the ingest child, where there are children
         self._recent = RecentKeys()  # the dedupe window; only the executor's thread touches it
         self._executor = GroupCommitExecutor(
             path,

@@ -14,6 +14,7 @@ from gateway.config import load_config
 from gateway.service.app import create_app
 from gateway.service.topology import DeliveryElsewhere, IngestHere, Runtime, Topology, choose_topology
 from gateway.store import open_store
+from gateway.store.memory import MemoryStore
 from tests.conftest import EVENTS, Project
 
 TOKEN = "token-de-teste-123"
@@ -65,12 +66,13 @@ def test_an_app_built_in_code_ingests_in_its_own_process(project: Project, caplo
         ("sqlite:///:memory:", False, Topology.IN_PROCESS_NO_DELIVER),
         ("postgresql://root@127.0.0.1:5432/test", True, Topology.SHARED_DATABASE),
         ("postgresql://root@127.0.0.1:5432/test", False, Topology.SHARED_DATABASE_NO_DELIVER),
-        (None, True, Topology.IN_PROCESS),
+        (None, True, Topology.IN_PROCESS),  # the memory store: only this process holds it
     ],
 )
 def test_children_only_when_they_can_open_the_same_routes_and_database(project: Project, database_url: str | None, deliver: bool, expected: Topology) -> None:
     config = load_config(project.routes("version: 1\nsources: {go: {token: t0ken-de-teste}}\nroutes: []\n"))
-    assert choose_topology(config, database_url, deliver) is expected
+    store = open_store(database_url) if database_url else MemoryStore()
+    assert choose_topology(config, store, deliver) is expected
     assert expected.ingest_in_child == expected.name.startswith("CHILD")
     assert expected.delivers == (expected in (Topology.IN_PROCESS, Topology.CHILDREN, Topology.SHARED_DATABASE))
     assert expected.delivery_in_child == (expected in (Topology.CHILDREN, Topology.SHARED_DATABASE))
