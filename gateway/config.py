@@ -233,8 +233,15 @@ class _Loader:
         self.doc: YamlDocument = YamlDocument(path, None)
         self.converter = SchemaReader(self.doc, self.problems)
 
-    def error(self, message: str, location: Location) -> None:
-        self.problems.append(Problem(message, location))
+    def error(self, message: str, location: Location | None) -> None:
+        problem = Problem(message, location)
+        if problem not in self.problems:  # a template file used by many routes is one mistake to fix, said once
+            self.problems.append(problem)
+
+    def template_errors(self, exc: TemplateError, at: YamlPath) -> None:
+        """Every place of a template's mistake (TemplateError.also), each at its own line."""
+        for problem in exc.problems():
+            self.error(problem.message, problem.location or self.doc.where(at))
 
     def warn(self, message: str, location: Location | None) -> None:
         self.warnings.append(Problem(message, location, "warning"))
@@ -541,7 +548,7 @@ class _Loader:
         try:
             template = engine.from_file(name, json_mode)
         except TemplateError as exc:
-            self.error(exc.detail, exc.location or self.doc.where(at))
+            self.template_errors(exc, at)
             return None
         return template
 
@@ -549,7 +556,7 @@ class _Loader:
         try:
             return engine.from_string(source or "", self.doc.where(at), json_mode, block=at in self.doc.block_scalars)
         except TemplateError as exc:
-            self.error(exc.detail, exc.location or self.doc.where(at))
+            self.template_errors(exc, at)
             return None
 
 

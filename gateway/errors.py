@@ -54,12 +54,18 @@ class ConfigError(GatewayError):
 
 
 class TemplateError(GatewayError):
-    """A template failed to compile or render."""
+    """A template failed to compile or render. `also`: the other places of the same mistake
+    (the same unknown name, the same missing field), so a user fixes them all in one pass."""
 
-    def __init__(self, message: str, location: Location | None = None) -> None:
+    def __init__(self, message: str, location: Location | None = None, also: tuple[Problem, ...] = ()) -> None:
         self.location = location
         self.detail = message
+        self.also = also
         super().__init__(f"{location}: {message}" if location else message)
+
+    def problems(self, severity: str = "error") -> list[Problem]:
+        """This error and every other place of it, as problems to report."""
+        return [Problem(self.detail, self.location, severity), *(Problem(p.message, p.location, severity) for p in self.also)]
 
 
 class EventError(GatewayError):

@@ -32,7 +32,7 @@ from jinja2.filters import do_center, do_format, do_indent
 from jinja2.loaders import split_template_path
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SecurityError
 
-from gateway.errors import Location, TemplateError, did_you_mean
+from gateway.errors import Location, Problem, TemplateError, did_you_mean
 from gateway.filters import FILTERS, JsonText
 
 MAX_OUTPUT_CHARS = 1_000_000
@@ -331,6 +331,25 @@ class CompiledTemplate:
     def location(self, line: int, column: int = 1) -> Location:
         return Location(self.display_name, self.line_offset + line, column)
 
+    def same_mistake(self, error: TemplateError, context: Mapping[str, Any]) -> tuple[Problem, ...]:
+        """The other places of this template that read the field a render found missing, off
+        an object that lacks it in the same `context` (rendering stops at the first one; check
+        names them all). Places inside included templates are not followed."""
+        missing = re.match(r"the field '([^']+)' is not in this object", error.detail)
+        if missing is None or error.location is None or error.location.file != self.display_name:
+            return ()
+        name, lines = missing.group(1), self.source.splitlines()
+        reads: dict[int, int] = {}  # line -> how many reads of the field there lack it
+        for node in self.template.environment.parse(self.source).find_all((jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
+            if _field_read(node) == name and _lacks(_evaluated(node.node, context), name):
+                reads[node.lineno] = reads.get(node.lineno, 0) + 1
+        places = []
+        for line, count in sorted(reads.items()):
+            text = lines[line - 1] if line <= len(lines) else ""
+            columns = [m.start(1) + 1 + self.column_offset for m in re.finditer(rf"(?:\.\s*|\[\s*['\"])({re.escape(name)})\b", text)][:count] or [1]
+            places += [self.location(line, column) for column in columns]
+        return tuple(Problem(error.detail, place) for place in places if place != error.location)
+
     def _failure_column(self, line: int, message: str) -> int:
         """Where on its line a render failure is (Jinja gives the line only): the field or the
         filter the message names, else the line's first expression; 1 when it cannot be told."""
@@ -347,6 +366,31 @@ class CompiledTemplate:
             if found := re.search(pattern, text):
                 return found.start(1) + 1 + self.column_offset
         return 1
+
+
+def _field_read(node: jinja2.nodes.Getattr | jinja2.nodes.Getitem) -> str | None:
+    """The field a `x.name` or `x['name']` reads (None for `x[i]` with a computed index)."""
+    if isinstance(node, jinja2.nodes.Getattr):
+        return node.attr
+    return node.arg.value if isinstance(node.arg, jinja2.nodes.Const) and isinstance(node.arg.value, str) else None
+
+
+_UNKNOWN = object()
+
+
+def _evaluated(node: jinja2.nodes.Node, context: Mapping[str, Any]) -> Any:
+    """The value of a plain chain of names and fields (`data.user`) in `context`; _UNKNOWN for
+    anything else (a loop variable, a call, a filter)."""
+    if isinstance(node, jinja2.nodes.Name):
+        return context.get(node.name, _UNKNOWN)
+    if isinstance(node, (jinja2.nodes.Getattr, jinja2.nodes.Getitem)):
+        base, key = _evaluated(node.node, context), _field_read(node)
+        return base.get(key, _UNKNOWN) if isinstance(base, Mapping) and key is not None else _UNKNOWN
+    return _UNKNOWN
+
+
+def _lacks(value: Any, name: str) -> bool:
+    return isinstance(value, Mapping) and name not in value
 
 
 def _describe(exc: BaseException) -> str:
@@ -462,24 +506,36 @@ class TemplateEngine:
 
     def _check_names(self, json_mode: bool, source: str | None, display: str, offset: int, seen: set[str], inline: Location | None = None) -> None:
         """Every name a template (and each template it includes) reads must be one the context
-        has: `dados.code` would fail on every event, so it fails here, at its line and column."""
+        has: `dados.code` would fail on every event, so it fails here, at every line and column
+        that reads it (one TemplateError, the other places in its `also`)."""
+        found = self._unknown_names(json_mode, source, display, offset, seen, inline)
+        if found:
+            first, *rest = found
+            raise TemplateError(first.message, first.location, tuple(rest))
+
+    def _unknown_names(self, json_mode: bool, source: str | None, display: str, offset: int, seen: set[str], inline: Location | None) -> list[Problem]:
         if source is None:
-            return
+            return []
         environment = self._environments[json_mode]
         tree = environment.parse(source)
         unknown = jinja2.meta.find_undeclared_variables(tree) - CONTEXT_NAMES - set(environment.globals)
+        lines = source.splitlines()
+        found: list[Problem] = []
+        per_line: dict[tuple[int, str], int] = {}  # how many of a name's places on a line are taken
         for node in tree.find_all(jinja2.nodes.Name):
             if node.name in unknown and node.ctx == "load":
-                line = source.splitlines()[node.lineno - 1] if node.lineno <= len(source.splitlines()) else ""
-                column = max(line.find(node.name), 0) + 1 + (inline.column if inline else 0)
+                text = lines[node.lineno - 1] if node.lineno <= len(lines) else ""
+                nth = per_line.get((node.lineno, node.name), 0)
+                per_line[(node.lineno, node.name)] = nth + 1
+                columns = [m.start() for m in re.finditer(rf"(?<![\w.]){re.escape(node.name)}\b", text)] or [0]
+                column = columns[min(nth, len(columns) - 1)] + 1 + (inline.column if inline else 0)
                 hint = did_you_mean(node.name, sorted(CONTEXT_NAMES))
-                raise TemplateError(
-                    f"templates see {', '.join(sorted(CONTEXT_NAMES))}; there is no '{node.name}'{hint}", Location(display, offset + node.lineno, column)
-                )
+                found.append(Problem(f"templates see {', '.join(sorted(CONTEXT_NAMES))}; there is no '{node.name}'{hint}", Location(display, offset + node.lineno, column)))
         for included in jinja2.meta.find_referenced_templates(tree):
             if isinstance(included, str) and included not in seen:
                 seen.add(included)
-                self._check_names(json_mode, self._source_of(included), f"{self.display_dir}/{included}", 0, seen)
+                found += self._unknown_names(json_mode, self._source_of(included), f"{self.display_dir}/{included}", 0, seen, None)
+        return found
 
     def _near(self, name: str) -> str:
         if not self.sources and not self.templates_dir.is_dir():

@@ -132,8 +132,10 @@ def _check_renders(config: Config, route: Route, samples: list[Sample], report: 
             try:
                 render_send(config, send, context)
             except TemplateError as exc:
-                message = f"{exc.detail} — rendering for {sample.file}{note}"
-                report.problems.append(Problem(message, exc.location, severity))
+                for problem in (Problem(exc.detail, exc.location), *send.template.same_mistake(exc, context)):
+                    found = Problem(f"{problem.message} — rendering for {sample.file}{note}", problem.location, severity)
+                    if found not in report.problems:  # a template file shared by many routes: one mistake, said once
+                        report.problems.append(found)
 
 
 def _matches(config: Config, route: Route, event: dict[str, Any]) -> bool:

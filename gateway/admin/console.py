@@ -24,6 +24,7 @@ from litestar.response import Redirect, Template
 
 from gateway.admin import api, schemas
 from gateway.admin.auth import SESSION_COOKIE, SESSION_SECONDS, admin_auth, client_address, require_admin
+from gateway.delivery.client import CONNECTION_CLOSED, CONNECTION_ERROR, CONNECTION_REFUSED, DNS_FAILURE, FAILURE_NAMES, TIMEOUT, TLS_ERROR
 from gateway.service.http_errors import GatewayHTTPError
 from gateway.store import DeliveryFilter, EventQuery
 from gateway.store.base import DEAD, STATUSES
@@ -278,11 +279,20 @@ def template_filters() -> dict[str, Any]:
     def status_pt(status: str, count: int = 1) -> str:
         return (STATUS_PT if count == 1 else STATUS_PT_PLURAL).get(status, status)
 
-    return {"when": when, "as_json": as_json, "pretty_body": pretty_body, "status_pt": status_pt, "state_pt": STATE_PT.get}
+    def failure_pt(error: str | None) -> str:
+        """Why no answer came, in Portuguese, from the name the error starts with ("" if none)."""
+        name = (error or "").split(":", 1)[0]
+        return next((label for failure, label in FAILURE_PT.items() if FAILURE_NAMES[failure] == name), "")
+
+    return {"when": when, "as_json": as_json, "pretty_body": pretty_body, "status_pt": status_pt, "state_pt": STATE_PT.get, "failure_pt": failure_pt}
 
 
 STATUS_PT = {"pending": "pendente", "sending": "enviando", "delivered": "entregue", "dead": "falhou", "failed": "erro no template", "skipped": "ignorada", "shadow": "sombra"}
 STATUS_PT_PLURAL = {**STATUS_PT, "pending": "pendentes", "delivered": "entregues", "skipped": "ignoradas", "failed": "com erro no template"}
+FAILURE_PT = {
+    CONNECTION_REFUSED: "Conexão recusada", DNS_FAILURE: "Endereço não encontrado (DNS)", TLS_ERROR: "Erro de certificado (TLS)",
+    TIMEOUT: "Sem resposta a tempo", CONNECTION_CLOSED: "Conexão interrompida", CONNECTION_ERROR: "Erro de conexão",
+}
 STATE_PT = {"ok": "funcionando", "circuit_open": "pausado (muitas falhas)", "stopped": "parado (410 Gone)", "inactive": "inativo"}
 
 console = Router(

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from gateway.config import Config
-from gateway.delivery.client import MAX_RESPONSE_BYTES, DeliveryClient, SendFailed, UnusableURL
+from gateway.delivery.client import MAX_RESPONSE_BYTES, TIMEOUT, DeliveryClient, SendFailed, UnusableURL
 from gateway.delivery.egress import EgressDenied, UnusableAddress, check_url
 from gateway.destinations.base import Answer, DestinationSpec, Outcome
 from gateway.masking import mask_text
@@ -44,9 +44,9 @@ async def attempt(client: DeliveryClient, spec: DestinationSpec, body: str, key:
     except EgressDenied as exc:
         return Outcome("dead", f"address not allowed: {exc}"), None, None
     except TimeoutError:
-        return Outcome("retry", f"no complete answer within {timeout:g} s"), None, None
+        return Outcome("retry", f"timeout: no complete answer within {timeout:g} s", failure=TIMEOUT), None, None
     except UnusableURL as exc:
         return Outcome("dead", mask_text(f"the address cannot be used: {exc}", config.secrets)), None, None
     except SendFailed as exc:
-        return Outcome("retry", mask_text(str(exc), config.secrets)), None, None
+        return Outcome("retry", mask_text(str(exc), config.secrets), failure=exc.failure), None, None
 

@@ -15,6 +15,7 @@ receiver's cookies never reach another delivery.
 from __future__ import annotations
 
 import functools
+import ssl
 from collections.abc import Callable, Iterable
 from types import TracebackType
 
@@ -34,8 +35,25 @@ class UnusableURL(Exception):
     """The address is not one an HTTP client can send to (no http/https, no host)."""
 
 
+# What went wrong when no answer came, each under its own name: in `last_error` (the reason
+# starts with the name), the console and the metrics' `failure` label. A shop owner told
+# "connection refused" looks at the receiver; told "DNS failure", at the address.
+CONNECTION_REFUSED, DNS_FAILURE, TLS_ERROR, TIMEOUT, CONNECTION_CLOSED, CONNECTION_ERROR = (
+    "connection_refused", "dns_failure", "tls_error", "timeout", "connection_closed", "connection_error",
+)
+FAILURE_NAMES = {
+    CONNECTION_REFUSED: "connection refused", DNS_FAILURE: "DNS failure", TLS_ERROR: "TLS error",
+    TIMEOUT: "timeout", CONNECTION_CLOSED: "connection closed", CONNECTION_ERROR: "connection error",
+}
+
+
 class SendFailed(Exception):
-    """No complete answer: the connection failed or broke. Worth trying again later."""
+    """No complete answer: the connection failed or broke. Worth trying again later.
+    `failure` is one of FAILURE_NAMES; the message starts with its name."""
+
+    def __init__(self, failure: str, detail: str) -> None:
+        super().__init__(f"{FAILURE_NAMES[failure]}: {detail}")
+        self.failure = failure
 
 
 Answer = tuple[int, dict[str, str], str]  # status, headers (lower-case names), body kept
@@ -81,7 +99,7 @@ class DeliveryClient:
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
             raise UnusableURL(str(exc)) from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise SendFailed(f"{type(exc).__name__}: {exc}") from None
+            raise failure_of(exc, url) from None
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -93,6 +111,24 @@ class DeliveryClient:
 
     async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None) -> None:
         await self.aclose()
+
+
+def failure_of(exc: Exception, url: yarl.URL) -> SendFailed:
+    """The most specific name for a connection that gave no answer (most specific type first:
+    aiohttp's DNS and certificate errors are connector errors too)."""
+    where = f"{url.host}:{url.port}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return SendFailed(DNS_FAILURE, f"the name {url.host} does not resolve ({exc.os_error.strerror or exc.os_error})")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        error = exc.certificate_error
+        return SendFailed(TLS_ERROR, f"the certificate of {where} is not trusted ({getattr(error, 'verify_message', None) or error})")
+    if isinstance(exc, (aiohttp.ClientConnectorSSLError, aiohttp.ClientSSLError, ssl.SSLError)):
+        return SendFailed(TLS_ERROR, f"the TLS handshake with {where} failed ({exc})")
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(exc.os_error, ConnectionRefusedError) or isinstance(exc, ConnectionRefusedError):
+        return SendFailed(CONNECTION_REFUSED, f"nothing accepts connections at {where}")
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError, ConnectionResetError, aiohttp.ClientPayloadError)):
+        return SendFailed(CONNECTION_CLOSED, f"{where} closed the connection before its answer was complete")
+    return SendFailed(CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
 
 
 @functools.lru_cache(maxsize=4096)  # every delivery to a destination sends to the same URL

@@ -291,7 +291,7 @@ class DeliveryEngine:
             next_attempt = policy.next_attempt_at(now, delivery.attempts + 1, outcome.retry_after, capped=not outcome.known_reset)
             if next_attempt is None:
                 kind = "dead"
-                outcome = Outcome("dead", f"{outcome.reason}; gave up after {delivery.attempts + 1} attempts")
+                outcome = Outcome("dead", f"{outcome.reason}; gave up after {delivery.attempts + 1} attempts", failure=outcome.failure)
         result = AttemptResult(
             delivery_id=delivery.id,
             started_at=started,
@@ -303,6 +303,8 @@ class DeliveryEngine:
             next_attempt_at=next_attempt,
         )
         self.metrics.deliveries.labels(delivery.destination, kind).inc()
+        if outcome.failure:
+            self.metrics.failures.labels(delivery.destination, outcome.failure).inc()
         self.metrics.attempt_seconds.labels(delivery.destination).observe(duration)
         # Successes are counted in metrics; a line for each would bury the failures worth reading.
         log.log(logging.DEBUG if kind == "delivered" else logging.INFO, "delivery %s to %s: %s %s", delivery.id, delivery.destination, kind, result.error or "")

@@ -1,7 +1,7 @@
 """What the delivery engine counts, in a registry of its own: under `gateway serve` the engine
 runs in the delivery child, and /metrics shows the HTTP process's metrics followed by these.
 
-Labels are never personal data: destinations and outcomes only.
+Labels are never personal data: destinations, outcomes and failure names only.
 """
 
 from __future__ import annotations
@@ -14,6 +14,12 @@ class DeliveryMetrics:
         self.registry = CollectorRegistry()
         self.deliveries = Counter(
             "gateway_deliveries_total", "Delivery attempts and records, by destination and outcome", ["destination", "outcome"], registry=self.registry
+        )
+        self.failures = Counter(
+            "gateway_delivery_failures_total",
+            "Attempts that got no answer, by destination and why: connection_refused, dns_failure, tls_error, timeout, connection_closed, connection_error",
+            ["destination", "failure"],
+            registry=self.registry,
         )
         self.attempt_seconds = Histogram(
             "gateway_attempt_duration_seconds",

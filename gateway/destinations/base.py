@@ -152,6 +152,7 @@ class Outcome:
     # A wait the receiver asked for is capped (one absurd header must not park a delivery for
     # days); a wait the adapter worked out from the vendor's documented reset is not.
     known_reset: bool = False
+    failure: str | None = None  # no answer came: why, by name (delivery/client.py FAILURE_NAMES)
 
 
 DELIVERED = Outcome("delivered")

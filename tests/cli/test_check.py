@@ -242,3 +242,42 @@ def test_slack_message_over_the_limits_fails_check(project: Project) -> None:
     result = project.gateway("check")
     assert result.returncode == 1
     assert "templates/slack/longa.json.j2:1:1: Slack allows at most 50 blocks in a message; this one has 51" in result.stdout
+
+
+def many_routes(body: str, count: int) -> str:
+    """BASE's source and Slack destination with `count` routes sending `body` (one line each)."""
+    head = BASE.split("routes:")[0].replace("type: slack\n    url: https://hooks.slack.com/services/T0/B0/x", "type: http\n    url: https://example.com/x")
+    routes = "".join(f"  - name: rota-{n}\n    when: {{event_id: ORDER_CREATED}}\n    send: {{to: slack-vendas, body: '{body}'}}\n" for n in range(count))
+    return head + "routes:\n" + routes
+
+
+def test_an_unknown_name_is_reported_at_every_place_it_is_read(project: Project) -> None:
+    """80 routes reading `users` twice each, and a shared template reading it on two lines:
+    every file:line:column is reported in one run, the shared template once (not once a route)."""
+    text = many_routes('{"a": "{{ users.name }}", "b": "{{ users.id }}"}', 80)
+    text += "  - name: compartilhada-1\n    when: {event_id: ORDER_CREATED}\n    send: {to: slack-vendas, template: users.json.j2}\n"
+    text += "  - name: compartilhada-2\n    when: {event_id: ORDER_CANCEL}\n    send: {to: slack-vendas, template: users.json.j2}\n"
+    project.write("templates/users.json.j2", '{"a": "{{ users.a }}",\n "b": "{{ users.b }}"}\n')
+    project.routes(text)
+    result = project.gateway("check")
+    assert result.returncode == 1
+    lines = [line for line in result.stdout.splitlines() if "there is no 'users'" in line]
+    routes_yaml = sorted({line.split(": ", 1)[0] for line in lines if line.startswith("routes.yaml:")})
+    body_line = text.splitlines().index("    send: {to: slack-vendas, body: '{\"a\": \"{{ users.name }}\", \"b\": \"{{ users.id }}\"}'}") + 1
+    first, second = (text.splitlines()[body_line - 1].index(f"users.{f}") + 1 for f in ("name", "id"))
+    expected = sorted(f"routes.yaml:{body_line + 3 * n}:{column}" for n in range(80) for column in (first, second))
+    assert routes_yaml == expected  # 160 places, each once
+    assert [line.split(": ", 1)[0] for line in lines if line.startswith("templates/")] == ["templates/users.json.j2:1:11", "templates/users.json.j2:2:11"]
+    assert f"{len(lines)} errors" in result.stdout and len(lines) == 162
+
+
+def test_a_missing_field_is_reported_at_every_place_a_render_reads_it(project: Project) -> None:
+    """Rendering stops at the first `data.users`; check names every read of it (not `data.user`)."""
+    project.routes(many_routes('{"a": "{{ data.users.name }}", "ok": "{{ data.user.name }}", "b": "{{ data["users"].id }}"}', 3))
+    result = project.gateway("check")
+    assert result.returncode == 1
+    lines = [line.split(": ", 1)[0] for line in result.stdout.splitlines() if "the field 'users' is not in this object (did you mean 'user'?)" in line]
+    text = (project.root / "routes.yaml").read_text().splitlines()
+    body_line = next(n for n, line in enumerate(text, 1) if "data.users.name" in line)
+    first, second = text[body_line - 1].index("users.name") + 1, text[body_line - 1].index('["users"]') + 3
+    assert lines == [f"routes.yaml:{body_line + 3 * n}:{column}" for n in range(3) for column in (first, second)]
