@@ -16,7 +16,7 @@ from litestar import Request, Router, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from gateway.admin import schemas, views
-from gateway.admin.auth import client_address, require_admin
+from gateway.admin.auth import admin_auth, client_address, require_admin
 from gateway.admin.jobs import ReplayJobs
 from gateway.errors import EventError
 from gateway.replay import requeue, rerender
@@ -221,6 +221,29 @@ async def post_event(request: Request[Any, Any, Any], data: JSONBody[schemas.Pla
     return await send_event(request, data)
 
 
+# --------------------------------------------------------------------------- console logins
+
+
+async def session_list(request: Request[Any, Any, Any]) -> list[schemas.LoginSession]:
+    return [schemas.LoginSession(s.id, s.started_at, s.address, s.agent) for s in await admin_auth(request).active()]
+
+
+async def end_login(request: Request[Any, Any, Any], session_id: str) -> None:
+    if not await admin_auth(request).end(session_id):
+        raise GatewayHTTPError(404, "unknown_session", f"no active console session has the id '{session_id}' (it may have ended already)")
+    log.warning("console session %s ended by %s", session_id, client_address(request))
+
+
+@get("/sessions", summary="The console's active logins (every replica's)")
+async def sessions(request: Request[Any, Any, Any]) -> list[schemas.LoginSession]:
+    return await session_list(request)
+
+
+@post("/sessions/{session_id:str}/end", status_code=204, summary="End a console login on every replica")
+async def end_session(request: Request[Any, Any, Any], session_id: FromPath[str]) -> None:
+    await end_login(request, session_id)
+
+
 def _check_status(status: str | None) -> None:
     if status and status not in STATUSES:
         raise GatewayHTTPError(400, "unknown_status", f"'{status}' is not a delivery status; use one of {', '.join(STATUSES)}")
@@ -229,7 +252,7 @@ def _check_status(status: str | None) -> None:
 admin_api = Router(
     path="/admin/api",
     guards=[require_admin],
-    route_handlers=[events, event, deliveries, grouped_dead, routes, overview_handler, replay, replay_progress, dry_run, post_event],
+    route_handlers=[events, event, deliveries, grouped_dead, routes, overview_handler, replay, replay_progress, dry_run, post_event, sessions, end_session],
     tags=["admin"],
     security=[{"BearerToken": []}],
 )

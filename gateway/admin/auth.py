@@ -3,11 +3,13 @@
 - A script sends `Authorization: Bearer <GATEWAY_ADMIN_TOKEN>`. A browser never adds that header
   by itself, so such requests need no CSRF token.
 - A person logs in to the console with the same token and gets a session cookie (HttpOnly,
-  SameSite=Strict, Secure behind https), signed with a key derived from the token: it holds on
-  every replica that has the token, and a new token ends every session. Each session has its
+  SameSite=Strict, Secure behind https), signed with a key derived from the token, naming a
+  session recorded in the store: every replica reads the same sessions, a logout (or "Encerrar"
+  on the console's sessions page) ends it everywhere, and a new token ends every session. Each session has its
   own CSRF token; a state-changing request that the cookie authenticates must carry it in the
   `X-CSRF-Token` header (the console's pages send it with every htmx request), else 403.
-- A wrong token is answered slowly, more slowly with each failure from the same address.
+- A wrong token is answered slowly, more slowly with each failure from the same address, counted
+  in the store: on several replicas an attacker gets no more tries than on one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -25,6 +28,8 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from gateway.service.http_errors import GatewayHTTPError
+from gateway.store import Store, StoreUnavailable
+from gateway.store.base import ConsoleSession
 
 SESSION_COOKIE = "gateway_session"
 CSRF_HEADER = "x-csrf-token"
@@ -32,62 +37,75 @@ SESSION_SECONDS = 12 * 3600
 FAILURE_DELAY_SECONDS = 0.5  # per recent failure from the same address
 MAX_FAILURE_DELAY_SECONDS = 8.0
 FAILURE_MEMORY_SECONDS = 15 * 60
+MAX_AGENT_CHARS = 160
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
 class Session:
+    id: str
     csrf: str
     started_at: float
 
 
-@dataclass
-class FailedLogins:
-    """Recent failures per address: each one adds to the wait before the next answer."""
-
-    failures: dict[str, list[float]] = field(default_factory=dict)
-
-    def delay(self, address: str, now: float) -> float:
-        recent = [t for t in self.failures.get(address, []) if now - t < FAILURE_MEMORY_SECONDS]
-        self.failures[address] = recent
-        return min(FAILURE_DELAY_SECONDS * len(recent), MAX_FAILURE_DELAY_SECONDS)
-
-    def record(self, address: str, now: float) -> None:
-        self.failures.setdefault(address, []).append(now)
-        if len(self.failures) > 10_000:  # a scan from many addresses must not grow memory forever
-            self.failures.pop(next(iter(self.failures)))
-
-
 class AdminAuth:
-    """The admin token, the sessions it signs and the failures it has seen."""
+    """The admin token, the sessions it signs, and the failed logins, kept in the store: a
+    logout ends a session on every replica, and every replica slows an address that failed."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, store: Store, clock: Callable[[], float] = time.time) -> None:
         self._token = token.encode()
         key = hmac.new(self._token, b"gateway console session", hashlib.sha256).hexdigest()
         self._sessions = URLSafeTimedSerializer(key, salt="console-session")
-        self.failed = FailedLogins()
+        self._store = store
+        self._clock = clock
 
     def token_matches(self, given: str) -> bool:
         return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token)
 
-    def new_session(self) -> str:
-        """A session cookie's value: signed, with a fresh CSRF token inside."""
-        return self._sessions.dumps({"csrf": secrets.token_urlsafe(24), "at": time.time()})
+    async def new_session(self, address: str, agent: str) -> str:
+        """A session cookie's value: signed, naming a session recorded in the store, with a
+        fresh CSRF token inside."""
+        now = self._clock()
+        session = ConsoleSession(secrets.token_urlsafe(16), now, address, agent[:MAX_AGENT_CHARS])
+        await self._store.add_session(session, forget_before=now - SESSION_SECONDS)
+        return self._sessions.dumps({"sid": session.id, "csrf": secrets.token_urlsafe(24), "at": now})
 
-    def session(self, cookie: str | None) -> Session | None:
+    async def session(self, cookie: str | None) -> Session | None:
+        """The session a cookie names, while it is signed by this token, younger than
+        SESSION_SECONDS and not ended (logout) on any replica."""
         if not cookie:
             return None
         try:
             data = self._sessions.loads(cookie, max_age=SESSION_SECONDS)
         except BadSignature:  # also an expired one (SignatureExpired is a BadSignature)
             return None
-        return Session(csrf=str(data["csrf"]), started_at=float(data["at"]))
+        if not isinstance(data, dict) or "sid" not in data:  # a cookie of an older version: log in again
+            return None
+        recorded = await self._store.get_session(str(data["sid"]))
+        if recorded is None or recorded.ended_at is not None:
+            return None
+        return Session(id=recorded.id, csrf=str(data["csrf"]), started_at=float(data["at"]))
+
+    async def end(self, session_id: str) -> bool:
+        return await self._store.end_session(session_id, self._clock())
+
+    async def active(self) -> list[ConsoleSession]:
+        return await self._store.active_sessions(since=self._clock() - SESSION_SECONDS)
+
+    async def delay(self, address: str) -> float:
+        """How long to wait before answering this address: FAILURE_DELAY_SECONDS per failure
+        in the last FAILURE_MEMORY_SECONDS, from any replica, up to MAX_FAILURE_DELAY_SECONDS."""
+        failures = await self._store.login_failures(address, since=self._clock() - FAILURE_MEMORY_SECONDS)
+        return min(FAILURE_DELAY_SECONDS * failures, MAX_FAILURE_DELAY_SECONDS)
 
     async def refuse(self, address: str, detail: str) -> GatewayHTTPError:
-        """Wait as long as this address's recent failures say, then the 401 to raise."""
-        now = time.monotonic()
-        await asyncio.sleep(self.failed.delay(address, now))
-        self.failed.record(address, now)
+        """Wait as long as this address's recent failures say, note this one, then the 401 to raise."""
+        try:
+            await asyncio.sleep(await self.delay(address))
+            now = self._clock()
+            await self._store.record_login_failure(address, now, forget_before=now - FAILURE_MEMORY_SECONDS)
+        except StoreUnavailable:  # no store to count in: the longest wait, never none
+            await asyncio.sleep(MAX_FAILURE_DELAY_SECONDS)
         return GatewayHTTPError(401, "unauthorized", detail)
 
 
@@ -117,7 +135,7 @@ async def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
         if not auth.token_matches(given):
             raise await auth.refuse(client_address(connection), "the admin token does not match GATEWAY_ADMIN_TOKEN")
         return
-    session = auth.session(connection.cookies.get(SESSION_COOKIE))
+    session = await auth.session(connection.cookies.get(SESSION_COOKIE))
     if session is None:
         raise GatewayHTTPError(401, "unauthorized", "log in at /console/login, or send Authorization: Bearer <GATEWAY_ADMIN_TOKEN>")
     connection.state.session = session

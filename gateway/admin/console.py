@@ -78,7 +78,8 @@ async def login(request: Request[Any, Any, Any], data: URLEncodedBody[dict[str, 
         log.warning("console login refused for %s", client_address(request))
         return page(request, "login", status_code=401, next=target, error="Token inválido. Confira o valor de GATEWAY_ADMIN_TOKEN.")
     secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
-    cookie = Cookie(key=SESSION_COOKIE, value=auth.new_session(), path="/", httponly=True, samesite="strict", secure=secure, max_age=SESSION_SECONDS)
+    value = await auth.new_session(client_address(request), request.headers.get("user-agent", ""))
+    cookie = Cookie(key=SESSION_COOKIE, value=value, path="/", httponly=True, samesite="strict", secure=secure, max_age=SESSION_SECONDS)
     log.info("console login for %s", client_address(request))
     return Redirect(target, status_code=303, cookies=[cookie])
 
@@ -90,6 +91,11 @@ def _safe_next(target: str) -> str:
 
 @post("/logout", guards=[require_admin])
 async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Ends the session in the store (for every replica), not only the browser's cookie."""
+    session = getattr(request.state, "session", None)
+    if session is not None:
+        await admin_auth(request).end(session.id)
+        log.info("console logout for %s", client_address(request))
     response: Response[Any] = Response(b"", status_code=204, headers={"HX-Redirect": "/console/login"})
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -241,6 +247,21 @@ async def routes(request: Request[Any, Any, Any]) -> Template:
     return page(request, "routes", routes=await api.routes_in_force(api.runtime_of(request)))
 
 
+@get("/sessions", guards=[require_admin])
+async def sessions(request: Request[Any, Any, Any]) -> Template:
+    current = getattr(request.state, "session", None)
+    return page(request, "sessions", sessions=await api.session_list(request), this_session=current.id if current else None)
+
+
+@post("/sessions/{session_id:str}/end", guards=[require_admin])
+async def end_session(request: Request[Any, Any, Any], session_id: FromPath[str]) -> Response[Any]:
+    """Ends another login (a lost laptop, a colleague who left); ending one's own logs out."""
+    await api.end_login(request, session_id)
+    current = getattr(request.state, "session", None)
+    target = "/console/login" if current is not None and current.id == session_id else "/console/sessions"
+    return Response(b"", status_code=204, headers={"HX-Redirect": target})
+
+
 # --------------------------------------------------------------------------- errors and headers
 
 
@@ -297,7 +318,7 @@ STATE_PT = {"ok": "funcionando", "circuit_open": "pausado (muitas falhas)", "sto
 
 console = Router(
     path="/console",
-    route_handlers=[login_page, login, logout, overview, events, event, reveal, deliveries, replay, replay_progress, playground, playground_dry_run, playground_send, routes],
+    route_handlers=[login_page, login, logout, sessions, end_session, overview, events, event, reveal, deliveries, replay, replay_progress, playground, playground_dry_run, playground_send, routes],
     exception_handlers={HTTPException: _refused},
     after_request=_secure,
     include_in_schema=False,

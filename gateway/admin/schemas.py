@@ -205,3 +205,10 @@ class Overview(msgspec.Struct):
     by_status: dict[str, int]
     minutes: list[Minute]  # the last hour, oldest first
     destinations: list[DestinationHealth]
+
+
+class LoginSession(msgspec.Struct):
+    id: str
+    started_at: float
+    address: str
+    agent: str  # the browser's User-Agent, shortened

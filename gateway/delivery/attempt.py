@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from gateway.config import Config
 from gateway.delivery.client import MAX_RESPONSE_BYTES, TIMEOUT, DeliveryClient, SendFailed, UnusableURL
 from gateway.delivery.egress import EgressDenied, UnusableAddress, check_url
-from gateway.destinations.base import Answer, DestinationSpec, Outcome
+from gateway.destinations.base import NOTHING_MADE, Answer, Created, DestinationSpec, Outcome
 from gateway.masking import mask_text
 
 __all__ = ["MAX_RESPONSE_BYTES", "Result", "attempt"]
@@ -21,22 +21,41 @@ __all__ = ["MAX_RESPONSE_BYTES", "Result", "attempt"]
 Result = tuple[Outcome, int | None, str | None]  # what an attempt means, its last HTTP status, the answer kept
 
 
-async def attempt(client: DeliveryClient, spec: DestinationSpec, body: str, key: str, config: Config, clock: Callable[[], float] = time.time) -> Result:
+Remember = Callable[[str, str], Awaitable[None]]  # (step, record id): what a step created, stored at once
+
+
+async def attempt(
+    client: DeliveryClient,
+    spec: DestinationSpec,
+    body: str,
+    key: str,
+    config: Config,
+    clock: Callable[[], float] = time.time,
+    made: Mapping[str, str] = NOTHING_MADE,
+    remember: Remember | None = None,
+) -> Result:
     """Send one delivery once: every request of the destination's exchange (for an update the
     search first; for a CRM deal with its contact, each record and the link), all within the
-    destination's timeout and through the egress guard."""
+    destination's timeout and through the egress guard. `made` is what earlier attempts
+    created; `remember` stores what this one creates, before its next request is sent."""
     timeout = spec.timeout.seconds
     status: int | None = None
     excerpt: str | None = None
     try:
         async with asyncio.timeout(timeout):
-            steps = spec.exchange(body, key, clock())
-            request = next(steps)
+            steps = spec.exchange(body, key, clock(), made)
+            step = next(steps)
             while True:
-                await check_url(request.url, config.egress_allow, resolve=False)
-                status, headers, excerpt = await client.send(request, timeout)
+                reply: Answer | None = None
+                if isinstance(step, Created):
+                    if remember is not None:
+                        await remember(step.step, step.record_id)
+                else:
+                    await check_url(step.url, config.egress_allow, resolve=False)
+                    status, headers, excerpt = await client.send(step, timeout)
+                    reply = Answer(status, headers, excerpt)
                 try:
-                    request = steps.send(Answer(status, headers, excerpt))
+                    step = steps.send(reply)
                 except StopIteration as finished:
                     return finished.value, status, excerpt
     except UnusableAddress as exc:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiolimiter import AsyncLimiter
@@ -230,7 +230,10 @@ class DeliveryEngine:
         if state.limiter is not None:
             await state.limiter.acquire()
         try:
-            outcome, status, excerpt = await attempt(self.client, destination.spec, delivery.body, delivery.id, config, self.clock)
+            made = await self.store.records_created(delivery.id) if destination.spec.remembers_steps and delivery.attempts else {}
+            outcome, status, excerpt = await attempt(self.client, destination.spec, delivery.body, delivery.id, config, self.clock, made, self._remember(delivery))
+        except StoreUnavailable as exc:  # what a step created could not be read or kept: stop before the next step
+            outcome, status, excerpt = Outcome("retry", f"the store could not keep what a step created: {exc}"), None, None
         except ValueError as exc:  # a stored body this destination cannot send (it changed since)
             outcome, status, excerpt = Outcome("dead", f"cannot build the request: {exc}"), None, None
         except Exception as exc:  # recorded and retried on schedule, never lost in a dead task
@@ -244,6 +247,12 @@ class DeliveryEngine:
             await self._tell_others(DestinationHold(destination.name, open_until=state.circuit.open_until))
         self.metrics.circuit_open.labels(destination.name).set(1 if state.circuit.is_open(self.clock()) else 0)
         return outcome, status, excerpt
+
+    def _remember(self, delivery: ClaimedDelivery) -> Callable[[str, str], Awaitable[None]]:
+        async def remember(step: str, record_id: str) -> None:
+            await self.store.record_created(delivery.id, step, record_id, self.clock())
+
+        return remember
 
     async def _tell_others(self, hold: DestinationHold) -> None:
         """Other senders on the same database hold the destination off too (PostgreSQL)."""

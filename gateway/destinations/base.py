@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated
+from types import MappingProxyType
+from typing import Annotated, ClassVar
 
 import msgspec
 
@@ -30,7 +31,8 @@ FOUND_ID = "{id found by the search}"
 
 
 # A delivery's requests, one after the other: yields requests, is sent answers, returns the outcome.
-Exchange = Generator["OutgoingRequest", "Answer", "Outcome"]
+Exchange = Generator["OutgoingRequest | Created", "Answer | None", "Outcome"]
+NOTHING_MADE: Mapping[str, str] = MappingProxyType({})
 
 
 class RetrySpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -50,6 +52,9 @@ class DestinationSpec(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=512)] = 4
     ordered_by: str | None = None
     description: str | None = None
+
+    #: whether its exchange yields `Created` steps, so a retry needs what earlier attempts made
+    remembers_steps: ClassVar[bool] = False
 
     #: whether rendered bodies must be JSON (vendors always; `http` unless told otherwise)
     @property
@@ -87,11 +92,13 @@ class DestinationSpec(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
         """The request with the destination's signature headers, if it signs."""
         return request
 
-    def exchange(self, body: str, idempotency_key: str, now: float) -> Exchange:
+    def exchange(self, body: str, idempotency_key: str, now: float, made: Mapping[str, str] = NOTHING_MADE) -> Exchange:
         """The requests one delivery makes, in order, as a generator: it yields each request, is
         sent each answer, and returns the delivery's outcome. Every step must be safe to make
-        again: a retry starts from the first. The default: the search an update needs (if any),
-        then the request itself."""
+        again: a retry starts from the first. A step that creates a record yields `Created`
+        (stored at once; nothing is sent back), and a retry gets in `made` what earlier attempts
+        created, by step, to reuse instead of creating it twice. The default: the search an
+        update needs (if any), then the request itself."""
         record_id = FOUND_ID
         search = self.find_request(body)
         if search is not None:
@@ -110,6 +117,14 @@ class DestinationSpec(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
         dry-run prints."""
         search = self.find_request(body)
         return [request for request in (search, self.build_request(body, idempotency_key, FOUND_ID)) if request is not None]
+
+
+@dataclass(frozen=True)
+class Created:
+    """Yielded by an exchange: this step created `record_id` at the receiver (remember it)."""
+
+    step: str
+    record_id: str
 
 
 @dataclass(frozen=True)

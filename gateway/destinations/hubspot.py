@@ -15,6 +15,7 @@ contact. Search is never used: it lags new records.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ from gateway.destinations.base import (
     FOUND_ID,
     Answer,
     DestinationSpec,
+    NOTHING_MADE,
     Exchange,
     Outcome,
     OutgoingRequest,
@@ -79,11 +81,12 @@ class Spec(DestinationSpec, tag="hubspot", kw_only=True):
             return f"HubSpot's upsert takes only {takes}; remove {', '.join(extra)} or 'upsert_by'"
         return None
 
-    def exchange(self, body: str, idempotency_key: str, now: float) -> Exchange:
-        """A deal with its contact: the contact, the deal, then the link; otherwise one request."""
+    def exchange(self, body: str, idempotency_key: str, now: float, made: Mapping[str, str] = NOTHING_MADE) -> Exchange:
+        """A deal with its contact: the contact, the deal, then the link; otherwise one request.
+        Upserts by e-mail and by the deal's key: a retry finds what an earlier attempt made."""
         contact = self._contact(body)
         if contact is None:
-            return (yield from super().exchange(body, idempotency_key, now))
+            return (yield from super().exchange(body, idempotency_key, now, made))
         answer = yield self._upsert("contacts", "email", contact, idempotency_key)
         contact_id = self._created_id(answer, now, "upserting the contact")
         if isinstance(contact_id, Outcome):

@@ -5,23 +5,26 @@ changes it with `PATCH /api/v2/{object}/{id}`: how a deal becomes won or lost wh
 order was paid or cancelled.
 
 A new deal's body may carry its customer: `"person": {"name": ..., "emails": [{"value": ...}]}`.
-Pipedrive has no upsert, so each step searches before it creates, and a retry (which starts
-over) finds what an earlier attempt made: the deal by its exact title (there already: done),
-the person by e-mail (the oldest one if several share it), the person created only when none
-is found, and the deal created with its `person_id`.
+Pipedrive has no upsert, so each step searches before it creates: the deal by its exact title
+(there already: done), the person by e-mail (the oldest one if several share it), the person
+created only when none is found, and the deal created with its `person_id`. What a step created
+is remembered in the gateway's store at once, and a retry reuses it instead of searching:
+Pipedrive's search lags behind its creates, and a search right after a create finds nothing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import replace
-from typing import Literal
+from typing import ClassVar, Literal
 from urllib.parse import urlencode
 
 from gateway.destinations.base import (
     FOUND_ID,
+    NOTHING_MADE,
     Answer,
+    Created,
     DestinationSpec,
     Exchange,
     Outcome,
@@ -37,6 +40,7 @@ from gateway.destinations.base import (
     the_one_record,
 )
 
+PERSON_STEP, DEAL_STEP = "person", "deal"  # what a delivery's steps create, remembered by the store
 #: where the person's id goes in a new deal until the person is found or created (dry-run shows this)
 PERSON_ID = "{person id found or created}"
 # The field Pipedrive searches when `find_in` is not given.
@@ -51,6 +55,8 @@ class Spec(DestinationSpec, tag="pipedrive", kw_only=True):
     action: Literal["create", "update"] = "create"
     find_in: str | None = None  # the field an update searches (title, email, custom_fields…)
     base_url: str | None = None
+
+    remembers_steps: ClassVar[bool] = True  # the person a deal's first attempt created
 
     def problems(self) -> list[tuple[str, str]]:
         if "." in self.company or "/" in self.company:
@@ -100,31 +106,46 @@ class Spec(DestinationSpec, tag="pipedrive", kw_only=True):
             records = [r for r in records if contains_words(str(r.get("title", "")), update.find)]
         return the_one_record("Pipedrive", self.object, update.find, [str(r["id"]) for r in records])
 
-    def exchange(self, body: str, idempotency_key: str, now: float) -> Exchange:
-        """A new deal with its person: find or create the person, then the deal, never twice."""
+    def exchange(self, body: str, idempotency_key: str, now: float, made: Mapping[str, str] = NOTHING_MADE) -> Exchange:
+        """A new deal with its person: find or create the person, then the deal, never twice.
+        What an earlier attempt created (`made`) is reused, not searched for: Pipedrive's search
+        lags behind its creates, so a person created a moment ago is not found yet."""
         person = self._person(body)
         if person is None:
-            return (yield from super().exchange(body, idempotency_key, now))
+            return (yield from super().exchange(body, idempotency_key, now, made))
+        if DEAL_STEP in made:
+            return Outcome("delivered", f"Pipedrive: the deal is there already (id {made[DEAL_STEP]}, created by an earlier attempt)")
         deal = self._deal_for(body, None)
         answer = yield self._search("deals", "title", str(deal.get("title", "")))
         existing = self._found(answer, now, "searching for the deal", lambda item: item.get("title") == deal.get("title"))
         if isinstance(existing, Outcome) or existing:
             return existing if isinstance(existing, Outcome) else Outcome("delivered", f"Pipedrive: the deal is there already (id {existing[0]})")
-        answer = yield self._search("persons", "email", _email(person))
-        found = self._found(answer, now, "searching for the person", lambda item: True)
-        if isinstance(found, Outcome):
-            return found
-        if found:
-            person_id = found[0]
-        else:
-            answer = yield self._create("persons", person, idempotency_key)
-            created = self._created_id(answer, now, "creating the person")
-            if isinstance(created, Outcome):
-                return created
-            person_id = created
+        person_id = made.get(PERSON_STEP)
+        if person_id is None:
+            found = yield from self._find_or_create_person(person, idempotency_key, now)
+            if isinstance(found, Outcome):
+                return found
+            person_id = found
         answer = yield self._create("deals", self._deal_for(body, int(person_id) if person_id.isdigit() else person_id), idempotency_key)
         outcome = self.classify(answer.status, answer.headers, answer.text, now)
-        return outcome if outcome.kind != "delivered" else Outcome("delivered", f"Pipedrive: deal created for person {person_id}")
+        if outcome.kind != "delivered":
+            return outcome
+        deal_id = self._created_id(answer, now, "creating the deal")
+        if isinstance(deal_id, str):
+            yield Created(DEAL_STEP, deal_id)
+        return Outcome("delivered", f"Pipedrive: deal created for person {person_id}")
+
+    def _find_or_create_person(self, person: dict, idempotency_key: str, now: float) -> Generator[OutgoingRequest | Created, Answer | None, str | Outcome]:
+        """The person's id: the oldest with this e-mail, or one created now (and remembered)."""
+        answer = yield self._search("persons", "email", _email(person))
+        found = self._found(answer, now, "searching for the person", lambda item: True)
+        if isinstance(found, Outcome) or found:
+            return found if isinstance(found, Outcome) else found[0]
+        answer = yield self._create("persons", person, idempotency_key)
+        created = self._created_id(answer, now, "creating the person")
+        if isinstance(created, str):
+            yield Created(PERSON_STEP, created)  # stored before the deal is asked for
+        return created
 
     def planned_requests(self, body: str, idempotency_key: str) -> list[OutgoingRequest]:
         person = self._person(body)

@@ -277,6 +277,6 @@ def create_app(runtime: Runtime) -> Litestar:
         ),
     )
     app.state.runtime = runtime
-    app.state.admin = AdminAuth(runtime.admin_token) if runtime.admin_token else None
+    app.state.admin = AdminAuth(runtime.admin_token, runtime.store) if runtime.admin_token else None
     app.state.replays = replays
     return app

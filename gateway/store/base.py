@@ -192,6 +192,17 @@ class Activity:
     attempts: dict[float, dict[str, int]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A console login: where from, when, and when it ended (logout, or ended from the console)."""
+
+    id: str
+    started_at: float
+    address: str
+    agent: str  # the browser's User-Agent, shortened
+    ended_at: float | None = None
+
+
 @dataclass
 class QueueStats:
     by_status: dict[str, int] = field(default_factory=dict)
@@ -337,3 +348,39 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def stats(self) -> QueueStats: ...
+
+    @abc.abstractmethod
+    async def record_created(self, delivery_id: str, step: str, record_id: str, now: float) -> None:
+        """Remember what a step of a delivery created at the receiver (a CRM's person), at once:
+        a retry reuses it instead of creating it again (the CRM's search lags behind its creates)."""
+
+    @abc.abstractmethod
+    async def records_created(self, delivery_id: str) -> dict[str, str]:
+        """What earlier attempts of a delivery created, by step."""
+
+    # ----------------------------------------------------------------- the console's logins
+    # In the database, so every replica sees the same: a logout ends a session everywhere,
+    # and a wrong token slows the next try on every replica, not only on the one that saw it.
+
+    @abc.abstractmethod
+    async def add_session(self, session: ConsoleSession, forget_before: float) -> None:
+        """Record a login, and forget the sessions started before `forget_before` (expired)."""
+
+    @abc.abstractmethod
+    async def get_session(self, session_id: str) -> ConsoleSession | None: ...
+
+    @abc.abstractmethod
+    async def end_session(self, session_id: str, now: float) -> bool:
+        """End a session (logout); False when it had ended already or never was."""
+
+    @abc.abstractmethod
+    async def active_sessions(self, since: float) -> list[ConsoleSession]:
+        """Sessions started since `since` and not ended, newest first."""
+
+    @abc.abstractmethod
+    async def record_login_failure(self, address: str, now: float, forget_before: float) -> None:
+        """Note a wrong token from `address`, and forget failures older than `forget_before`."""
+
+    @abc.abstractmethod
+    async def login_failures(self, address: str, since: float) -> int:
+        """How many wrong tokens came from `address` since `since`."""

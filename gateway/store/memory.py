@@ -30,6 +30,7 @@ from gateway.store.base import (
     AttemptResult,
     AttemptRow,
     ClaimedDelivery,
+    ConsoleSession,
     DeliveryFilter,
     DeliveryRef,
     DeliveryRow,
@@ -67,6 +68,9 @@ class MemoryDatabase:
     events: dict[str, _Event] = field(default_factory=dict)
     deliveries: dict[str, _Delivery] = field(default_factory=dict)  # in insertion (seq) order
     sequence: itertools.count = field(default_factory=lambda: itertools.count(1))  # type: ignore[type-arg]
+    sessions: dict[str, ConsoleSession] = field(default_factory=dict)
+    created: dict[str, dict[str, str]] = field(default_factory=dict)  # delivery id -> step -> record id
+    login_failures: list[tuple[str, float]] = field(default_factory=list)  # (address, at)
 
 
 class MemoryStore(Store):
@@ -248,6 +252,7 @@ class MemoryStore(Store):
             del db.events[event_id]
         for delivery_id in [i for i, d in db.deliveries.items() if d.row.event_id in gone]:
             del db.deliveries[delivery_id]
+            db.created.pop(delivery_id, None)
         return len(gone)
 
     async def erase_event(self, event_id: str) -> bool:
@@ -276,6 +281,44 @@ class MemoryStore(Store):
         for d in db.deliveries.values():
             counts[d.row.status] = counts.get(d.row.status, 0) + 1
         return QueueStats(counts)
+
+    async def record_created(self, delivery_id: str, step: str, record_id: str, now: float) -> None:
+        db = self._check_open()
+        if delivery_id not in db.deliveries:
+            raise ValueError(f"FOREIGN KEY constraint failed: no delivery {delivery_id}")
+        db.created.setdefault(delivery_id, {})[step] = record_id
+
+    async def records_created(self, delivery_id: str) -> dict[str, str]:
+        return dict(self._check_open().created.get(delivery_id, {}))
+
+    # ----------------------------------------------------------------- the console's logins
+
+    async def add_session(self, session: ConsoleSession, forget_before: float) -> None:
+        db = self._check_open()
+        db.sessions = {k: v for k, v in db.sessions.items() if v.started_at >= forget_before}
+        db.sessions[session.id] = session
+
+    async def get_session(self, session_id: str) -> ConsoleSession | None:
+        return self._check_open().sessions.get(session_id)
+
+    async def end_session(self, session_id: str, now: float) -> bool:
+        db = self._check_open()
+        found = db.sessions.get(session_id)
+        if found is None or found.ended_at is not None:
+            return False
+        db.sessions[session_id] = replace(found, ended_at=now)
+        return True
+
+    async def active_sessions(self, since: float) -> list[ConsoleSession]:
+        found = [s for s in self._check_open().sessions.values() if s.started_at >= since and s.ended_at is None]
+        return sorted(found, key=lambda s: s.started_at, reverse=True)
+
+    async def record_login_failure(self, address: str, now: float, forget_before: float) -> None:
+        db = self._check_open()
+        db.login_failures = [(a, at) for a, at in db.login_failures if at >= forget_before] + [(address, now)]
+
+    async def login_failures(self, address: str, since: float) -> int:
+        return sum(1 for a, at in self._check_open().login_failures if a == address and at >= since)
 
 
 def _original(db: MemoryDatabase, event: NewEvent) -> str | None:

@@ -37,6 +37,7 @@ from gateway.store.base import (
     AttemptResult,
     AttemptRow,
     ClaimedDelivery,
+    ConsoleSession,
     DeliveryFilter,
     DeliveryRef,
     DeliveryRow,
@@ -219,6 +220,41 @@ class PostgresStore(Store):
 
     async def stats(self) -> QueueStats:
         return QueueStats(dict(await self._run(lambda c: _all(c, _SQL["stats"]))))
+
+    async def record_created(self, delivery_id: str, step: str, record_id: str, now: float) -> None:
+        await self._run(lambda c: c.execute(_SQL["record_created"], (delivery_id, step, record_id, now)))
+
+    async def records_created(self, delivery_id: str) -> dict[str, str]:
+        return dict(await self._run(lambda c: _all(c, _SQL["records_created"], (delivery_id,))))
+
+    # ----------------------------------------------------------------- the console's logins
+
+    async def add_session(self, session: ConsoleSession, forget_before: float) -> None:
+        async def add(c: psycopg.AsyncCursor) -> None:
+            await c.execute(_SQL["forget_sessions"], (forget_before,))
+            await c.execute(_SQL["add_session"], (session.id, session.started_at, session.address, session.agent))
+
+        await self._run(add)
+
+    async def get_session(self, session_id: str) -> ConsoleSession | None:
+        rows = await self._run(lambda c: _all(c, _SQL["get_session"], (session_id,)))
+        return ConsoleSession(*rows[0]) if rows else None
+
+    async def end_session(self, session_id: str, now: float) -> bool:
+        return bool(await self._run(lambda c: _rowcount(c, _SQL["end_session"], (now, session_id))))
+
+    async def active_sessions(self, since: float) -> list[ConsoleSession]:
+        return [ConsoleSession(*row) for row in await self._run(lambda c: _all(c, _SQL["active_sessions"], (since,)))]
+
+    async def record_login_failure(self, address: str, now: float, forget_before: float) -> None:
+        async def record(c: psycopg.AsyncCursor) -> None:
+            await c.execute(_SQL["forget_login_failures"], (forget_before,))
+            await c.execute(_SQL["record_login_failure"], (address, now))
+
+        await self._run(record)
+
+    async def login_failures(self, address: str, since: float) -> int:
+        return int(await self._run(lambda c: _one(c, _SQL["login_failures"], (address, since))))
 
 
 class _Batches(Generic[Item, Result]):

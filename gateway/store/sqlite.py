@@ -26,6 +26,7 @@ from gateway.store.base import (
     AttemptResult,
     AttemptRow,
     ClaimedDelivery,
+    ConsoleSession,
     DeliveryFilter,
     DeliveryRef,
     DeliveryRow,
@@ -194,6 +195,41 @@ class SQLiteStore(Store):
     async def stats(self) -> QueueStats:
         rows = await self._executor.call(lambda c: c.execute(_SQL["stats"]).fetchall())
         return QueueStats(dict(rows))
+
+    async def record_created(self, delivery_id: str, step: str, record_id: str, now: float) -> None:
+        await self._executor.call(lambda c: c.execute(_SQL["record_created"], (delivery_id, step, record_id, now)), durable=True)
+
+    async def records_created(self, delivery_id: str) -> dict[str, str]:
+        return dict(await self._executor.call(lambda c: c.execute(_SQL["records_created"], (delivery_id,)).fetchall()))
+
+    # ----------------------------------------------------------------- the console's logins
+
+    async def add_session(self, session: ConsoleSession, forget_before: float) -> None:
+        def add(c: sqlite3.Connection) -> None:
+            c.execute(_SQL["forget_sessions"], (forget_before,))
+            c.execute(_SQL["add_session"], (session.id, session.started_at, session.address, session.agent))
+
+        await self._executor.call(add, durable=True)
+
+    async def get_session(self, session_id: str) -> ConsoleSession | None:
+        row = await self._executor.call(lambda c: c.execute(_SQL["get_session"], (session_id,)).fetchone())
+        return ConsoleSession(*row) if row else None
+
+    async def end_session(self, session_id: str, now: float) -> bool:
+        return bool(await self._executor.call(lambda c: c.execute(_SQL["end_session"], (now, session_id)).rowcount, durable=True))
+
+    async def active_sessions(self, since: float) -> list[ConsoleSession]:
+        return await self._executor.call(lambda c: [ConsoleSession(*row) for row in c.execute(_SQL["active_sessions"], (since,))])
+
+    async def record_login_failure(self, address: str, now: float, forget_before: float) -> None:
+        def record(c: sqlite3.Connection) -> None:
+            c.execute(_SQL["forget_login_failures"], (forget_before,))
+            c.execute(_SQL["record_login_failure"], (address, now))
+
+        await self._executor.call(record)
+
+    async def login_failures(self, address: str, since: float) -> int:
+        return int(await self._executor.call(lambda c: c.execute(_SQL["login_failures"], (address, since)).fetchone()[0]))
 
 
 # --------------------------------------------------------------------------- run in the executor's thread

@@ -11,8 +11,8 @@ import pytest
 from gateway.destinations import build_request, classify, find_request, found_record
 from gateway.destinations.base import FOUND_ID
 from tests.conftest import Project
-from tests.destinations import NOW, deliveries_when, post_event, spec, start_gateway
-from tests.harness import Received, Sink
+from tests.destinations import GO_TOKEN, NOW, deliveries_when, post_event, spec, start_gateway
+from tests.harness import GatewayProcess, Received, Sink
 
 PIPEDRIVE = spec({"type": "pipedrive", "token": "t", "company": "acme"})
 CLOSE_DEAL = spec({"type": "pipedrive", "token": "t", "company": "acme", "object": "deals", "action": "update"})
@@ -315,3 +315,61 @@ def test_a_deal_with_a_person_needs_the_persons_email() -> None:
     deals = spec({"type": "pipedrive", "token": "t", "company": "acme", "object": "deals"})
     problem = deals.check_body(json.dumps({"title": "x", "person": {"name": "Ana"}}))
     assert problem and "found by e-mail" in problem
+
+
+LAGGING_ROUTES = """
+version: 1
+settings: {{egress_allow: [127.0.0.0/8]}}
+sources: {{go: {{token: "${{GO_WEBHOOK_TOKEN}}", dedupe: false}}}}
+destinations:
+  negocios:
+    type: pipedrive
+    token: "${{PIPEDRIVE_TOKEN}}"
+    company: minhaempresa
+    object: deals
+    base_url: "{url}"
+    retry: {{attempts: 5, first: 200ms, max: 500ms}}
+routes:
+  - name: pedido-vira-negocio-da-pessoa
+    when: {{event_id: ORDER_CREATED}}
+    send: {{to: negocios, template: pipedrive/deal_and_person.json.j2}}
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_retried_deal_reuses_the_person_its_first_attempt_created(project: Project, sink: Sink, backend: str, request: pytest.FixtureRequest) -> None:
+    """Pipedrive's search lags behind its creates (here it never finds a person) and the first
+    deal creation fails with 503: the retry takes the person its first attempt created from the
+    gateway's store, so Pipedrive gets one person, not two, and the deal is that person's."""
+    requests: list[tuple[str, str]] = []
+    failed_deal = threading.Event()
+
+    def lagging(received: Received, count: int) -> tuple[int, dict[str, str], bytes, float]:
+        path = urlsplit(received.path).path
+        requests.append((received.method, path))
+        if received.method == "GET":  # the search sees nothing yet, persons nor deals
+            return 200, {}, b'{"success": true, "data": {"items": []}}', 0
+        if path == "/api/v2/persons":
+            return 201, {}, json.dumps({"success": True, "data": {"id": 70 + sum(1 for m, p in requests if (m, p) == ("POST", path))}}).encode(), 0
+        if path == "/api/v2/deals" and not failed_deal.is_set():
+            failed_deal.set()
+            return 503, {}, b'{"success": false, "error": "Service unavailable"}', 0
+        return 201, {}, json.dumps({"success": True, "data": {"id": 900, **received.json()}}).encode(), 0
+
+    sink.behaviour = lagging
+    project.routes(LAGGING_ROUTES.format(url=sink.url("/api/v2")))
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": GO_TOKEN, "PIPEDRIVE_TOKEN": SECRET})
+    if backend == "postgresql":
+        gateway.database = request.getfixturevalue("postgres_url")
+    gateway.start()
+    try:
+        event_id = post_event(gateway, "order_created.json")
+        (delivery,) = deliveries_when(gateway, event_id, lambda ds: all(d["status"] not in ("pending", "sending") for d in ds))
+    finally:
+        gateway.terminate()
+    assert delivery["status"] == "delivered" and delivery["attempts"] == 2, delivery
+    posts = [path for method, path in requests if method == "POST"]
+    assert posts == ["/api/v2/persons", "/api/v2/deals", "/api/v2/deals"]  # one person; the deal twice (503, then created)
+    deal = sink.bodies("/api/v2/deals")[-1]
+    assert deal["person_id"] == 71
+    assert ("GET", "/api/v2/persons/search") == requests[1] and requests.count(("GET", "/api/v2/persons/search")) == 1  # the retry did not search again

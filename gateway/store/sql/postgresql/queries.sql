@@ -228,3 +228,34 @@ WHERE id = %s;
 
 -- name: stats
 SELECT status, count(*) FROM deliveries GROUP BY status;
+
+-- name: add_session
+INSERT INTO console_sessions (id, started_at, address, agent) VALUES (%s, %s, %s, %s);
+
+-- name: get_session
+SELECT id, started_at, address, agent, ended_at FROM console_sessions WHERE id = %s;
+
+-- name: end_session
+UPDATE console_sessions SET ended_at = %s WHERE id = %s AND ended_at IS NULL;
+
+-- name: active_sessions
+SELECT id, started_at, address, agent, ended_at FROM console_sessions WHERE started_at >= %s AND ended_at IS NULL ORDER BY started_at DESC;
+
+-- name: forget_sessions
+DELETE FROM console_sessions WHERE started_at < %s;
+
+-- name: record_login_failure
+INSERT INTO login_failures (address, at) VALUES (%s, %s);
+
+-- name: forget_login_failures
+DELETE FROM login_failures WHERE at < %s;
+
+-- name: login_failures
+SELECT count(*) FROM login_failures WHERE address = %s AND at >= %s;
+
+-- name: record_created
+INSERT INTO created_records (delivery_id, step, record_id, created_at) VALUES (%s, %s, %s, %s)
+ON CONFLICT (delivery_id, step) DO UPDATE SET record_id = excluded.record_id, created_at = excluded.created_at;
+
+-- name: records_created
+SELECT step, record_id FROM created_records WHERE delivery_id = %s;

@@ -175,3 +175,34 @@ SELECT version FROM schema_migrations;
 
 -- name: record_migration
 INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s', 'now'));
+
+-- name: add_session
+INSERT INTO console_sessions (id, started_at, address, agent) VALUES (?, ?, ?, ?);
+
+-- name: get_session
+SELECT id, started_at, address, agent, ended_at FROM console_sessions WHERE id = ?;
+
+-- name: end_session
+UPDATE console_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL;
+
+-- name: active_sessions
+SELECT id, started_at, address, agent, ended_at FROM console_sessions WHERE started_at >= ? AND ended_at IS NULL ORDER BY started_at DESC;
+
+-- name: forget_sessions
+DELETE FROM console_sessions WHERE started_at < ?;
+
+-- name: record_login_failure
+INSERT INTO login_failures (address, at) VALUES (?, ?);
+
+-- name: forget_login_failures
+DELETE FROM login_failures WHERE at < ?;
+
+-- name: login_failures
+SELECT count(*) FROM login_failures WHERE address = ? AND at >= ?;
+
+-- name: record_created
+INSERT INTO created_records (delivery_id, step, record_id, created_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (delivery_id, step) DO UPDATE SET record_id = excluded.record_id, created_at = excluded.created_at;
+
+-- name: records_created
+SELECT step, record_id FROM created_records WHERE delivery_id = ?;

@@ -1,0 +1,17 @@
+-- Console sessions (a logout ends one for every replica) and recent failed logins per address
+-- (the slowdown of a wrong token holds for the whole cluster, not per process).
+CREATE TABLE console_sessions (
+    id         TEXT PRIMARY KEY,
+    started_at REAL NOT NULL,
+    address    TEXT NOT NULL,
+    agent      TEXT NOT NULL,
+    ended_at   REAL
+);
+CREATE INDEX console_sessions_started ON console_sessions (started_at);
+
+CREATE TABLE login_failures (
+    address TEXT NOT NULL,
+    at      REAL NOT NULL
+);
+CREATE INDEX login_failures_address ON login_failures (address, at);
+CREATE INDEX login_failures_at ON login_failures (at);
