@@ -87,4 +87,12 @@ def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: Routi
         deliveries=deliveries,
         dedupe_key=_dedupe_key(source, body, event, received_at),
         dedupe_window=source.dedupe_window,
+        code=_code(event),
     )
+
+
+def _code(event: dict[str, Any]) -> str | None:
+    """GO's data.code as text (its search key in the console), when the event has one."""
+    data = event.get("data")
+    code = data.get("code") if isinstance(data, dict) else None
+    return None if code is None or isinstance(code, (dict, list)) else str(code)

@@ -59,6 +59,7 @@ class NewEvent:
     deliveries: tuple[NewDelivery, ...] = ()
     dedupe_key: str | None = None
     dedupe_window: float | None = None  # seconds; None = no dedupe
+    code: str | None = None  # GO's data.code, indexed for the console's search
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,11 @@ class ConsoleSession:
 @dataclass
 class QueueStats:
     by_status: dict[str, int] = field(default_factory=dict)
+
+
+def list_events_query(query: EventQuery) -> str:
+    """Which named list_events query of an SQL backend answers `query`."""
+    return "list_events_by_code" if query.code is not None else "list_events"
 
 
 def event_query_params(query: EventQuery) -> dict[str, object]:

@@ -13,7 +13,6 @@ transaction is in a database.
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -51,6 +50,7 @@ class _Event:
     row: EventRow
     dedupe_key: str | None
     seq: int
+    code: str | None = None  # GO's data.code, kept at ingest (and after an erasure) as the SQL backends keep it
 
 
 @dataclass
@@ -101,7 +101,7 @@ class MemoryStore(Store):
             return AddResult(original, True, 0)
         if event.id in db.events or any(d.id in db.deliveries for d in event.deliveries):
             raise ValueError(f"UNIQUE constraint failed: event {event.id} or one of its deliveries is stored already")
-        db.events[event.id] = _Event(EventRow(event.id, event.source, event.event_type, event.body, event.received_at, event.config_version), event.dedupe_key, next(db.sequence))
+        db.events[event.id] = _Event(EventRow(event.id, event.source, event.event_type, event.body, event.received_at, event.config_version), event.dedupe_key, next(db.sequence), event.code)
         for d in event.deliveries:
             row = DeliveryRow(d.id, event.id, d.route, d.destination, d.status, 0, event.received_at, d.error, d.body, event.received_at, event.received_at, event.config_version)
             db.deliveries[d.id] = _Delivery(row, d.ordering_key, next(db.sequence))
@@ -209,7 +209,7 @@ class MemoryStore(Store):
             if status or destination
             else None
         )
-        found = sorted((e for e in db.events.values() if _event_selected(e.row, query) and (having is None or e.row.id in having)), key=lambda e: (e.row.received_at, e.seq), reverse=True)
+        found = sorted((e for e in db.events.values() if _event_selected(e, query) and (having is None or e.row.id in having)), key=lambda e: (e.row.received_at, e.seq), reverse=True)
         if query.before is not None and query.before in db.events:
             cursor = db.events[query.before]
             found = [e for e in found if (e.row.received_at, e.seq) < (cursor.row.received_at, cursor.seq)]
@@ -344,18 +344,15 @@ def _held_back(db: MemoryDatabase, d: _Delivery) -> bool:
     )
 
 
-def _event_selected(row: EventRow, query: EventQuery) -> bool:
+def _event_selected(event: _Event, query: EventQuery) -> bool:
+    row = event.row
     if row.received_at < (query.since or 0) or (query.until is not None and row.received_at >= query.until):
         return False
     if (query.event_type and row.event_type != query.event_type) or (query.source and row.source != query.source):
         return False
     if query.text and (row.body is None or query.text not in row.body):
         return False
-    if query.code:
-        data = json.loads(row.body).get("data") if row.body else None
-        code = data.get("code") if isinstance(data, dict) else None
-        return code is not None and str(code) == query.code
-    return True
+    return query.code is None or event.code == query.code
 
 
 def _selected(row: DeliveryRow, selection: DeliveryFilter) -> bool:

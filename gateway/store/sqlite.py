@@ -37,6 +37,7 @@ from gateway.store.base import (
     Store,
     activity_from_rows,
     event_query_params,
+    list_events_query,
 )
 from gateway.store.recent import RecentKeys, digest
 from gateway.store.sqlfiles import migrations, queries
@@ -97,7 +98,7 @@ class SQLiteStore(Store):
                 remembered[key] = event
             stored.append(event)
             results.append(AddResult(event.id, False, len(event.deliveries)))
-        event_rows = [(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version) for e in stored]
+        event_rows = [(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version, e.code) for e in stored]
         delivery_rows = [
             (d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at, e.config_version)
             for e in stored
@@ -156,7 +157,8 @@ class SQLiteStore(Store):
 
     async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         params = event_query_params(query)
-        return await self._executor.call(lambda c: [EventRow(*row) for row in c.execute(_SQL["list_events"], params)])
+        sql = _SQL[list_events_query(query)]
+        return await self._executor.call(lambda c: [EventRow(*row) for row in c.execute(sql, params)])
 
     async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
         params = {"since": since, "bucket": bucket_seconds}

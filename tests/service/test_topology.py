@@ -76,3 +76,20 @@ def test_children_only_when_they_can_open_the_same_routes_and_database(project: 
     assert expected.ingest_in_child == expected.name.startswith("CHILD")
     assert expected.delivers == (expected in (Topology.IN_PROCESS, Topology.CHILDREN, Topology.SHARED_DATABASE))
     assert expected.delivery_in_child == (expected in (Topology.CHILDREN, Topology.SHARED_DATABASE))
+
+
+def test_ingest_keeps_gos_code_for_the_search(project: Project) -> None:
+    """data.code is stored beside the payload at ingest (as text, whether GO sent a string or a
+    number), in the indexed column the console's search by code reads."""
+    config_file = project.routes(f"version: 1\nsources: {{go: {{token: {TOKEN}, dedupe: false}}}}\nroutes: []\n")
+    database = project.root / "data" / "gateway.db"
+    runtime = Runtime(config=load_config(config_file), store=open_store(f"sqlite:///{database}"), topology=Topology.IN_PROCESS_NO_DELIVER)
+    event = json.loads((EVENTS / "order_created.json").read_text())
+    with TestClient(create_app(runtime)) as client:
+        for code in ("0000593098", 42, None):
+            assert client.post(f"/hooks/go?token={TOKEN}", json={**event, "data": {**event["data"], "code": code}}).status_code == 202
+    with sqlite3.connect(database) as db:
+        codes = [row[0] for row in db.execute("SELECT code FROM events ORDER BY rowid")]
+        plan = " ".join(str(row) for row in db.execute("EXPLAIN QUERY PLAN SELECT id FROM events WHERE code = '42' ORDER BY received_at DESC"))
+    assert codes == ["0000593098", "42", None]
+    assert "events_code" in plan  # an index search, not a scan of every payload

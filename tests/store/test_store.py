@@ -285,7 +285,7 @@ async def test_events_filtered_by_their_deliveries_and_their_status_counts(store
 
 def go_event(number: int, *, at: float, code: str | int, source: str = "go", event_type: str = "ORDER_CREATED", name: str = "Maria") -> NewEvent:
     body = f'{{"event_id": "{event_type}", "data": {{"code": {code if isinstance(code, int) else repr(code).replace(chr(39), chr(34))}, "customer": "{name}"}}}}'
-    return NewEvent(f"g{number}", source, event_type, body, at, "v1", (NewDelivery(f"gd{number}", "rota", "sink", "{}", PENDING),))
+    return NewEvent(f"g{number}", source, event_type, body, at, "v1", (NewDelivery(f"gd{number}", "rota", "sink", "{}", PENDING),), code=str(code))
 
 
 async def test_events_filtered_by_source_time_code_and_text(store: Store) -> None:

@@ -44,8 +44,8 @@ WHERE e.received_at >= %s
 ORDER BY e.source, e.dedupe_key, e.received_at DESC;
 
 -- name: insert_events_batch
-INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[]);
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[]);
 
 -- name: insert_deliveries_batch
 INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
@@ -55,7 +55,7 @@ SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
 SELECT id FROM events WHERE source = %s AND dedupe_key = %s AND received_at >= %s ORDER BY received_at DESC LIMIT 1;
 
 -- name: insert_event
-INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version) VALUES (%s, %s, %s, %s, %s, %s, %s);
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s);
 
 -- name: insert_delivery
 INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
@@ -163,7 +163,19 @@ SELECT count(*) FROM deliveries WHERE {where};
 SELECT id, source, event_type, body, received_at, config_version FROM events
 WHERE received_at >= %(since)s AND (%(until)s::float8 IS NULL OR received_at < %(until)s)
   AND (%(type)s::text IS NULL OR event_type = %(type)s) AND (%(source)s::text IS NULL OR source = %(source)s)
-  AND (%(code)s::text IS NULL OR body::jsonb #>> '{data,code}' = %(code)s)
+  AND (%(text)s::text IS NULL OR strpos(body, %(text)s) > 0)
+  AND (%(before)s::text IS NULL OR (received_at, seq) < (SELECT received_at, seq FROM events WHERE id = %(before)s))
+  AND (%(status)s::text IS NULL AND %(destination)s::text IS NULL OR EXISTS (
+        SELECT 1 FROM deliveries d WHERE d.event_id = events.id
+          AND (%(status)s::text IS NULL OR d.status = %(status)s) AND (%(destination)s::text IS NULL OR d.destination = %(destination)s)))
+ORDER BY received_at DESC, seq DESC LIMIT %(limit)s;
+
+-- name: list_events_by_code
+-- the same with a code given: the events_code index (a generic plan cannot use it behind `IS NULL OR`)
+SELECT id, source, event_type, body, received_at, config_version FROM events
+WHERE received_at >= %(since)s AND (%(until)s::float8 IS NULL OR received_at < %(until)s)
+  AND (%(type)s::text IS NULL OR event_type = %(type)s) AND (%(source)s::text IS NULL OR source = %(source)s)
+  AND code = %(code)s
   AND (%(text)s::text IS NULL OR strpos(body, %(text)s) > 0)
   AND (%(before)s::text IS NULL OR (received_at, seq) < (SELECT received_at, seq FROM events WHERE id = %(before)s))
   AND (%(status)s::text IS NULL AND %(destination)s::text IS NULL OR EXISTS (

@@ -9,7 +9,7 @@ SELECT 1;
 SELECT max(rowid) FROM events;
 
 -- name: insert_events
-INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version) VALUES {rows};
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code) VALUES {rows};
 
 -- name: insert_deliveries
 INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
@@ -101,7 +101,19 @@ SELECT count(*) FROM deliveries WHERE {where};
 SELECT id, source, event_type, body, received_at, config_version FROM events
 WHERE received_at >= :since AND (:until IS NULL OR received_at < :until)
   AND (:type IS NULL OR event_type = :type) AND (:source IS NULL OR source = :source)
-  AND (:code IS NULL OR CAST(json_extract(body, '$.data.code') AS TEXT) = :code)
+  AND (:text IS NULL OR instr(body, :text) > 0)
+  AND (:before IS NULL OR (received_at, rowid) < (SELECT received_at, rowid FROM events WHERE id = :before))
+  AND (:status IS NULL AND :destination IS NULL OR EXISTS (
+        SELECT 1 FROM deliveries d WHERE d.event_id = events.id
+          AND (:status IS NULL OR d.status = :status) AND (:destination IS NULL OR d.destination = :destination)))
+ORDER BY received_at DESC, rowid DESC LIMIT :limit;
+
+-- name: list_events_by_code
+-- the same with a code given: the events_code index (a planner cannot use it behind `:code IS NULL OR`)
+SELECT id, source, event_type, body, received_at, config_version FROM events
+WHERE received_at >= :since AND (:until IS NULL OR received_at < :until)
+  AND (:type IS NULL OR event_type = :type) AND (:source IS NULL OR source = :source)
+  AND code = :code
   AND (:text IS NULL OR instr(body, :text) > 0)
   AND (:before IS NULL OR (received_at, rowid) < (SELECT received_at, rowid FROM events WHERE id = :before))
   AND (:status IS NULL AND :destination IS NULL OR EXISTS (
