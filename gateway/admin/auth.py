@@ -99,11 +99,13 @@ class AdminAuth:
         return min(FAILURE_DELAY_SECONDS * failures, MAX_FAILURE_DELAY_SECONDS)
 
     async def refuse(self, address: str, detail: str) -> GatewayHTTPError:
-        """Wait as long as this address's recent failures say, note this one, then the 401 to raise."""
+        """Note this failure, wait as long as the earlier ones from this address say, then the
+        401 to raise. Noted first: tries sent in parallel each wait longer than the one before."""
         try:
-            await asyncio.sleep(await self.delay(address))
             now = self._clock()
             await self._store.record_login_failure(address, now, forget_before=now - FAILURE_MEMORY_SECONDS)
+            earlier = await self._store.login_failures(address, since=now - FAILURE_MEMORY_SECONDS) - 1
+            await asyncio.sleep(min(FAILURE_DELAY_SECONDS * earlier, MAX_FAILURE_DELAY_SECONDS))
         except StoreUnavailable:  # no store to count in: the longest wait, never none
             await asyncio.sleep(MAX_FAILURE_DELAY_SECONDS)
         return GatewayHTTPError(401, "unauthorized", detail)

@@ -3,6 +3,7 @@ on SQLite and PostgreSQL replicas, is in test_sessions.py and test_api.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -104,3 +105,18 @@ async def test_the_cookie_is_signed_not_encrypted_and_holds_no_secret(database: 
     assert TOKEN not in cookie
     payload = URLSafeTimedSerializer("x", salt="console-session").loads_unsafe(cookie)[1]
     assert set(payload) == {"sid", "csrf", "at"} and abs(payload["at"] - time.time()) < 5
+
+
+async def test_wrong_tokens_sent_in_parallel_each_wait_longer(database: MemoryDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure is noted before its wait: three tries at once do not all get the first one's 0 s."""
+    real_sleep = asyncio.sleep
+    waited: list[float] = []
+
+    async def yielding_sleep(seconds: float) -> None:
+        waited.append(seconds)
+        await real_sleep(0)  # the others run meanwhile, as during a real wait
+
+    monkeypatch.setattr(auth.asyncio, "sleep", yielding_sleep)
+    one = AdminAuth(TOKEN, await opened(database), Clock())
+    await asyncio.gather(*(one.refuse("10.0.0.9", "wrong token") for _ in range(3)))
+    assert sorted(waited) == [0, auth.FAILURE_DELAY_SECONDS, 2 * auth.FAILURE_DELAY_SECONDS]
