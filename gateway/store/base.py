@@ -209,9 +209,9 @@ class QueueStats:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
-def list_events_query(query: EventQuery) -> str:
-    """Which named list_events query of an SQL backend answers `query`."""
-    return "list_events_by_code" if query.code is not None else "list_events"
+def list_events_sql(template: str, query: EventQuery, code_param: str) -> str:
+    """An SQL backend's list_events block for `query`: the code filter only when it is given."""
+    return template.format(by_code=f"AND code = {code_param}" if query.code is not None else "")
 
 
 def event_query_params(query: EventQuery) -> dict[str, object]:

@@ -50,7 +50,7 @@ from gateway.store.base import (
     StoreUnavailable,
     activity_from_rows,
     event_query_params,
-    list_events_query,
+    list_events_sql,
 )
 from gateway.store.sqlfiles import migrations, queries
 
@@ -187,7 +187,7 @@ class PostgresStore(Store):
 
     async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         params = event_query_params(query)
-        return [EventRow(*row) for row in await self._run(lambda c: _all(c, _SQL[list_events_query(query)], params))]
+        return [EventRow(*row) for row in await self._run(lambda c: _all(c, list_events_sql(_SQL["list_events"], query, "%(code)s"), params))]
 
     async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
         params = {"since": since, "bucket": bucket_seconds}

@@ -37,7 +37,7 @@ from gateway.store.base import (
     Store,
     activity_from_rows,
     event_query_params,
-    list_events_query,
+    list_events_sql,
 )
 from gateway.store.recent import RecentKeys, digest
 from gateway.store.sqlfiles import migrations, queries
@@ -157,7 +157,7 @@ class SQLiteStore(Store):
 
     async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         params = event_query_params(query)
-        sql = _SQL[list_events_query(query)]
+        sql = list_events_sql(_SQL["list_events"], query, ":code")
         return await self._executor.call(lambda c: [EventRow(*row) for row in c.execute(sql, params)])
 
     async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:

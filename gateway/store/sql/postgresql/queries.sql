@@ -159,23 +159,13 @@ SELECT id, event_id, route, destination, body IS NOT NULL FROM deliveries WHERE 
 SELECT count(*) FROM deliveries WHERE {where};
 
 -- name: list_events
--- newest first, one page after the event named by before; each filter applies only when given
+-- newest first, one page after the event named by before; each filter applies only when given;
+-- {by_code} is `AND code = …` when a code is given: the events_code index (a planner cannot use an
+-- index behind `… IS NULL OR code = …`)
 SELECT id, source, event_type, body, received_at, config_version FROM events
 WHERE received_at >= %(since)s AND (%(until)s::float8 IS NULL OR received_at < %(until)s)
   AND (%(type)s::text IS NULL OR event_type = %(type)s) AND (%(source)s::text IS NULL OR source = %(source)s)
-  AND (%(text)s::text IS NULL OR strpos(body, %(text)s) > 0)
-  AND (%(before)s::text IS NULL OR (received_at, seq) < (SELECT received_at, seq FROM events WHERE id = %(before)s))
-  AND (%(status)s::text IS NULL AND %(destination)s::text IS NULL OR EXISTS (
-        SELECT 1 FROM deliveries d WHERE d.event_id = events.id
-          AND (%(status)s::text IS NULL OR d.status = %(status)s) AND (%(destination)s::text IS NULL OR d.destination = %(destination)s)))
-ORDER BY received_at DESC, seq DESC LIMIT %(limit)s;
-
--- name: list_events_by_code
--- the same with a code given: the events_code index (a generic plan cannot use it behind `IS NULL OR`)
-SELECT id, source, event_type, body, received_at, config_version FROM events
-WHERE received_at >= %(since)s AND (%(until)s::float8 IS NULL OR received_at < %(until)s)
-  AND (%(type)s::text IS NULL OR event_type = %(type)s) AND (%(source)s::text IS NULL OR source = %(source)s)
-  AND code = %(code)s
+  {by_code}
   AND (%(text)s::text IS NULL OR strpos(body, %(text)s) > 0)
   AND (%(before)s::text IS NULL OR (received_at, seq) < (SELECT received_at, seq FROM events WHERE id = %(before)s))
   AND (%(status)s::text IS NULL AND %(destination)s::text IS NULL OR EXISTS (

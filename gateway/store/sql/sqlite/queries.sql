@@ -97,23 +97,13 @@ SELECT id, event_id, route, destination, body IS NOT NULL FROM deliveries WHERE 
 SELECT count(*) FROM deliveries WHERE {where};
 
 -- name: list_events
--- newest first, one page after the event named by :before; each filter applies only when given
+-- newest first, one page after the event named by :before; each filter applies only when given;
+-- {by_code} is `AND code = …` when a code is given: the events_code index (a planner cannot use an
+-- index behind `… IS NULL OR code = …`)
 SELECT id, source, event_type, body, received_at, config_version FROM events
 WHERE received_at >= :since AND (:until IS NULL OR received_at < :until)
   AND (:type IS NULL OR event_type = :type) AND (:source IS NULL OR source = :source)
-  AND (:text IS NULL OR instr(body, :text) > 0)
-  AND (:before IS NULL OR (received_at, rowid) < (SELECT received_at, rowid FROM events WHERE id = :before))
-  AND (:status IS NULL AND :destination IS NULL OR EXISTS (
-        SELECT 1 FROM deliveries d WHERE d.event_id = events.id
-          AND (:status IS NULL OR d.status = :status) AND (:destination IS NULL OR d.destination = :destination)))
-ORDER BY received_at DESC, rowid DESC LIMIT :limit;
-
--- name: list_events_by_code
--- the same with a code given: the events_code index (a planner cannot use it behind `:code IS NULL OR`)
-SELECT id, source, event_type, body, received_at, config_version FROM events
-WHERE received_at >= :since AND (:until IS NULL OR received_at < :until)
-  AND (:type IS NULL OR event_type = :type) AND (:source IS NULL OR source = :source)
-  AND code = :code
+  {by_code}
   AND (:text IS NULL OR instr(body, :text) > 0)
   AND (:before IS NULL OR (received_at, rowid) < (SELECT received_at, rowid FROM events WHERE id = :before))
   AND (:status IS NULL AND :destination IS NULL OR EXISTS (
