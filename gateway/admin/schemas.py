@@ -24,6 +24,7 @@ class EventSummary(msgspec.Struct):
 class EventPage(msgspec.Struct):
     events: list[EventSummary]
     next: str | None  # pass as `before` for the next page
+    searched_to: float | None = None  # a text search read back to this time only: `next` searches older events
 
 
 class Attempt(msgspec.Struct):

@@ -180,6 +180,7 @@ class EventQuery:
     code: str | None = None  # GO's `data.code` (the order's, the invoice's number)
     text: str | None = None  # text anywhere in the payload
     before: str | None = None  # the id of the last event of the previous page
+    down_to: str | None = None  # the oldest event a page may hold (inclusive): a text search's window (window_end)
 
 
 NEWEST_EVENTS = EventQuery()
@@ -209,9 +210,10 @@ class QueueStats:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
-def list_events_sql(template: str, query: EventQuery, code_param: str) -> str:
-    """An SQL backend's list_events block for `query`: the code filter only when it is given."""
-    return template.format(by_code=f"AND code = {code_param}" if query.code is not None else "")
+def list_events_sql(template: str, query: EventQuery, code_param: str, down_to: str = "") -> str:
+    """An SQL backend's list_events (or window_end) block for `query`: the code filter only when
+    a code is given, the window's bound only when there is one."""
+    return template.format(by_code=f"AND code = {code_param}" if query.code is not None else "", down_to=down_to if query.down_to is not None else "")
 
 
 def event_query_params(query: EventQuery) -> dict[str, object]:
@@ -219,6 +221,7 @@ def event_query_params(query: EventQuery) -> dict[str, object]:
     return {
         "since": query.since or 0, "until": query.until, "type": query.event_type, "source": query.source, "status": query.status,
         "destination": query.destination, "code": query.code, "text": query.text, "before": query.before, "limit": query.limit,
+        "down_to": query.down_to,
     }
 
 
@@ -327,6 +330,13 @@ class Store(abc.ABC):
     async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         """Newest first, at most `query.limit`; with `status` and/or `destination`, only events
         that have a delivery so."""
+
+    @abc.abstractmethod
+    async def window_end(self, query: EventQuery, size: int) -> tuple[str, float] | None:
+        """Where a window of `size` events ends: the id and time of the `size`-th newest event
+        that `query`'s time, type, source and code filters select after `query.before`; None
+        when no more than `size` are (the window reaches the oldest: it needs no bound). A text search reads one window at a time (`down_to`), so a
+        page costs the same at a million events as at a thousand."""
 
     @abc.abstractmethod
     async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:

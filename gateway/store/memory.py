@@ -210,10 +210,17 @@ class MemoryStore(Store):
             else None
         )
         found = sorted((e for e in db.events.values() if _event_selected(e, query) and (having is None or e.row.id in having)), key=lambda e: (e.row.received_at, e.seq), reverse=True)
-        if query.before is not None and query.before in db.events:
-            cursor = db.events[query.before]
-            found = [e for e in found if (e.row.received_at, e.seq) < (cursor.row.received_at, cursor.seq)]
+        found = _after(db, found, query.before)
+        if query.down_to is not None and query.down_to in db.events:
+            bound = db.events[query.down_to]
+            found = [e for e in found if (e.row.received_at, e.seq) >= (bound.row.received_at, bound.seq)]
         return [e.row for e in found[: query.limit]]
+
+    async def window_end(self, query: EventQuery, size: int) -> tuple[str, float] | None:
+        db = self._check_open()
+        plain = replace(query, text=None, status=None, destination=None, down_to=None)
+        found = _after(db, sorted((e for e in db.events.values() if _event_selected(e, plain)), key=lambda e: (e.row.received_at, e.seq), reverse=True), query.before)
+        return (found[size - 1].row.id, found[size - 1].row.received_at) if len(found) > size else None
 
     async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
         db = self._check_open()
@@ -319,6 +326,14 @@ class MemoryStore(Store):
 
     async def login_failures(self, address: str, since: float) -> int:
         return sum(1 for a, at in self._check_open().login_failures if a == address and at >= since)
+
+
+def _after(db: MemoryDatabase, newest_first: list[_Event], before: str | None) -> list[_Event]:
+    """The events past the cursor `before` (a page's last), in the same order."""
+    if before is None or before not in db.events:
+        return newest_first
+    cursor = db.events[before]
+    return [e for e in newest_first if (e.row.received_at, e.seq) < (cursor.row.received_at, cursor.seq)]
 
 
 def _original(db: MemoryDatabase, event: NewEvent) -> str | None:

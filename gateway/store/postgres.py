@@ -187,7 +187,13 @@ class PostgresStore(Store):
 
     async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         params = event_query_params(query)
-        return [EventRow(*row) for row in await self._run(lambda c: _all(c, list_events_sql(_SQL["list_events"], query, "%(code)s"), params))]
+        down_to = "AND (received_at, seq) >= (SELECT received_at, seq FROM events WHERE id = %(down_to)s)"
+        return [EventRow(*row) for row in await self._run(lambda c: _all(c, list_events_sql(_SQL["list_events"], query, "%(code)s", down_to), params))]
+
+    async def window_end(self, query: EventQuery, size: int) -> tuple[str, float] | None:
+        params = {**event_query_params(query), "offset": size - 1}
+        rows = await self._run(lambda c: _all(c, list_events_sql(_SQL["window_end"], query, "%(code)s"), params))
+        return (rows[0][0], rows[0][1]) if len(rows) == 2 else None
 
     async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
         params = {"since": since, "bucket": bucket_seconds}

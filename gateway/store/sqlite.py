@@ -157,8 +157,14 @@ class SQLiteStore(Store):
 
     async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         params = event_query_params(query)
-        sql = list_events_sql(_SQL["list_events"], query, ":code")
+        sql = list_events_sql(_SQL["list_events"], query, ":code", "AND (received_at, rowid) >= (SELECT received_at, rowid FROM events WHERE id = :down_to)")
         return await self._executor.call(lambda c: [EventRow(*row) for row in c.execute(sql, params)])
+
+    async def window_end(self, query: EventQuery, size: int) -> tuple[str, float] | None:
+        params = {**event_query_params(query), "offset": size - 1}
+        sql = list_events_sql(_SQL["window_end"], query, ":code")
+        rows = await self._executor.call(lambda c: c.execute(sql, params).fetchall())
+        return (rows[0][0], rows[0][1]) if len(rows) == 2 else None
 
     async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
         params = {"since": since, "bucket": bucket_seconds}

@@ -320,6 +320,23 @@ async def test_events_page_after_page(store: Store) -> None:
     assert len(pages) == 3 and sorted(i for page in pages for i in page) == [f"g{n}" for n in range(5)]
 
 
+async def test_a_text_search_reads_one_window_at_a_time(store: Store) -> None:
+    """window_end names where `size` events end (two share each second: ties keep arrival
+    order), and list_events with `down_to` reads no further; other filters narrow the window."""
+    for n in range(10):
+        await store.add_event(go_event(n, at=T0 + (n // 2), code=str(n), name="Ana" if n in (1, 8) else "Bia", event_type="ORDER_CANCEL" if n % 2 else "ORDER_CREATED"))
+    end = await store.window_end(EventQuery(text="Ana"), 3)
+    assert end is not None and end[0] == "g7" and end[1] == T0 + 3
+    assert [e.id for e in await store.list_events(EventQuery(text="Ana", down_to=end[0]))] == ["g8"]  # of g9, g8, g7
+    assert [e.id for e in await store.list_events(EventQuery(text="Bia", down_to=end[0]))] == ["g9", "g7"]
+    assert (await store.window_end(EventQuery(before="g7"), 3) or ("",))[0] == "g4"
+    assert (await store.window_end(EventQuery(event_type="ORDER_CANCEL"), 2) or ("",))[0] == "g7"  # g9, g7
+    assert await store.window_end(EventQuery(before="g2"), 3) is None  # g1, g0: fewer than 3
+    assert await store.window_end(EventQuery(before="g2"), 2) is None  # g1, g0 exactly: the window reaches the oldest
+    assert (await store.window_end(EventQuery(before="g3"), 2) or ("",))[0] == "g1"  # g2, g1, and g0 is older
+    assert [e.id for e in await store.list_events(EventQuery(text="Ana", before="g2"))] == ["g1"]
+
+
 async def test_activity_per_minute_and_route_counts(store: Store) -> None:
     await store.add_event(event(1, at=T0))
     await store.add_event(event(2, at=T0 + 61, deliveries=2))

@@ -161,17 +161,28 @@ SELECT count(*) FROM deliveries WHERE {where};
 -- name: list_events
 -- newest first, one page after the event named by before; each filter applies only when given;
 -- {by_code} is `AND code = …` when a code is given: the events_code index (a planner cannot use an
--- index behind `… IS NULL OR code = …`)
+-- index behind `… IS NULL OR code = …`); {down_to} bounds a text search to its window (window_end).
 SELECT id, source, event_type, body, received_at, config_version FROM events
 WHERE received_at >= %(since)s AND (%(until)s::float8 IS NULL OR received_at < %(until)s)
   AND (%(type)s::text IS NULL OR event_type = %(type)s) AND (%(source)s::text IS NULL OR source = %(source)s)
   {by_code}
+  {down_to}
   AND (%(text)s::text IS NULL OR strpos(body, %(text)s) > 0)
   AND (%(before)s::text IS NULL OR (received_at, seq) < (SELECT received_at, seq FROM events WHERE id = %(before)s))
   AND (%(status)s::text IS NULL AND %(destination)s::text IS NULL OR EXISTS (
         SELECT 1 FROM deliveries d WHERE d.event_id = events.id
           AND (%(status)s::text IS NULL OR d.status = %(status)s) AND (%(destination)s::text IS NULL OR d.destination = %(destination)s)))
 ORDER BY received_at DESC, seq DESC LIMIT %(limit)s;
+
+-- name: window_end
+-- the event offset rows down the newest (time, type, source, code filters only), after before,
+-- and the one after it (none: the window reaches the oldest event, and needs no bound)
+SELECT id, received_at FROM events
+WHERE received_at >= %(since)s AND (%(until)s::float8 IS NULL OR received_at < %(until)s)
+  AND (%(type)s::text IS NULL OR event_type = %(type)s) AND (%(source)s::text IS NULL OR source = %(source)s)
+  {by_code}
+  AND (%(before)s::text IS NULL OR (received_at, seq) < (SELECT received_at, seq FROM events WHERE id = %(before)s))
+ORDER BY received_at DESC, seq DESC LIMIT 2 OFFSET %(offset)s;
 
 -- name: events_per_bucket
 SELECT floor(received_at / %(bucket)s) * %(bucket)s AS start, count(*) FROM events WHERE received_at >= %(since)s GROUP BY start;

@@ -99,17 +99,28 @@ SELECT count(*) FROM deliveries WHERE {where};
 -- name: list_events
 -- newest first, one page after the event named by :before; each filter applies only when given;
 -- {by_code} is `AND code = …` when a code is given: the events_code index (a planner cannot use an
--- index behind `… IS NULL OR code = …`)
+-- index behind `… IS NULL OR code = …`); {down_to} bounds a text search to its window (window_end).
 SELECT id, source, event_type, body, received_at, config_version FROM events
 WHERE received_at >= :since AND (:until IS NULL OR received_at < :until)
   AND (:type IS NULL OR event_type = :type) AND (:source IS NULL OR source = :source)
   {by_code}
+  {down_to}
   AND (:text IS NULL OR instr(body, :text) > 0)
   AND (:before IS NULL OR (received_at, rowid) < (SELECT received_at, rowid FROM events WHERE id = :before))
   AND (:status IS NULL AND :destination IS NULL OR EXISTS (
         SELECT 1 FROM deliveries d WHERE d.event_id = events.id
           AND (:status IS NULL OR d.status = :status) AND (:destination IS NULL OR d.destination = :destination)))
 ORDER BY received_at DESC, rowid DESC LIMIT :limit;
+
+-- name: window_end
+-- the event `:offset` rows down the newest (time, type, source, code filters only), after :before,
+-- and the one after it (none: the window reaches the oldest event, and needs no bound)
+SELECT id, received_at FROM events
+WHERE received_at >= :since AND (:until IS NULL OR received_at < :until)
+  AND (:type IS NULL OR event_type = :type) AND (:source IS NULL OR source = :source)
+  {by_code}
+  AND (:before IS NULL OR (received_at, rowid) < (SELECT received_at, rowid FROM events WHERE id = :before))
+ORDER BY received_at DESC, rowid DESC LIMIT 2 OFFSET :offset;
 
 -- name: events_per_bucket
 SELECT CAST(received_at / :bucket AS INTEGER) * :bucket AS start, count(*) FROM events WHERE received_at >= :since GROUP BY start;
