@@ -233,3 +233,16 @@ def test_logging_out_ends_the_session(console: Page, admin_gateway: AdminGateway
     console.goto(admin_gateway.url("/console/events"))
     expect(console).to_have_url(re.compile(r"/console/login"))
 
+
+
+def test_the_sessions_page_shows_this_login_and_ending_it_logs_out(console: Page, admin_gateway: AdminGateway) -> None:
+    console.get_by_role("link", name="Sessões").click()
+    expect(console).to_have_url(re.compile(r"/console/sessions$"))
+    mine = console.locator("#sessions tr", has_text="esta sessão")
+    expect(mine).to_have_count(1)
+    expect(mine).to_contain_text("127.0.0.1")
+    screenshot(console, "sessoes")
+    mine.get_by_role("button", name="Encerrar").click()
+    expect(console).to_have_url(re.compile(r"/console/login$"))
+    console.goto(admin_gateway.url("/console/events"))
+    expect(console).to_have_url(re.compile(r"/console/login"))  # the cookie the browser still holds is refused
