@@ -26,6 +26,7 @@ from gateway.masking import mask_text, remember_secrets, secret_forms
 from gateway.errors import ConfigError, Location, Problem, TemplateError, did_you_mean, one_of
 from gateway.rules import Condition, RouteIndex, RuleCompiler, indexed_event_ids
 from gateway.schema import Schema, SchemaReader
+import gateway.tenants as tenants
 from gateway.templates import CompiledTemplate, TemplateEngine, read_templates
 from gateway.units import Duration
 from gateway.yamlfile import KeyPath as YamlPath
@@ -42,6 +43,7 @@ GO_EVENT_IDS = (
 LONG_DEDUPE_SECONDS = 3600  # longer windows swallow real repeats (design.md, Dedupe)
 TOP_LEVEL_KEYS = ("version", "settings", "sources", "destinations", "routes")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+GATEWAY_WIDE_SETTINGS = ("database", "retention", "egress_allow")
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 # Settings that name things rather than unlock them: values from the environment here are shown.
 _NEVER_SECRET = frozenset({"company", "channel", "object", "action", "find_in", "upsert_by", "method", "timeout", "rate", "concurrency"})
@@ -99,14 +101,16 @@ class Source:
     dedupe_key: CompiledTemplate | None
     inactive: str | None
     location: Location
+    tenant: str | None = None  # the routes.d/<tenant>.yaml it is declared in; None: routes.yaml
 
 
 @dataclass(frozen=True)
 class Destination:
-    name: str
+    name: str  # "crm" in routes.yaml; "loja-a/crm" in routes.d/loja-a.yaml (two shops may both have a crm)
     spec: DestinationSpec
     inactive: str | None  # why deliveries to it are skipped (an unset variable), or None
     location: Location
+    tenant: str | None = None
 
     @property
     def type(self) -> str:
@@ -122,13 +126,14 @@ class Send:
 
 @dataclass(frozen=True)
 class Route:
-    name: str
+    name: str  # qualified by its tenant as destinations are: "loja-a/pedido-criado"
     source: str
     condition: Condition
     event_ids: frozenset[str] | None
     sends: tuple[Send, ...]
     shadow: bool
     location: Location
+    tenant: str | None = None
 
 
 class ConfigFiles(msgspec.Struct, frozen=True):
@@ -140,6 +145,7 @@ class ConfigFiles(msgspec.Struct, frozen=True):
     routes: bytes
     templates: dict[str, bytes] = {}  # by path inside the templates folder
     unusable: dict[str, str] = {}  # other files there (binary, too big): why, if a route uses one
+    tenants: dict[str, ConfigFiles] = {}  # routes.d/<tenant>.yaml, each with its templates: the versions in force
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,10 @@ class Config:
     ordering_templates: dict[str, CompiledTemplate] = field(default_factory=dict)  # by destination
     egress_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # private ranges deliveries may reach
     files: ConfigFiles | None = None  # what it was loaded from
+    tenants: dict[str, Config] = field(default_factory=dict)  # each routes.d/<tenant>.yaml in force, compiled alone (gateway/tenants.py)
+    own: Config | None = None  # with tenants merged in: routes.yaml's own part, compiled alone
+    refused: dict[str, tuple[Problem, ...]] = field(default_factory=dict)  # by tenant: edits a reload refused (its last good version runs)
+    tenant: str | None = None  # for one tenant's file compiled alone
     index: RouteIndex[Route] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -215,18 +225,120 @@ class _Interpolation:
 # --------------------------------------------------------------------------- loading
 
 
-def load_config(path: str | os.PathLike[str] | ConfigFiles, environ: Mapping[str, str] | None = None) -> Config:
-    """Load, validate and compile routes.yaml; ConfigError listing every problem found. From
-    the files on disk, or from the `ConfigFiles` an earlier load read (`config.files`)."""
+def load_config(path: str | os.PathLike[str] | ConfigFiles, environ: Mapping[str, str] | None = None, previous: Config | None = None) -> Config:
+    """Load, validate and compile routes.yaml and the tenants' files of routes.d/ beside it
+    (gateway/tenants.py); ConfigError listing every problem found. From the files on disk, or
+    from the `ConfigFiles` an earlier load read (`config.files`: the same tenants' files too).
+
+    With `previous` (a reload), a tenant whose file is now broken keeps its version in force
+    while the others go on: its problems travel on the result's `refused`. Without it (a start,
+    `check`), any problem is an error."""
     files = path if isinstance(path, ConfigFiles) else None
-    return _Loader(files.path if files else str(path), os.environ if environ is None else environ, files).load()
+    main_path = files.path if files else str(path)
+    environ = os.environ if environ is None else environ
+    if files is not None:
+        found: dict[str, Path | ConfigFiles] = dict(files.tenants)
+    else:
+        found = dict(tenants.tenant_paths(main_path))
+    if not found:
+        return _Loader(main_path, environ, files).load()
+    return _load_tenants(main_path, environ, files, found, previous)
+
+
+def _load_tenants(main_path: str, environ: Mapping[str, str], files: ConfigFiles | None, found: dict[str, Path | ConfigFiles], previous: Config | None) -> Config:
+    base_dir = Path(main_path).resolve().parent
+    if files is None and not Path(main_path).exists():  # routes.d/ instead of routes.yaml: the gateway's defaults
+        files = ConfigFiles(main_path, b"version: 1\n")
+    main = _Loader(main_path, environ, files, tenants_beside=True).load()  # its errors are the whole gateway's: raised
+    parts: dict[str, Config] = {}
+    problems: list[Problem] = []
+    refused: dict[str, list[Problem]] = {}
+    for tenant, where in found.items():
+        tenant_files = where if isinstance(where, ConfigFiles) else None
+        path = tenant_files.path if tenant_files else display_path(where)  # type: ignore[arg-type]
+        bad_name = tenants.name_problem(tenant, path)
+        try:
+            if bad_name:
+                raise ConfigError([bad_name])
+            parts[tenant] = _Loader(path, environ, tenant_files, tenant, base_dir, gateway_egress=main.egress_allow).load()
+        except ConfigError as exc:
+            kept = previous.tenants.get(tenant) if previous is not None else None
+            if previous is None:
+                problems.extend(exc.problems)
+            else:
+                refused[tenant] = list(exc.problems)
+                if kept is not None:
+                    parts[tenant] = kept  # its last good version goes on; a new shop's broken file stays out until fixed
+    problems += _claimed_twice(main, parts, previous, refused)
+    if problems:
+        raise ConfigError(sorted(problems, key=_position))
+    return merged(main, parts, {tenant: tuple(found) for tenant, found in refused.items()})
+
+
+def _claimed_twice(main: Config, parts: dict[str, Config], previous: Config | None, refused: dict[str, list[Problem]]) -> list[Problem]:
+    """A source path claimed by two files: at a start, an error; at a reload, the tenant whose
+    file changed keeps its last good version (or stays out, if it had none)."""
+    claims = [(name, None, source.location) for name, source in main.sources.items()]
+    claims += [(name, tenant, source.location) for tenant, part in parts.items() for name, source in part.sources.items()]
+    clashes = tenants.sources_claimed_twice(claims)
+    if not clashes or previous is None:
+        return clashes
+    for problem in clashes:
+        tenant = next((t for t, part in parts.items() if problem.location and problem.location.file == part.file), None)
+        kept = previous.tenants.get(tenant) if tenant else None
+        if tenant is None or (kept is not None and kept.version == parts[tenant].version):
+            return clashes  # routes.yaml itself, or an unchanged file, claims it: nothing to fall back on
+        refused.setdefault(tenant, []).append(problem)
+        if kept is not None:
+            parts[tenant] = kept
+        else:
+            del parts[tenant]
+    return tenants.sources_claimed_twice(
+        [(n, None, s.location) for n, s in main.sources.items()] + [(n, t, s.location) for t, part in parts.items() for n, s in part.sources.items()]
+    )
+
+
+def merged(main: Config, parts: dict[str, Config], refused: Mapping[str, tuple[Problem, ...]] | None = None) -> Config:
+    """routes.yaml's config with every tenant's sources, destinations and routes beside its own
+    (names qualified, so nothing collides but source paths, checked before)."""
+    digest = hashlib.sha256(main.version.encode())
+    for tenant in sorted(parts):
+        digest.update(f"\0{tenant}\0{parts[tenant].version}".encode())
+    assert main.files is not None
+    files = msgspec.structs.replace(main.files, tenants={tenant: part.files for tenant, part in parts.items() if part.files is not None})
+    return replace(
+        main,
+        version=digest.hexdigest()[:12],
+        files=files,
+        sources={**main.sources, **{n: s for part in parts.values() for n, s in part.sources.items()}},
+        destinations={**main.destinations, **{n: d for part in parts.values() for n, d in part.destinations.items()}},
+        routes=main.routes + tuple(r for part in parts.values() for r in part.routes),
+        secrets=main.secrets.union(*(part.secrets for part in parts.values())),
+        warnings=main.warnings + tuple(w for part in parts.values() for w in part.warnings),
+        ordering_templates={**main.ordering_templates, **{n: t for part in parts.values() for n, t in part.ordering_templates.items()}},
+        tenants=dict(parts),
+        own=main,
+        refused=dict(refused or {}),
+    )
 
 
 class _Loader:
-    def __init__(self, path: str, environ: Mapping[str, str], files: ConfigFiles | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        environ: Mapping[str, str],
+        files: ConfigFiles | None = None,
+        tenant: str | None = None,
+        base_dir: Path | None = None,
+        tenants_beside: bool = False,
+        gateway_egress: tuple[Network, ...] = (),
+    ) -> None:
         self.path = path
         self.files = files
-        self.base_dir = Path(path).resolve().parent
+        self.tenant = tenant  # loading routes.d/<tenant>.yaml: its names are qualified by it
+        self.tenants_beside = tenants_beside  # routes.yaml with tenant files beside it: routes are optional here
+        self.base_dir = base_dir or Path(path).resolve().parent
+        self.gateway_egress = gateway_egress  # a tenant's deliveries may reach what routes.yaml allows
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self.env = _Interpolation(environ)
@@ -254,8 +366,9 @@ class _Loader:
         data = self.env.walk(top, (), self.doc)
         self.problems.extend(self.env.problems)
         settings = self.settings(data.get("settings"))
+        self.tenant_settings(data.get("settings"))
         self.database_setting(settings)
-        egress_allow = self.networks(settings.egress_allow, ("settings", "egress_allow"))
+        egress_allow = self.gateway_egress if self.tenant else self.networks(settings.egress_allow, ("settings", "egress_allow"))
         engine = self.template_engine(settings)
         sources = self.sources(data.get("sources"), engine)
         destinations = self.destinations(data.get("destinations"), egress_allow)
@@ -272,13 +385,27 @@ class _Loader:
             settings=settings,
             base_dir=self.base_dir,
             sources=sources,
-            destinations=destinations,
+            destinations={d.name: d for d in destinations.values()},
             routes=tuple(routes),
             secrets=frozenset(self.env.secrets),
             warnings=tuple(sorted((self.masked(w) for w in self.warnings), key=_position)),
             ordering_templates=ordering,
             egress_allow=egress_allow,
+            tenant=self.tenant,
         )
+
+    def qualified(self, name: str) -> str:
+        """A destination's or route's name as the gateway knows it: scoped by the tenant."""
+        return f"{self.tenant}/{name}" if self.tenant else name
+
+    def tenant_settings(self, raw: Any) -> None:
+        """A tenant's file names its own templates and samples; what the whole gateway shares
+        (the database, the retention, the private ranges deliveries may reach) is set in routes.yaml."""
+        if self.tenant is None or not isinstance(raw, dict):
+            return
+        for key in GATEWAY_WIDE_SETTINGS:
+            if key in raw:
+                self.error(f"settings.{key} applies to the whole gateway, every shop alike: set it in routes.yaml, not in a shop's file", self.doc.key_where(("settings", key)))
 
     def masked(self, problem: Problem) -> Problem:
         """A message may quote a value read from a variable (a type error does): never a secret."""
@@ -344,7 +471,7 @@ class _Loader:
 
     def sources(self, raw: Any, engine: TemplateEngine) -> dict[str, Source]:
         sources: dict[str, Source] = {}
-        for name, item in self.named_section(raw, "sources", required=True).items():
+        for name, item in self.named_section(raw, "sources", required=not self.tenants_beside and self.tenant is None).items():
             at: YamlPath = ("sources", name)
             spec = self.converter.convert(item or {}, SourceSpec, at, f"source '{name}'")
             if spec is None:
@@ -365,6 +492,7 @@ class _Loader:
                 dedupe_key=key,
                 inactive=inactive,
                 location=self.doc.key_where(at),
+                tenant=self.tenant,
             )
         return sources
 
@@ -420,7 +548,7 @@ class _Loader:
                     self.error(f"{what}: {message}", self.doc.where((*at, key)))
                 self.addresses(spec, at, what, egress_allow)
             self.literal_secrets(item, at, what)
-            destinations[name] = Destination(name, spec, inactive, self.doc.key_where(at))
+            destinations[name] = Destination(self.qualified(name), spec, inactive, self.doc.key_where(at), self.tenant)
         return destinations
 
     def addresses(self, spec: DestinationSpec, at: YamlPath, what: str, egress_allow: tuple[Network, ...]) -> None:
@@ -448,7 +576,7 @@ class _Loader:
                 at = ("destinations", name, "ordered_by")
                 template = self.inline_template(destination.spec.ordered_by, at, engine, json_mode=False)
                 if template:
-                    compiled[name] = template
+                    compiled[destination.name] = template
         return compiled
 
     def literal_secrets(self, item: dict[str, Any], at: YamlPath, what: str) -> None:
@@ -471,7 +599,8 @@ class _Loader:
 
     def routes(self, raw: Any, sources: dict[str, Source], destinations: dict[str, Destination], engine: TemplateEngine) -> list[Route]:
         if raw is None or raw == []:
-            self.warn("there are no routes: events will be stored but sent nowhere", Location(self.path, 1, 1))
+            if not self.tenants_beside:
+                self.warn("there are no routes: events will be stored but sent nowhere", Location(self.path, 1, 1))
             return []
         if not isinstance(raw, list):
             self.error("'routes' must be a list, each route starting with '- name:'", self.doc.where(("routes",)))
@@ -504,7 +633,7 @@ class _Loader:
         compiled = [self.send(s, send_at or (*at, "send", i), destinations, engine, label) for i, s in enumerate(sends)]
         if condition is None or source is None or None in compiled:
             return None
-        return Route(spec.name, source, condition, indexed_event_ids(spec.when), tuple(compiled), spec.shadow, self.doc.where(at))  # type: ignore[arg-type]
+        return Route(self.qualified(spec.name), source, condition, indexed_event_ids(spec.when), tuple(compiled), spec.shadow, self.doc.where(at), self.tenant)  # type: ignore[arg-type]
 
     def route_source(self, spec: RouteSpec, at: YamlPath, sources: dict[str, Source], label: str) -> str | None:
         declared = self.declared("sources")
@@ -542,7 +671,7 @@ class _Loader:
             template = self.file_template(spec.template, (*at, "template"), engine, json_mode)
         else:
             template = self.inline_template(spec.body, (*at, "body"), engine, json_mode)
-        return Send(spec.to, template, self.doc.where(at)) if template else None
+        return Send(destination.name, template, self.doc.where(at)) if template else None
 
     def file_template(self, name: str, at: YamlPath, engine: TemplateEngine, json_mode: bool) -> CompiledTemplate | None:
         try:

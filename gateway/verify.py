@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Config, Route, load_config
+from gateway.config import Config, Route, load_config, merged
 from gateway.errors import ConfigError, EventError, Problem, TemplateError, did_you_mean
 from gateway.routing import read_event_file, render_send, route_event, template_context
 from gateway.rules import MISSING, field_matches, kind, lookup, show, type_hint
@@ -37,6 +37,7 @@ class CheckReport:
     problems: list[Problem] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     renders: int = 0
+    failing_tenants: dict[str, list[Problem]] = field(default_factory=dict)  # render errors of tenants' routes
 
     @property
     def errors(self) -> list[Problem]:
@@ -47,10 +48,11 @@ class CheckReport:
         return [p for p in self.problems if p.severity == "warning"]
 
 
-def check(config_path: str, samples_dir: str | None = None, environ: Mapping[str, str] | None = None) -> CheckReport:
-    """Everything `gateway check` finds, errors and warnings, in file order."""
+def check(config_path: str, samples_dir: str | None = None, environ: Mapping[str, str] | None = None, previous: Config | None = None) -> CheckReport:
+    """Everything `gateway check` finds, errors and warnings, in file order. With `previous`
+    (a reload), a tenant whose routes now fail keeps its version in force (on `refused`)."""
     try:
-        config = load_config(config_path, environ)
+        config = load_config(config_path, environ, previous)
     except ConfigError as exc:
         return CheckReport(None, list(exc.problems))
     report = CheckReport(config, list(config.warnings))
@@ -59,7 +61,31 @@ def check(config_path: str, samples_dir: str | None = None, environ: Mapping[str
         relevant = [s for s in report.samples if route.event_ids is None or s.event["event_id"] in route.event_ids]
         _check_types(route, relevant, report.problems)
         _check_renders(config, route, relevant, report)
+    if previous is not None and report.failing_tenants:
+        _keep_last_good(report, previous)
     return report
+
+
+def _keep_last_good(report: CheckReport, previous: Config) -> None:
+    """Tenants whose routes fail to render go on with their version in force (a new one stays
+    out); their errors become the config's `refused`, and the others' edits apply."""
+    config = report.config
+    if config is None or config.own is None or any(p.severity == "error" and p not in _all(report.failing_tenants) for p in report.problems):
+        return  # routes.yaml's own routes fail too: the whole edit is refused
+    parts = dict(config.tenants)
+    refused = {tenant: list(found) for tenant, found in config.refused.items()}
+    for tenant, problems in report.failing_tenants.items():
+        refused.setdefault(tenant, []).extend(problems)
+        if tenant in previous.tenants:
+            parts[tenant] = previous.tenants[tenant]
+        else:
+            parts.pop(tenant, None)
+    report.config = merged(config.own, parts, {tenant: tuple(found) for tenant, found in refused.items()})
+    report.problems = [p for p in report.problems if p not in _all(report.failing_tenants)]
+
+
+def _all(by_tenant: dict[str, list[Problem]]) -> list[Problem]:
+    return [p for found in by_tenant.values() for p in found]
 
 
 def _load_samples(config: Config, samples_dir: str | None, problems: list[Problem]) -> list[Sample]:
@@ -136,10 +162,12 @@ def _check_renders(config: Config, route: Route, samples: list[Sample], report: 
                     found = Problem(f"{problem.message} — rendering for {sample.file}{note}", problem.location, severity)
                     if found not in report.problems:  # a template file shared by many routes: one mistake, said once
                         report.problems.append(found)
+                    if route.tenant is not None and severity == "error":
+                        report.failing_tenants.setdefault(route.tenant, []).append(found)
 
 
 def _matches(config: Config, route: Route, event: dict[str, Any]) -> bool:
-    return bool(route_event(config, event, only_route=route.name, explain=True).matched_routes)
+    return bool(route_event(config, event, source=route.source, only_route=route.name, explain=True).matched_routes)
 
 
 def _satisfying(config: Config, route: Route, samples: list[Sample]) -> Sample | None:
@@ -170,10 +198,11 @@ def _set_path(event: dict[str, Any], segments: tuple[str, ...], value: Any) -> N
         current[segments[-1]] = value
 
 
-def load_verified(config_path: str, environ: Mapping[str, str] | None = None) -> Config:
+def load_verified(config_path: str, environ: Mapping[str, str] | None = None, previous: Config | None = None) -> Config:
     """The config, if `gateway check` finds no error in it; ConfigError with check's errors
-    otherwise (a template that fails on a sample event it matches included)."""
-    report = check(config_path, environ=environ)
+    otherwise (a template that fails on a sample event it matches included). With `previous`
+    (a reload), a tenant's errors refuse that tenant's edit only (the result's `refused`)."""
+    report = check(config_path, environ=environ, previous=previous)
     if report.errors or report.config is None:
         raise ConfigError(report.errors)
     return report.config

@@ -123,7 +123,7 @@ async def grouped_dead(request: Request[Any, Any, Any]) -> list[schemas.DeadGrou
 
 
 def refused(runtime: Runtime) -> schemas.Refused | None:
-    return schemas.Refused(runtime.refused_edit[0], runtime.refused_edit[1]) if runtime.refused_edit else None
+    return schemas.Refused(*runtime.refused_edit) if runtime.refused_edit else None
 
 
 async def routes_in_force(runtime: Runtime) -> schemas.RoutesInForce:

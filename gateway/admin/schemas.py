@@ -151,10 +151,11 @@ class Sent(msgspec.Struct):
 
 
 class Refused(msgspec.Struct):
-    """The last edit of routes.yaml that was refused; the routes in force stayed."""
+    """The last edit of routes.yaml or of shops' files that was refused; the routes in force stayed."""
 
     at: float
     problems: list[str]
+    tenants: list[str] = []  # the shops (routes.d/<tenant>.yaml) whose edits were refused while the others applied; [] = all of it
 
 
 class RouteInfo(msgspec.Struct):

@@ -18,7 +18,8 @@ def sample_summary(report: CheckReport) -> str:
         plural(len(config.sources), "source"),
         f"{plural(report.renders, 'render')} against {plural(len(report.samples), 'sample event')}",
     ]
-    return f"{config.file}: " + ", ".join(parts) + f"; {plural(len(report.errors), 'error')}, {plural(len(report.warnings), 'warning')}"
+    shops = f" and {plural(len(config.tenants), 'shop')} in routes.d/ ({', '.join(config.tenants)})" if config.tenants else ""
+    return f"{config.file}{shops}: " + ", ".join(parts) + f"; {plural(len(report.errors), 'error')}, {plural(len(report.warnings), 'warning')}"
 
 
 def dumps_problems(problems: list[Problem]) -> str:

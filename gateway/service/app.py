@@ -221,7 +221,13 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
     if runtime.ingest is not None and not runtime.ingest.ready:
         return Response({"status": "unavailable", "detail": "the ingest child is restarting", "config_version": runtime.config.version}, status_code=503)
     admin = "on" if runtime.admin_token else "off (set GATEWAY_ADMIN_TOKEN to turn on the admin API and the console)"
-    return Response({"status": "ready", "config_version": runtime.config.version, "admin": admin}, status_code=200)
+    answer: dict[str, Any] = {"status": "ready", "config_version": runtime.config.version, "admin": admin}
+    if runtime.config.tenants:
+        answer["tenants"] = {tenant: part.version for tenant, part in runtime.config.tenants.items()}
+    if runtime.refused_edit:  # still ready: the routes in force go on; the message says whose edit waits for a fix
+        at, problems, tenants = runtime.refused_edit
+        answer["refused_edit"] = {"at": at, "tenants": tenants, "problems": problems}
+    return Response(answer, status_code=200)
 
 
 @get("/metrics")

@@ -196,7 +196,7 @@ class Runtime:
     delivery: DeliveryPart | None = None
     ingesting: int = 0  # events handed to `ingest` and not yet stored (app.py bounds it)
     admin_token: str | None = None  # GATEWAY_ADMIN_TOKEN: the admin API and console are off without it
-    refused_edit: tuple[float, list[str]] | None = None  # when the last edit was refused, and why (until one is applied)
+    refused_edit: tuple[float, list[str], list[str]] | None = None  # when the last edit was refused, why, and whose (shops; [] = all of it)
 
     def files(self) -> ConfigFiles:
         """The routes in force, as bytes: what a child is handed at each start."""
@@ -249,8 +249,8 @@ async def running(runtime: Runtime) -> AsyncIterator[None]:
             priority.favour_delivery(runtime.ingest.pid if isinstance(runtime.ingest, IngestProcess) else None)
         background.append(asyncio.create_task(purge_periodically(runtime.store, lambda: runtime.config, runtime.clock)))
         if runtime.watch:
-            def refused(problems: list[str]) -> None:
-                runtime.refused_edit = (runtime.clock(), problems) if problems else None
+            def refused(problems: list[str], tenants: list[str]) -> None:
+                runtime.refused_edit = (runtime.clock(), problems, tenants) if problems else None
                 if problems:
                     runtime.metrics.reloads.labels("refused").inc()
 
