@@ -285,3 +285,54 @@ def test_reload_during_deliveries_loses_and_duplicates_nothing(project: Project,
         assert len(received) == len(ids) == 21
     finally:
         gateway.kill()
+
+
+def shop_routes(sink: Sink, shop: str, path: str) -> str:
+    return f"""
+    version: 1
+    sources: {{go-{shop}: {{token: "token-da-{shop}-123", dedupe: false}}}}
+    destinations:
+      crm: {{type: http, url: "{sink.url(path)}"}}
+    routes:
+      - name: pedidos
+        when: {{event_id: ORDER_CREATED}}
+        send: {{to: crm, body: '{{"loja": "{shop}", "id": "{{{{ data.id }}}}"}}'}}
+    """
+
+
+def post_to_shop(gateway: GatewayProcess, shop: str, order: str) -> None:
+    body = json.loads((EVENTS / "order_created.json").read_text())
+    body["data"]["id"] = order
+    response = gateway.post(f"/hooks/go-{shop}?token=token-da-{shop}-123", json.dumps(body))
+    assert response.status_code == 202, response.text
+
+
+def test_a_broken_shop_file_keeps_that_shop_running_while_another_shops_edit_applies(project: Project, sink: Sink) -> None:
+    """Through `gateway serve` (ingest and delivery children): loja-a's file breaks and loja-b's
+    changes in one edit; loja-b's new route is in force, loja-a still delivers with its old one,
+    and /readyz and the console say that loja-a's edit was refused, at its file:line."""
+    project.routes("version: 1\nsettings: {egress_allow: [127.0.0.0/8]}\nsources: {}\n")
+    project.write("routes.d/loja-a.yaml", shop_routes(sink, "loja-a", "/a"))
+    project.write("routes.d/loja-b.yaml", shop_routes(sink, "loja-b", "/b"))
+    admin = "token-admin-de-teste-0123456789"
+    gateway = GatewayProcess(project.root, {"GATEWAY_ADMIN_TOKEN": admin}).start()
+    try:
+        before = version(gateway)
+        assert set(httpx.get(gateway.url("/readyz")).json()["tenants"]) == {"loja-a", "loja-b"}
+        project.write("routes.d/loja-a.yaml", shop_routes(sink, "loja-a", "/a").replace("to: crm", "to: cmr"))
+        project.write("routes.d/loja-b.yaml", shop_routes(sink, "loja-b", "/b-novo"))
+        wait_for_version_change(gateway, before)
+        ready = httpx.get(gateway.url("/readyz")).json()
+        assert ready["status"] == "ready" and ready["refused_edit"]["tenants"] == ["loja-a"]
+        assert any("routes.d/loja-a.yaml:8:" in p and "unknown destination 'cmr'" in p for p in ready["refused_edit"]["problems"])
+        post_to_shop(gateway, "loja-a", "1")
+        post_to_shop(gateway, "loja-b", "2")
+        assert [r.json() for r in sink.wait_for(1, path="/a")] == [{"loja": "loja-a", "id": "1"}]  # its last good version
+        assert [r.json() for r in sink.wait_for(1, path="/b-novo")] == [{"loja": "loja-b", "id": "2"}]  # the edit applied
+        with httpx.Client(base_url=gateway.url(""), timeout=10) as browser:
+            assert browser.post("/console/login", data={"token": admin}).status_code == 303
+            overview = browser.get("/console").text
+        assert "A edição da loja loja-a foi recusada" in overview and "as outras lojas seguem normalmente" in overview
+        assert "reload of shop loja-a refused, its version" in gateway.log()
+    finally:
+        gateway.terminate()
