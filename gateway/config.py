@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import msgspec
 import yaml
@@ -28,7 +28,8 @@ from gateway.rules import Condition, RouteIndex, RuleCompiler, indexed_event_ids
 from gateway.schema import Schema, SchemaReader
 import gateway.tenants as tenants
 from gateway.templates import CompiledTemplate, TemplateEngine, read_templates
-from gateway.units import Duration
+from gateway.quotas import Quota
+from gateway.units import Duration, Rate
 from gateway.yamlfile import KeyPath as YamlPath
 from gateway.yamlfile import YamlDocument, display_path, parse_yaml_bytes, read_yaml_bytes
 
@@ -66,11 +67,17 @@ class DedupeSpec(Schema, kw_only=True):
     key: str | None = None
 
 
+class QuotaSpec(Schema, kw_only=True):
+    rate: Rate  # events accepted per period, like 20/s or 600/min
+    burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None  # at once after a quiet while; the rate's count by default
+
+
 class SourceSpec(Schema, kw_only=True):
     token: str | None = None
     allow_ips: list[str] = []
     trusted_proxies: list[str] = []
     dedupe: Union[str, int, float, DedupeSpec, bool] = "10m"  # noqa: UP007 (numbers only to say "write the unit")
+    quota: QuotaSpec | None = None
 
 
 class SendSpec(Schema, kw_only=True):
@@ -102,6 +109,7 @@ class Source:
     inactive: str | None
     location: Location
     tenant: str | None = None  # the routes.d/<tenant>.yaml it is declared in; None: routes.yaml
+    quota: Quota | None = None  # events per second past which ingest answers 429
 
 
 @dataclass(frozen=True)
@@ -493,8 +501,12 @@ class _Loader:
                 inactive=inactive,
                 location=self.doc.key_where(at),
                 tenant=self.tenant,
+                quota=self.quota(spec.quota) if spec.quota else None,
             )
         return sources
+
+    def quota(self, spec: QuotaSpec) -> Quota:
+        return Quota(spec.rate.count / spec.rate.per_seconds, float(spec.burst or spec.rate.count), spec.rate.text)
 
     def networks(self, texts: list[str], at: YamlPath) -> tuple[Any, ...]:
         found = (self.network(text, (*at, index)) for index, text in enumerate(texts))

@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version as package_version
@@ -50,7 +51,9 @@ MAX_BODY_BYTES = 1024 * 1024
 # Events read and handed to the ingest part but not yet stored. Past it, a flood would only grow
 # the HTTP process's memory (every body held while it waits): 503, and GO sends again.
 MAX_INGESTS_IN_FLIGHT = 1024
-_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 503: "unavailable"}
+_ERROR_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 429: "over_quota", 503: "unavailable",
+}
 
 
 def _error_response(request: Request, exc: HTTPException) -> Response[dict[str, str]]:
@@ -156,6 +159,8 @@ async def _ingest(request: Request[Any, Any, Any], runtime: Runtime) -> tuple[in
         runtime.metrics.events.labels(source, "forbidden").inc()
         raise GatewayHTTPError(403, "forbidden", f"the address {address} is not in allow_ips for source '{source}'")
     _check_token(request, found)
+    if found.quota is not None:
+        await _take_quota(runtime, found)
     if runtime.ingesting >= MAX_INGESTS_IN_FLIGHT:  # beyond it, memory would grow with the flood: GO sends again
         runtime.metrics.events.labels(source, "busy").inc()
         raise GatewayHTTPError(503, "busy", f"the gateway is storing {MAX_INGESTS_IN_FLIGHT} events already; send this one again in a moment", {"Retry-After": "1"})
@@ -168,6 +173,23 @@ async def _ingest(request: Request[Any, Any, Any], runtime: Runtime) -> tuple[in
     runtime.metrics.events.labels(source, "duplicate" if stored.duplicate else "accepted").inc()
     answer = {"event_id": event["event_id"], "id": stored.id, "deliveries": stored.deliveries, "duplicate": stored.duplicate}
     return (200 if stored.duplicate else 202), answer
+
+
+async def _take_quota(runtime: Runtime, source: Source) -> None:
+    """One event of the source's quota, or 429 before anything is read or stored (GO sends again)."""
+    assert source.quota is not None
+    try:
+        wait = await runtime.store.take_quota(f"source:{source.name}", source.quota, runtime.clock())
+    except StoreUnavailable as exc:
+        log.error("quota of %s not checked, event refused: %s", source.name, exc)
+        runtime.metrics.events.labels(source.name, "store_unavailable").inc()
+        raise GatewayHTTPError(503, "store_unavailable", "the gateway could not store the event; send it again later") from None
+    if wait > 0:
+        runtime.metrics.events.labels(source.name, "over_quota").inc()
+        retry = max(1, math.ceil(wait))
+        raise GatewayHTTPError(
+            429, "over_quota", f"source '{source.name}' is over its quota ({source.quota.text}, {source.quota.burst:g} at once); send this one again in {retry} s", {"Retry-After": str(retry)}
+        )
 
 
 async def _store(request: Request[Any, Any, Any], runtime: Runtime, source: str) -> tuple[Accepted, dict[str, Any]]:

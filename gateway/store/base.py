@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.errors import GatewayError
+from gateway.quotas import Quota, QuotaBuckets
 
 # Delivery statuses. Terminal: delivered, dead, failed (never rendered), skipped, shadow.
 PENDING, SENDING, DELIVERED, DEAD, FAILED, SKIPPED, SHADOW = "pending", "sending", "delivered", "dead", "failed", "skipped", "shadow"
@@ -373,6 +374,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def records_created(self, delivery_id: str) -> dict[str, str]:
         """What earlier attempts of a delivery created, by step."""
+
+    async def take_quota(self, key: str, quota: Quota, now: float) -> float:
+        """Take one event's token from the bucket `key`: 0.0 when taken, else the seconds until
+        one is available. Here, in this process: where one HTTP process takes every event (SQLite,
+        memory) that is the whole node. A backend shared by replicas keeps it in the database."""
+        buckets: QuotaBuckets = self.__dict__.setdefault("_quota_buckets", QuotaBuckets())
+        return buckets.take(key, quota, now)
 
     # ----------------------------------------------------------------- the console's logins
     # In the database, so every replica sees the same: a logout ends a session everywhere,

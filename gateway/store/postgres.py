@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gateway.delivery.retry import backoff
 from gateway.masking import without_password
+from gateway.quotas import Quota, refill, wait_for_one
 from gateway.store.base import (
     DEAD,
     DELIVERED,
@@ -233,6 +234,19 @@ class PostgresStore(Store):
 
     async def records_created(self, delivery_id: str) -> dict[str, str]:
         return dict(await self._run(lambda c: _all(c, _SQL["records_created"], (delivery_id,))))
+
+    async def take_quota(self, key: str, quota: Quota, now: float) -> float:
+        """In the database, under the bucket's row lock: the quota holds for every replica."""
+
+        async def take(c: psycopg.AsyncCursor) -> float:
+            await c.execute(_SQL["quota_bucket"], (key, quota.burst, now))
+            tokens, updated_at = (await _all(c, _SQL["lock_quota_bucket"], (key,)))[0]
+            available = refill(tokens, updated_at, now, quota)
+            taken = available >= 1.0
+            await c.execute(_SQL["set_quota_bucket"], (available - 1.0 if taken else available, max(updated_at, now), key))
+            return 0.0 if taken else wait_for_one(available, quota)
+
+        return float(await self._run(take))
 
     # ----------------------------------------------------------------- the console's logins
 

@@ -272,3 +272,13 @@ ON CONFLICT (delivery_id, step) DO UPDATE SET record_id = excluded.record_id, cr
 
 -- name: records_created
 SELECT step, record_id FROM created_records WHERE delivery_id = %s;
+
+-- name: quota_bucket
+-- The bucket, created full on first use, locked until the transaction ends (one taker at a time).
+INSERT INTO quota_buckets (key, tokens, updated_at) VALUES (%s, %s, %s) ON CONFLICT (key) DO NOTHING;
+
+-- name: lock_quota_bucket
+SELECT tokens, updated_at FROM quota_buckets WHERE key = %s FOR UPDATE;
+
+-- name: set_quota_bucket
+UPDATE quota_buckets SET tokens = %s, updated_at = %s WHERE key = %s;
