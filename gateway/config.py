@@ -45,6 +45,7 @@ LONG_DEDUPE_SECONDS = 3600  # longer windows swallow real repeats (design.md, De
 TOP_LEVEL_KEYS = ("version", "settings", "sources", "destinations", "routes")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 GATEWAY_WIDE_SETTINGS = ("database", "retention", "egress_allow")
+MAX_SOURCE_TOKENS = 2
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 # Settings that name things rather than unlock them: values from the environment here are shown.
 _NEVER_SECRET = frozenset({"company", "channel", "object", "action", "find_in", "upsert_by", "method", "timeout", "rate", "concurrency"})
@@ -73,7 +74,7 @@ class QuotaSpec(Schema, kw_only=True):
 
 
 class SourceSpec(Schema, kw_only=True):
-    token: str | None = None
+    token: Union[str, list[str], None] = None  # noqa: UP007 (a list of two during a rotation: the new one and the old one)
     allow_ips: list[str] = []
     trusted_proxies: list[str] = []
     dedupe: Union[str, int, float, DedupeSpec, bool] = "10m"  # noqa: UP007 (numbers only to say "write the unit")
@@ -101,7 +102,7 @@ class RouteSpec(Schema, kw_only=True):
 @dataclass(frozen=True)
 class Source:
     name: str
-    token: str | None
+    token: str | None  # the first listed: the one `gateway send` uses
     allow_ips: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     dedupe_window: float | None
@@ -110,6 +111,11 @@ class Source:
     location: Location
     tenant: str | None = None  # the routes.d/<tenant>.yaml it is declared in; None: routes.yaml
     quota: Quota | None = None  # events per second past which ingest answers 429
+    tokens: tuple[str, ...] = ()  # every token accepted: two during a rotation
+
+    def __post_init__(self) -> None:
+        if self.token is not None and not self.tokens:
+            object.__setattr__(self, "tokens", (self.token,))
 
 
 @dataclass(frozen=True)
@@ -491,9 +497,11 @@ class _Loader:
             elif not spec.token and not spec.allow_ips:
                 self.warn(f"source '{name}' has neither a token nor allow_ips: anyone can send it events", self.doc.where(at))
             window, key = self.dedupe(spec.dedupe, (*at, "dedupe"), engine)
+            tokens = self.source_tokens(spec.token, (*at, "token"))
             sources[name] = Source(
                 name=name,
-                token=spec.token,
+                token=tokens[0] if tokens else None,
+                tokens=tokens,
                 allow_ips=self.networks(spec.allow_ips, (*at, "allow_ips")),
                 trusted_proxies=self.networks(spec.trusted_proxies, (*at, "trusted_proxies")),
                 dedupe_window=window,
@@ -504,6 +512,19 @@ class _Loader:
                 quota=self.quota(spec.quota) if spec.quota else None,
             )
         return sources
+
+    def source_tokens(self, raw: str | list[str] | None, at: YamlPath) -> tuple[str, ...]:
+        """A token, or two while GO's URL changes from the old one to the new one."""
+        if raw is None:
+            return ()
+        tokens = (raw,) if isinstance(raw, str) else tuple(raw)
+        if not tokens or len(tokens) > MAX_SOURCE_TOKENS:
+            self.error(
+                f"token: give one token, or a list of two while you rotate it (the new one and the old one); this list has {len(tokens)}", self.doc.where(at)
+            )
+        if len(set(tokens)) != len(tokens):
+            self.error("token: the same token is listed twice; a rotation lists the new one and the old one", self.doc.where(at))
+        return tokens[:MAX_SOURCE_TOKENS]
 
     def quota(self, spec: QuotaSpec) -> Quota:
         return Quota(spec.rate.count / spec.rate.per_seconds, float(spec.burst or spec.rate.count), spec.rate.text)

@@ -34,12 +34,12 @@ class Accepted(msgspec.Struct, array_like=True, frozen=True):
     not_sent: list[tuple[str, str]] = []  # (destination, status) of deliveries recorded but never sent: failed, skipped, shadow
 
 
-async def accept(config: Config, store: Store, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted:
+async def accept(config: Config, store: Store, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None) -> Accepted:
     """Route and render `event`, store it with its deliveries, and say what was stored."""
     found = config.sources[source]
     moment = datetime.fromtimestamp(received_at, UTC)
     routed = route_event(config, event, source=source, received_at=moment)
-    new_event = _new_event(found, body, event, routed, moment, config)
+    new_event = _new_event(found, body, event, routed, moment, config, token)
     stored = await store.add_event(new_event)
     not_sent = [] if stored.duplicate else [(d.destination, d.status) for d in new_event.deliveries if d.status != "pending"]
     if not stored.duplicate:
@@ -64,7 +64,7 @@ def _dedupe_key(source: Source, body: bytes, event: dict[str, Any], received_at:
         return hashlib.sha256(body).hexdigest()
 
 
-def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: RoutingResult, received_at: datetime, config: Config) -> NewEvent:
+def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: RoutingResult, received_at: datetime, config: Config, token: str | None) -> NewEvent:
     deliveries = tuple(
         NewDelivery(
             id=new_id(),
@@ -88,6 +88,7 @@ def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: Routi
         dedupe_key=_dedupe_key(source, body, event, received_at),
         dedupe_window=source.dedupe_window,
         code=_code(event),
+        token=token,
     )
 
 

@@ -147,6 +147,7 @@ async def events(
     return page(
         request, "events", page=found, filters=filters, next_link=next_link, live=not before, event_types=event_types,
         sources=list(runtime.config.sources), destinations=list(runtime.config.destinations),
+        rotating=any(len(s.tokens) > 1 for s in runtime.config.sources.values()),  # a token column while a source's token is being rotated
     )
 
 

@@ -19,6 +19,7 @@ class EventSummary(msgspec.Struct):
     code: str | None  # GO's data.code: the order's or the invoice's number
     deliveries: dict[str, int]  # how many in each status
     erased: bool  # its payload was purged or erased
+    token: str | None = None  # which of the source's tokens it came with, masked (…3f9a)
 
 
 class EventPage(msgspec.Struct):
@@ -63,6 +64,7 @@ class EventDetail(msgspec.Struct):
     payload: Any  # the event as GO sent it; None once purged or erased
     masked: bool  # personal data in payload and bodies is replaced by ***
     deliveries: list[Delivery]
+    token: str | None = None  # which of the source's tokens it came with, masked (…3f9a)
 
 
 class DeliveryPage(msgspec.Struct):

@@ -78,7 +78,7 @@ def event_code(body: str | None) -> str | None:
 
 
 def event_summary(row: EventRow, statuses: dict[str, int]) -> schemas.EventSummary:
-    return schemas.EventSummary(row.id, row.source, row.event_type, row.received_at, event_code(row.body), statuses, row.body is None)
+    return schemas.EventSummary(row.id, row.source, row.event_type, row.received_at, event_code(row.body), statuses, row.body is None, row.token)
 
 
 def delivery(row: DeliveryRow, config: Config, reveal: bool, personal: frozenset[str] = frozenset()) -> schemas.Delivery:
@@ -103,6 +103,7 @@ def event_detail(row: EventRow, config: Config, reveal: bool) -> schemas.EventDe
     return schemas.EventDetail(
         row.id, row.source, row.event_type, row.received_at, row.config_version, event_code(row.body), payload, not reveal,
         [delivery(d, config, reveal, personal) for d in row.deliveries],
+        row.token,
     )
 
 

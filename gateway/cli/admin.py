@@ -93,7 +93,8 @@ def print_events(console: Console, events: list[EventRow], statuses: dict[str, d
     for event in events:
         counts = statuses.get(event.id, {})
         summary = ", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER if counts.get(s)) or "no deliveries"
-        line = f"{event.id}  {when(event.received_at)}  {event.event_type:<28} {event.source:<8} config {event.config_version}  {summary}"
+        token = f"  token {event.token}" if event.token else ""
+        line = f"{event.id}  {when(event.received_at)}  {event.event_type:<28} {event.source:<8} config {event.config_version}  {summary}{token}"
         console.print(escape(line), highlight=False, soft_wrap=True)
     if not events:
         console.print("no events match")
@@ -110,7 +111,8 @@ def print_deliveries(console: Console, deliveries: list[Any]) -> None:
 
 
 def print_event(console: Console, event: EventRow) -> None:
-    console.print(f"[bold]{event.event_type}[/] {event.id} from {event.source}, received {when(event.received_at)}, config {event.config_version}")
+    token = f" with token {escape(event.token)}" if event.token else ""
+    console.print(f"[bold]{event.event_type}[/] {event.id} from {event.source}{token}, received {when(event.received_at)}, config {event.config_version}")
     console.print(escape(event.body) if event.body is not None else "[dim](payload erased or purged)[/]", highlight=False)
     for delivery in event.deliveries:
         console.print(f"\n→ {escape(delivery.route)} → {escape(delivery.destination)}: [bold]{delivery.status}[/] after {plural(len(delivery.attempt_log), 'attempt')} ({delivery.id})")

@@ -95,9 +95,11 @@ def _in(address: str, networks: tuple[Any, ...]) -> bool:
     return any(ip.version == n.version and ip in n for n in networks)
 
 
-def _check_token(request: Request, source: Source) -> None:
-    if source.token is None:
-        return
+def _check_token(request: Request, source: Source) -> str | None:
+    """The token the request carries, checked against every token of the source (each compared
+    whole, in constant time); which one matched, masked, for the event's record."""
+    if not source.tokens:
+        return None
     given = request.query_params.getall("token", [])
     if not given:  # GO sends the token in the query; the header is read only when it does not
         header = request.headers.get("authorization", "")
@@ -106,8 +108,17 @@ def _check_token(request: Request, source: Source) -> None:
     if len(given) != 1:
         detail = "add ?token=<your token> to the URL registered in GO" if not given else "send the token once"
         raise GatewayHTTPError(401, "unauthorized", f"missing or repeated token: {detail}")
-    if not hmac.compare_digest(given[0].encode("utf-8", "surrogateescape"), source.token.encode()):
+    sent = given[0].encode("utf-8", "surrogateescape")
+    matches = [hmac.compare_digest(sent, token.encode()) for token in source.tokens]  # all compared: the time tells nothing
+    if not any(matches):
         raise GatewayHTTPError(401, "unauthorized", "the token does not match the one configured for this source")
+    return token_hint(source.tokens[matches.index(True)])
+
+
+def token_hint(token: str) -> str:
+    """A token as the console shows it: its last characters only (…3f9a), enough to tell two apart."""
+    shown = 4 if len(token) >= 12 else 2
+    return "…" + token[-shown:]
 
 
 def _parse_event(body: bytes) -> dict[str, Any]:
@@ -158,7 +169,7 @@ async def _ingest(request: Request[Any, Any, Any], runtime: Runtime) -> tuple[in
     if found.allow_ips and not _in(address, found.allow_ips):
         runtime.metrics.events.labels(source, "forbidden").inc()
         raise GatewayHTTPError(403, "forbidden", f"the address {address} is not in allow_ips for source '{source}'")
-    _check_token(request, found)
+    token = _check_token(request, found)
     if found.quota is not None:
         await _take_quota(runtime, found)
     if runtime.ingesting >= MAX_INGESTS_IN_FLIGHT:  # beyond it, memory would grow with the flood: GO sends again
@@ -166,7 +177,7 @@ async def _ingest(request: Request[Any, Any, Any], runtime: Runtime) -> tuple[in
         raise GatewayHTTPError(503, "busy", f"the gateway is storing {MAX_INGESTS_IN_FLIGHT} events already; send this one again in a moment", {"Retry-After": "1"})
     runtime.ingesting += 1
     try:
-        stored, event = await _store(request, runtime, source)
+        stored, event = await _store(request, runtime, source, token)
     finally:
         runtime.ingesting -= 1
     runtime.delivery.wake(stored)
@@ -192,13 +203,13 @@ async def _take_quota(runtime: Runtime, source: Source) -> None:
         )
 
 
-async def _store(request: Request[Any, Any, Any], runtime: Runtime, source: str) -> tuple[Accepted, dict[str, Any]]:
+async def _store(request: Request[Any, Any, Any], runtime: Runtime, source: str, token: str | None) -> tuple[Accepted, dict[str, Any]]:
     """Read, parse and store the event: 503 if the store cannot take it now."""
     body = await _read_body(request)
     event = _parse_event(body)
     try:
         assert runtime.ingest is not None and runtime.delivery is not None, "the app's lifespan starts them"
-        return await runtime.ingest.ingest(source, body, event, runtime.clock()), event
+        return await runtime.ingest.ingest(source, body, event, runtime.clock(), token), event
     except StoreUnavailable as exc:
         log.error("event not stored: %s", exc)
         runtime.metrics.events.labels(source, "store_unavailable").inc()

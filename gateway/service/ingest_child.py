@@ -44,6 +44,7 @@ class Submit(msgspec.Struct, array_like=True, tag=True):
     source: str
     body: bytes
     received_at: float
+    token: str | None = None  # which of the source's tokens it came with, masked
 
 
 class Stored(msgspec.Struct, array_like=True, tag=True):
@@ -72,9 +73,9 @@ class IngestProcess(ChildProcess):
         super().__init__("gateway.service.ingest_child", ["--db", database_url], FromIngest, files)
         self._replies: PendingReplies[Accepted] = PendingReplies()
 
-    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted:
+    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None) -> Accepted:
         number, future = self._replies.open()
-        if not self.send(Submit(number, source, body, received_at)):
+        if not self.send(Submit(number, source, body, received_at, token)):
             self._replies.drop(number)
             raise StoreUnavailable("the gateway's ingest child is restarting")
         return await future
@@ -112,7 +113,7 @@ class _IngestLoop:
     async def store_event(self, submit: Submit, config: Config) -> None:
         try:
             event = msgspec.json.decode(submit.body)
-            reply: Stored | Refused = Stored(submit.number, await accept(config, self.store, submit.source, submit.body, event, submit.received_at))
+            reply: Stored | Refused = Stored(submit.number, await accept(config, self.store, submit.source, submit.body, event, submit.received_at, submit.token))
         except StoreUnavailable as exc:
             log.error("event not stored: %s", exc)
             reply = Refused(submit.number, "the gateway could not store the event; send it again later")

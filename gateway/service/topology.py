@@ -90,7 +90,7 @@ class IngestPart(Protocol):
 
     def configure(self, files: ConfigFiles) -> None: ...
 
-    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted: ...
+    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None) -> Accepted: ...
 
 
 class DeliveryPart(Protocol):
@@ -126,8 +126,8 @@ class IngestHere:
     def configure(self, files: ConfigFiles) -> None:
         pass  # reads `routes()` for each event
 
-    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float) -> Accepted:
-        return await accept(self.routes(), self.store, source, body, event, received_at)
+    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None) -> Accepted:
+        return await accept(self.routes(), self.store, source, body, event, received_at, token)
 
 
 @dataclass

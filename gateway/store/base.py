@@ -61,6 +61,7 @@ class NewEvent:
     dedupe_key: str | None = None
     dedupe_window: float | None = None  # seconds; None = no dedupe
     code: str | None = None  # GO's data.code, indexed for the console's search
+    token: str | None = None  # which of the source's tokens it came with, masked (…3f9a)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ class EventRow:
     body: str | None
     received_at: float
     config_version: str
+    token: str | None = None  # which of the source's tokens it came with, masked (…3f9a)
     deliveries: tuple[DeliveryRow, ...] = ()
 
 

@@ -101,7 +101,7 @@ class MemoryStore(Store):
             return AddResult(original, True, 0)
         if event.id in db.events or any(d.id in db.deliveries for d in event.deliveries):
             raise ValueError(f"UNIQUE constraint failed: event {event.id} or one of its deliveries is stored already")
-        db.events[event.id] = _Event(EventRow(event.id, event.source, event.event_type, event.body, event.received_at, event.config_version), event.dedupe_key, next(db.sequence), event.code)
+        db.events[event.id] = _Event(EventRow(event.id, event.source, event.event_type, event.body, event.received_at, event.config_version, event.token), event.dedupe_key, next(db.sequence), event.code)
         for d in event.deliveries:
             row = DeliveryRow(d.id, event.id, d.route, d.destination, d.status, 0, event.received_at, d.error, d.body, event.received_at, event.received_at, event.config_version)
             db.deliveries[d.id] = _Delivery(row, d.ordering_key, next(db.sequence))

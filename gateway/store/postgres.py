@@ -413,7 +413,7 @@ async def _add_batch(cursor: psycopg.AsyncCursor, events: list[NewEvent]) -> lis
         stored.append(event)
         results.append(AddResult(event.id, False, len(event.deliveries)))
     if stored:
-        columns = list(zip(*[(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version, e.code) for e in stored]))
+        columns = list(zip(*[(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version, e.code, e.token) for e in stored]))
         await cursor.execute(_SQL["insert_events_batch"], [list(c) for c in columns])
         rows = [(d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at, e.config_version) for e in stored for d in e.deliveries]
         if rows:
@@ -429,7 +429,7 @@ async def _add_event(cursor: psycopg.AsyncCursor, event: NewEvent) -> AddResult:
         original = await _one(cursor, _SQL["original"], (event.source, event.dedupe_key, event.received_at - event.dedupe_window))
         if original is not None:
             return AddResult(original, True, 0)
-    await cursor.execute(_SQL["insert_event"], (event.id, event.source, event.event_type, event.body, event.dedupe_key, event.received_at, event.config_version, event.code))
+    await cursor.execute(_SQL["insert_event"], (event.id, event.source, event.event_type, event.body, event.dedupe_key, event.received_at, event.config_version, event.code, event.token))
     if event.deliveries:
         at = event.received_at
         rows = [(d.id, event.id, d.route, d.destination, d.body, d.status, d.ordering_key, at, d.error, at, at, event.config_version) for d in event.deliveries]

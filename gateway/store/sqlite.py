@@ -98,7 +98,7 @@ class SQLiteStore(Store):
                 remembered[key] = event
             stored.append(event)
             results.append(AddResult(event.id, False, len(event.deliveries)))
-        event_rows = [(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version, e.code) for e in stored]
+        event_rows = [(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version, e.code, e.token) for e in stored]
         delivery_rows = [
             (d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at, e.config_version)
             for e in stored

@@ -235,3 +235,52 @@ def test_token_from_the_query_or_a_bearer_header(token: str, query: str, authori
         assert exc.status_code == 401
         outcome = False
     assert outcome is accepted
+
+
+NEW_TOKEN, OLD_TOKEN = "token-novo-0123456789abcd", "token-antigo-0123456789wxyz"
+
+
+def test_a_source_rotating_its_token_takes_both_and_records_which_came(project: Project, sink: Sink) -> None:
+    """`token: [new, old]` while GO's URL changes: both accepted, another refused; which one each
+    event came with is kept masked (its last characters) and shown by `gateway events`, the
+    admin API and the console (which then lists a token column)."""
+    project.routes(routes(sink).replace("token: ${GO_WEBHOOK_TOKEN}", 'token: ["${GO_WEBHOOK_TOKEN}", "${GO_WEBHOOK_TOKEN_OLD}"]'))
+    admin = "token-admin-de-teste-0123456789"
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": NEW_TOKEN, "GO_WEBHOOK_TOKEN_OLD": OLD_TOKEN, "GATEWAY_ADMIN_TOKEN": admin}).start()
+    body = (EVENTS / "order_created.json").read_text()
+    try:
+        new = gateway.post(f"/hooks/go?token={NEW_TOKEN}", body.replace("0000593098", "0000000001"))
+        old = gateway.post(f"/hooks/go?token={OLD_TOKEN}", body.replace("0000593098", "0000000002"))
+        wrong = gateway.post("/hooks/go?token=token-novo-0123456789abcX", body)
+        assert (new.status_code, old.status_code, wrong.status_code) == (202, 202, 401)
+        listed = gateway.cli("events").stdout
+        api = httpx.Client(base_url=gateway.url(""), headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+        shown = {e["id"]: e["token"] for e in api.get("/admin/api/events").json()["events"]}
+        detail = api.get(f"/admin/api/events/{old.json()['id']}").json()
+        api.close()
+        with httpx.Client(base_url=gateway.url(""), timeout=10) as browser:
+            assert browser.post("/console/login", data={"token": admin}).status_code == 303
+            page = browser.get(f"/console/events/{old.json()['id']}").text
+            listing = browser.get("/console/events").text
+    finally:
+        gateway.terminate()
+    assert shown == {new.json()["id"]: "…abcd", old.json()["id"]: "…wxyz"}
+    assert detail["token"] == "…wxyz"
+    assert f"{new.json()['id']}" in listed and "token …abcd" in listed and "token …wxyz" in listed
+    assert NEW_TOKEN not in listed + page + listing and OLD_TOKEN not in listed + page + listing
+    assert 'com o token <code class="token">…wxyz</code>' in page
+    assert "<th>Token</th>" in listing and listing.count('<code class="token">') == 2
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ('["a-token-1", "a-token-2", "a-token-3"]', "give one token, or a list of two while you rotate it"),
+        ('["a-token-1", "a-token-1"]', "the same token is listed twice"),
+        ("[]", "give one token, or a list of two"),
+    ],
+)
+def test_a_rotation_lists_two_different_tokens(project: Project, sink: Sink, token: str, message: str) -> None:
+    project.routes(routes(sink).replace("token: ${GO_WEBHOOK_TOKEN}", f"token: {token}"))
+    result = project.gateway("check")
+    assert result.returncode == 1 and f"routes.yaml:5:12: token: {message}" in result.stdout, result.stdout

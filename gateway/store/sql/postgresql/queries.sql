@@ -44,8 +44,8 @@ WHERE e.received_at >= %s
 ORDER BY e.source, e.dedupe_key, e.received_at DESC;
 
 -- name: insert_events_batch
-INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[]);
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code, token)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[]);
 
 -- name: insert_deliveries_batch
 INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
@@ -55,7 +55,7 @@ SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
 SELECT id FROM events WHERE source = %s AND dedupe_key = %s AND received_at >= %s ORDER BY received_at DESC LIMIT 1;
 
 -- name: insert_event
-INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s);
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code, token) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s);
 
 -- name: insert_delivery
 INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
@@ -162,7 +162,7 @@ SELECT count(*) FROM deliveries WHERE {where};
 -- newest first, one page after the event named by before; each filter applies only when given;
 -- {by_code} is `AND code = …` when a code is given: the events_code index (a planner cannot use an
 -- index behind `… IS NULL OR code = …`); {down_to} bounds a text search to its window (window_end).
-SELECT id, source, event_type, body, received_at, config_version FROM events
+SELECT id, source, event_type, body, received_at, config_version, token FROM events
 WHERE received_at >= %(since)s AND (%(until)s::float8 IS NULL OR received_at < %(until)s)
   AND (%(type)s::text IS NULL OR event_type = %(type)s) AND (%(source)s::text IS NULL OR source = %(source)s)
   {by_code}
@@ -197,7 +197,7 @@ SELECT route, count(DISTINCT event_id) FROM deliveries WHERE created_at >= %(sin
 SELECT event_id, status, count(*) FROM deliveries WHERE event_id = ANY(%s::text[]) GROUP BY event_id, status;
 
 -- name: get_event
-SELECT id, source, event_type, body, received_at, config_version FROM events WHERE id = %s;
+SELECT id, source, event_type, body, received_at, config_version, token FROM events WHERE id = %s;
 
 -- name: event_deliveries
 SELECT id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at, config_version

@@ -9,7 +9,7 @@ SELECT 1;
 SELECT max(rowid) FROM events;
 
 -- name: insert_events
-INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code) VALUES {rows};
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code, token) VALUES {rows};
 
 -- name: insert_deliveries
 INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
@@ -100,7 +100,7 @@ SELECT count(*) FROM deliveries WHERE {where};
 -- newest first, one page after the event named by :before; each filter applies only when given;
 -- {by_code} is `AND code = …` when a code is given: the events_code index (a planner cannot use an
 -- index behind `… IS NULL OR code = …`); {down_to} bounds a text search to its window (window_end).
-SELECT id, source, event_type, body, received_at, config_version FROM events
+SELECT id, source, event_type, body, received_at, config_version, token FROM events
 WHERE received_at >= :since AND (:until IS NULL OR received_at < :until)
   AND (:type IS NULL OR event_type = :type) AND (:source IS NULL OR source = :source)
   {by_code}
@@ -135,7 +135,7 @@ SELECT route, count(DISTINCT event_id) FROM deliveries WHERE created_at >= :sinc
 SELECT event_id, status, count(*) FROM deliveries WHERE event_id IN ({marks}) GROUP BY event_id, status;
 
 -- name: get_event
-SELECT id, source, event_type, body, received_at, config_version FROM events WHERE id = ?;
+SELECT id, source, event_type, body, received_at, config_version, token FROM events WHERE id = ?;
 
 -- name: event_deliveries
 SELECT id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at, config_version
