@@ -45,6 +45,7 @@ LONG_DEDUPE_SECONDS = 3600  # longer windows swallow real repeats (design.md, De
 TOP_LEVEL_KEYS = ("version", "settings", "sources", "destinations", "routes")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 GATEWAY_WIDE_SETTINGS = ("database", "retention", "egress_allow")
+TENANT_SETTINGS = ("templates", "samples", "rule_tests")  # a shop's own, routes.yaml's unless its file says
 MAX_SOURCE_TOKENS = 2
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{")
 # Settings that name things rather than unlock them: values from the environment here are shown.
@@ -274,7 +275,7 @@ def _load_tenants(main_path: str, environ: Mapping[str, str], files: ConfigFiles
         try:
             if bad_name:
                 raise ConfigError([bad_name])
-            parts[tenant] = _Loader(path, environ, tenant_files, tenant, base_dir, gateway_egress=main.egress_allow).load()
+            parts[tenant] = _Loader(path, environ, tenant_files, tenant, base_dir, gateway_egress=main.egress_allow, inherited=main.settings).load()
         except ConfigError as exc:
             kept = previous.tenants.get(tenant) if previous is not None else None
             if previous is None:
@@ -346,6 +347,7 @@ class _Loader:
         base_dir: Path | None = None,
         tenants_beside: bool = False,
         gateway_egress: tuple[Network, ...] = (),
+        inherited: SettingsSpec | None = None,
     ) -> None:
         self.path = path
         self.files = files
@@ -353,6 +355,7 @@ class _Loader:
         self.tenants_beside = tenants_beside  # routes.yaml with tenant files beside it: routes are optional here
         self.base_dir = base_dir or Path(path).resolve().parent
         self.gateway_egress = gateway_egress  # a tenant's deliveries may reach what routes.yaml allows
+        self.inherited = inherited  # routes.yaml's settings: a tenant's file uses its folders unless it names its own
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self.env = _Interpolation(environ)
@@ -461,6 +464,8 @@ class _Loader:
             self.error(f"settings.database must be a database URL like sqlite:///data/gateway.db, not '{url}'", self.doc.where(("settings", "database")))
 
     def settings(self, raw: Any) -> SettingsSpec:
+        if self.inherited is not None and isinstance(raw or {}, dict):
+            raw = {**{key: getattr(self.inherited, key) for key in TENANT_SETTINGS}, **(raw or {})}
         return self.converter.convert(raw or {}, SettingsSpec, ("settings",), "settings") or SettingsSpec()
 
     def network(self, text: str, at: YamlPath) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
@@ -514,15 +519,17 @@ class _Loader:
         return sources
 
     def source_tokens(self, raw: str | list[str] | None, at: YamlPath) -> tuple[str, ...]:
-        """A token, or two while GO's URL changes from the old one to the new one."""
+        """A token, or two while GO's URL changes from the old one to the new one. An empty one
+        is never a token (a rotation's old one left unset, `${OLD:-}`, is simply not there)."""
         if raw is None:
             return ()
-        tokens = (raw,) if isinstance(raw, str) else tuple(raw)
-        if not tokens or len(tokens) > MAX_SOURCE_TOKENS:
-            self.error(
-                f"token: give one token, or a list of two while you rotate it (the new one and the old one); this list has {len(tokens)}", self.doc.where(at)
-            )
-        if len(set(tokens)) != len(tokens):
+        listed = (raw,) if isinstance(raw, str) else tuple(raw)
+        tokens = tuple(t for t in listed if t)
+        if not tokens:
+            self.error("token: it is empty; give the token GO sends (?token=...) or leave out 'token:' and use allow_ips", self.doc.where(at))
+        elif len(listed) > MAX_SOURCE_TOKENS:
+            self.error(f"token: give one token, or a list of two while you rotate it (the new one and the old one); this list has {len(listed)}", self.doc.where(at))
+        elif len(set(tokens)) != len(tokens):
             self.error("token: the same token is listed twice; a rotation lists the new one and the old one", self.doc.where(at))
         return tokens[:MAX_SOURCE_TOKENS]
 

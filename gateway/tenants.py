@@ -3,9 +3,10 @@
 `routes.d/<tenant>.yaml` beside routes.yaml holds one shop's sources, destinations and routes.
 Its destinations and routes are known to the gateway by qualified names (`loja-a/crm`), so two
 shops may both call a destination `crm`; its sources are paths (`POST /hooks/<source>`), which
-the whole gateway shares, so one path is claimed by one file only. Relative paths in a tenant's
-`settings:` (templates, samples) are read from the folder of routes.yaml, as there; what the
-whole gateway shares (database, retention, egress) is set in routes.yaml alone.
+the whole gateway shares, so one path is claimed by one file only. A tenant's file uses
+routes.yaml's templates and samples folders unless its `settings:` names its own (read from the
+folder of routes.yaml, as there); what the whole gateway shares (database, retention, egress)
+is set in routes.yaml alone.
 
 This module knows the files and the names; config.py compiles each file and merges them.
 """

@@ -110,3 +110,30 @@ def test_a_broken_routes_yaml_refuses_the_whole_reload(shops: Project) -> None:
     shops.routes(MAIN + "routes: 3\n")
     with pytest.raises(ConfigError, match="'routes' must be a list"):
         load_verified(str(shops.root / "routes.yaml"), previous=running)
+
+
+def test_the_three_shops_example_passes_check_with_its_variables_set() -> None:
+    """examples/shops/ (README, "Serving several shops"): three shops, each its own file."""
+    from tests.conftest import REPO, run_gateway
+
+    env = {
+        "LOJA_CENTRO_GO_TOKEN": "loja-centro-token-1", "LOJA_CENTRO_SLACK_URL": "https://hooks.slack.com/services/T0/B0/x",
+        "PADARIA_GO_TOKEN": "padaria-token-novo-1", "PADARIA_GO_TOKEN_OLD": "padaria-token-velho-1", "PADARIA_HUBSPOT_TOKEN": "pat-na1-000000",
+        "FERRAGENS_GO_TOKEN": "ferragens-token-1", "FERRAGENS_RDSTATION_TOKEN": "rd-token-000000",
+    }
+    result = run_gateway("check", "--config", "examples/shops/routes.yaml", cwd=REPO, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 shops in routes.d/ (ferragens, loja-centro, padaria): 3 routes, 3 destinations, 3 sources" in result.stdout and "0 warnings" in result.stdout
+    config = load_config(REPO / "examples" / "shops" / "routes.yaml", env)
+    assert config.sources["padaria"].tokens == ("padaria-token-novo-1", "padaria-token-velho-1")
+    assert config.sources["loja-centro"].quota is not None and config.sources["loja-centro"].quota.burst == 40
+    assert set(config.destinations) == {"ferragens/crm", "loja-centro/slack", "padaria/crm"}
+
+
+def test_a_tenant_uses_the_folders_of_routes_yaml_unless_it_names_its_own(shops: Project) -> None:
+    shops.routes(MAIN.replace("settings: {egress_allow: [127.0.0.0/8]}", "settings: {egress_allow: [127.0.0.0/8], templates: modelos}"))
+    shops.write("modelos/pedido.json.j2", '{"pedido": "{{ data.code }}"}')
+    shops.write("routes.d/loja-a.yaml", shop("loja-a").replace("body: '{\"pedido\": \"{{ data.code }}\"}'", "template: pedido.json.j2"))
+    shops.write("routes.d/loja-b.yaml", "version: 1\nsettings: {templates: templates}\n" + shop("loja-b").split("\n", 2)[2].replace("body: '{\"pedido\": \"{{ data.code }}\"}'", "template: slack/order_created.json.j2"))
+    config = load_config(shops.root / "routes.yaml")
+    assert config.tenants["loja-a"].settings.templates == "modelos" and config.tenants["loja-b"].settings.templates == "templates"

@@ -277,7 +277,8 @@ def test_a_source_rotating_its_token_takes_both_and_records_which_came(project: 
     [
         ('["a-token-1", "a-token-2", "a-token-3"]', "give one token, or a list of two while you rotate it"),
         ('["a-token-1", "a-token-1"]', "the same token is listed twice"),
-        ("[]", "give one token, or a list of two"),
+        ("[]", "it is empty; give the token GO sends"),
+        ('""', "it is empty; give the token GO sends"),
     ],
 )
 def test_a_rotation_lists_two_different_tokens(project: Project, sink: Sink, token: str, message: str) -> None:
