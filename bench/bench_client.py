@@ -48,7 +48,7 @@ async def per_request(send: Callable[[], Awaitable[None]], count: int) -> float:
 
 
 async def gateway_client(url: str) -> float:
-    async with delivery_client(8, lambda: LOOPBACK) as client:
+    async with delivery_client(lambda: LOOPBACK) as client:
         request = OutgoingRequest("POST", url, HEADERS, BODY)
 
         async def send() -> None:

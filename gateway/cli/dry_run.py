@@ -135,7 +135,7 @@ def send_for_real(config: Config, result: RoutingResult) -> dict[int, dict[str, 
 
 async def _send_pending(config: Config, result: RoutingResult) -> dict[int, dict[str, Any]]:
     answers: dict[int, dict[str, Any]] = {}
-    async with delivery_client(4, lambda: config.egress_allow) as client:
+    async with delivery_client(lambda: config.egress_allow) as client:
         for index, delivery in enumerate(result.deliveries):
             if delivery.status != "pending":
                 continue

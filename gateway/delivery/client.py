@@ -60,15 +60,16 @@ Answer = tuple[int, dict[str, str], str]  # status, headers (lower-case names), 
 
 
 class DeliveryClient:
-    def __init__(self, concurrency: int, egress_allow: Callable[[], Iterable[Network]] = tuple) -> None:
-        self._concurrency = concurrency
+    def __init__(self, egress_allow: Callable[[], Iterable[Network]] = tuple) -> None:
         self._egress_allow = egress_allow
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         # Made on first use: a ClientSession belongs to the running event loop.
         connector = aiohttp.TCPConnector(
-            limit=self._concurrency * 2,
+            # No pool-wide cap: a shop's hanging CRM would hold connections another shop's
+            # request then waits for. The engine bounds requests per shop and per destination.
+            limit=0,
             keepalive_timeout=KEEPALIVE_SECONDS,
             ssl=httpx.create_ssl_context(trust_env=False),
             resolver=CheckedResolver(self._egress_allow),
@@ -143,6 +144,6 @@ def _normalised(url: str) -> yarl.URL:
     return yarl.URL(str(parsed), encoded=True)
 
 
-def delivery_client(concurrency: int, egress_allow: Callable[[], Iterable[Network]] = tuple) -> DeliveryClient:
+def delivery_client(egress_allow: Callable[[], Iterable[Network]] = tuple) -> DeliveryClient:
     """The one HTTP client every delivery shares (an async context manager)."""
-    return DeliveryClient(concurrency, egress_allow)
+    return DeliveryClient(egress_allow)

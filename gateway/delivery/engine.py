@@ -5,6 +5,10 @@ destination has a concurrency limit, an optional rate limit and a circuit breake
 repeated transient failures the whole destination is backed off instead of hammered, and the
 other destinations keep their pace. Every attempt is recorded, whatever its outcome.
 
+Shops (tenants, gateway/tenants.py) do not share slots: each has `concurrency` of its own, so one
+shop's backlog of 100,000 deliveries or a CRM that times out on every request holds that shop's
+slots only, and another shop's delivery starts at its next claim (bench/bench_fairness.py).
+
 Crash safety lives in the store: a claim is a lease, and a delivery whose process died while
 sending it is claimed again once the lease expires (at-least-once; receivers dedupe by the
 Idempotency-Key, which is the delivery id and never changes).
@@ -16,11 +20,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiolimiter import AsyncLimiter
 
+import gateway.tenants as tenants
 from gateway.config import Config, Destination
 from gateway.delivery.attempt import MAX_RESPONSE_BYTES, attempt
 from gateway.delivery.breaker import CircuitBreaker
@@ -70,8 +76,10 @@ class DeliveryEngine:
         self._wake = asyncio.Event()
         self._stopping = False
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._tenant_in_flight: Counter[str | None] = Counter()  # by shop: its slots taken
         self._destinations: dict[str, _DestinationState] = {}
         self._turn = 0
+        self._grouped: tuple[Config | None, dict[str | None, list[str]]] = (None, {})
         self._look_for_unrouted_at = 0.0
         self._holds_checked_at = -HOLDS_EVERY_SECONDS
 
@@ -105,18 +113,18 @@ class DeliveryEngine:
 
     async def _claim(self) -> int:
         """Claim what can start now, and start it: per destination no more than its free slots
-        (concurrency, rate limit, breaker), so nothing claimed is given back."""
-        free = self.concurrency - len(self._in_flight)
-        if free <= 0:
-            return 0
+        (concurrency, rate limit, breaker), per shop no more than its own, so nothing claimed is
+        given back."""
         config = self.config()
         now = self.clock()
         await self._follow_others(config, now)
-        quotas = self._quotas(config, now, free)
+        quotas = self._quotas(config, now)
         # Deliveries to destinations routes.yaml no longer has are looked for now and then, not
         # on every claim (the query scans every due delivery). They are dead at once, with no
         # request, so they may briefly take the engine past its own concurrency.
-        others = free if now >= self._look_for_unrouted_at else 0
+        others = max(0, self.concurrency - len(self._in_flight)) if now >= self._look_for_unrouted_at else 0
+        if not others and not any(quotas.values()):
+            return 0
         if others:
             self._look_for_unrouted_at = now + UNROUTED_EVERY_SECONDS
         lease = max(d.spec.timeout.seconds for d in config.destinations.values()) + LEASE_MARGIN_SECONDS if config.destinations else 60.0
@@ -127,19 +135,25 @@ class DeliveryEngine:
             self._start(delivery, config)
         return len(claimed)
 
-    def _quotas(self, config: Config, now: float, free: int) -> dict[str, int]:
-        """How many deliveries each destination can start now, within the engine's free slots;
-        every configured destination is named (0 when it has no room). The first in line turns
-        each time, so a busy destination does not always take the slots the others wait for."""
-        names = list(config.destinations)
-        if names:
-            self._turn = (self._turn + 1) % len(names)
-            names = names[self._turn :] + names[: self._turn]
+    def _quotas(self, config: Config, now: float) -> dict[str, int]:
+        """How many deliveries each destination can start now, within its shop's free slots;
+        every configured destination is named (0 when it has no room). Within a shop the first
+        in line turns each time, so a busy destination does not always take the slots the
+        shop's others wait for."""
+        self._turn += 1
         quotas = {}
-        for name in names:
-            quotas[name] = min(self._room(config.destinations[name], now), free)
-            free -= quotas[name]
+        for tenant, names in self._tenants_of(config).items():
+            free = self.concurrency - self._tenant_in_flight[tenant]
+            turn = self._turn % len(names)
+            for name in names[turn:] + names[:turn]:
+                quotas[name] = min(self._room(config.destinations[name], now), max(free, 0))
+                free -= quotas[name]
         return quotas
+
+    def _tenants_of(self, config: Config) -> dict[str | None, list[str]]:
+        if self._grouped[0] is not config:  # grouped once per config, not on every claim
+            self._grouped = (config, _by_tenant(config))
+        return self._grouped[1]
 
     def _room(self, destination: Destination, now: float) -> int:
         state = self._state(destination)
@@ -156,12 +170,14 @@ class DeliveryEngine:
             self._state(destination).in_flight += 1
         task = asyncio.create_task(self._deliver(delivery, destination, config))
         self._in_flight[delivery.id] = task
+        self._tenant_in_flight[tenants.tenant_of(delivery.destination)] += 1
         task.add_done_callback(lambda done: self._finished(done, delivery))
 
     def _finished(self, task: asyncio.Task[None], delivery: ClaimedDelivery) -> None:
         if not task.cancelled() and (error := task.exception()) is not None:  # _deliver records every outcome; this is a bug
             log.error("delivery %s to %s: the engine failed to finish it (its claim will expire and it is sent again)", delivery.id, delivery.destination, exc_info=error)
-        self._in_flight.pop(delivery.id, None)
+        if self._in_flight.pop(delivery.id, None) is not None:
+            self._tenant_in_flight[tenants.tenant_of(delivery.destination)] -= 1
         self._wake.set()
 
     def _slot_freed(self, destination: Destination | None) -> None:
@@ -336,3 +352,11 @@ class DeliveryEngine:
         with contextlib.suppress(StoreUnavailable):
             await self.store.release(unfinished, self.clock())
 
+
+
+def _by_tenant(config: Config) -> dict[str | None, list[str]]:
+    """The configured destinations' names, by the shop that declares them (None: routes.yaml)."""
+    grouped: dict[str | None, list[str]] = {}
+    for name, destination in config.destinations.items():
+        grouped.setdefault(destination.tenant, []).append(name)
+    return grouped

@@ -55,7 +55,7 @@ class DeliveryService:
             self.engine.notify()
 
     async def __aenter__(self) -> DeliveryService:
-        self._client = delivery_client(self.concurrency, lambda: self.routes().egress_allow)
+        self._client = delivery_client(lambda: self.routes().egress_allow)
         await self._client.__aenter__()
         self.engine = DeliveryEngine(self.store, self.routes, self._client, self.metrics, concurrency=self.concurrency, clock=self.clock)
         await self.store.clear_stops()  # starting again means trying a stopped (410) address again

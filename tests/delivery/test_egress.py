@@ -144,7 +144,7 @@ def _attempt_to(url: str, tmp_path: Path) -> tuple[str, str]:
     config = load_config(tmp_path / "routes.yaml", {"TARGET_URL": url})
 
     async def once() -> tuple[str, str]:
-        async with delivery_client(2, lambda: config.egress_allow) as client:
+        async with delivery_client(lambda: config.egress_allow) as client:
             outcome, _, _ = await attempt(client, config.destinations["alvo"].spec, "{}", "key-1", config)
         return outcome.kind, outcome.reason
 
@@ -183,7 +183,7 @@ def test_a_redirect_to_the_inside_is_never_followed(sink: Sink, tmp_path: Path) 
     config = load_config(tmp_path / "routes.yaml", {})
 
     async def once() -> tuple[str, int | None]:
-        async with delivery_client(2, lambda: config.egress_allow) as client:
+        async with delivery_client(lambda: config.egress_allow) as client:
             outcome, status, _ = await attempt(client, config.destinations["alvo"].spec, "{}", "key-1", config)
         return outcome.kind, status
 

@@ -108,7 +108,7 @@ async def bench(tmp_path: Path, sink: Sink, destination_extra: str = "", store: 
     config = load_config(tmp_path / "routes.yaml", {})
     store, clock, metrics = store or MemoryStore(), Clock(), DeliveryMetrics()
     await store.open()
-    async with delivery_client(8, lambda: config.egress_allow) as client:
+    async with delivery_client(lambda: config.egress_allow) as client:
         yield Bench(DeliveryEngine(store, lambda: config, client, metrics, concurrency=8, clock=clock), store, clock, config, metrics)
     await store.close()
 
@@ -333,7 +333,7 @@ async def test_an_engine_task_that_fails_is_logged_not_dropped(tmp_path: Path, s
     await store.open()
     event = json.loads((EVENTS / "order_created.json").read_text())
     await accept(config, store, "go", json.dumps(event).encode(), event, T0)
-    async with delivery_client(2, lambda: config.egress_allow) as client:
+    async with delivery_client(lambda: config.egress_allow) as client:
         engine = DeliveryEngine(store, lambda: config, client, DeliveryMetrics(), concurrency=2, clock=Clock())
         await engine.deliver_due()
     assert "the engine failed to finish it" in caplog.text and "a bug in the store" in caplog.text

@@ -33,7 +33,7 @@ async def replica(config: Config, url: str, clock: Clock) -> AsyncIterator[tuple
     store = open_store(url)
     await store.open()
     try:
-        async with delivery_client(4, lambda: config.egress_allow) as client:
+        async with delivery_client(lambda: config.egress_allow) as client:
             yield DeliveryEngine(store, lambda: config, client, DeliveryMetrics(), concurrency=4, clock=clock), store
     finally:
         await store.close()

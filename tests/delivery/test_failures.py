@@ -120,7 +120,7 @@ async def one_attempt(tmp_path: Path, url: str) -> AsyncIterator[tuple[DeliveryR
     await store.open()
     body = (EVENTS / "order_created.json").read_bytes()
     event_id = (await accept(config, store, "go", body, json.loads(body), 1_700_000_000.0)).id
-    async with delivery_client(4, lambda: config.egress_allow) as client:
+    async with delivery_client(lambda: config.egress_allow) as client:
         engine = DeliveryEngine(store, lambda: config, client, metrics, concurrency=4, clock=lambda: 1_700_000_000.0)
         assert await engine.deliver_due() == 1
         await engine.stop(grace_seconds=10)

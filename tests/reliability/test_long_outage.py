@@ -53,7 +53,7 @@ async def run_outage(project: Project, sink: Sink, clock: Clock, limit_hours: fl
     started, scheduled = [], []
     end = clock.now + limit_hours * HOURS
     try:
-        async with delivery_client(4, lambda: config.egress_allow) as client:
+        async with delivery_client(lambda: config.egress_allow) as client:
             engine = DeliveryEngine(store, lambda: config, client, DeliveryMetrics(), concurrency=4, clock=clock)
             for _ in range(2000):  # bounded: each pass moves the clock forward
                 due = await store.next_due_at()
@@ -78,7 +78,7 @@ async def replay_and_deliver(project: Project, clock: Clock) -> int:
     await store.open()
     try:
         assert await store.requeue(DeliveryFilter(), clock.now) == 1
-        async with delivery_client(4, lambda: config.egress_allow) as client:
+        async with delivery_client(lambda: config.egress_allow) as client:
             engine = DeliveryEngine(store, lambda: config, client, DeliveryMetrics(), concurrency=4, clock=clock)
             return await engine.deliver_due()
     finally:
