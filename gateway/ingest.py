@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+import gateway.tenants as tenants
 from gateway.config import Config, Source
 from gateway.errors import TemplateError, plural
 from gateway.routing import RoutingResult, route_event, template_context
@@ -45,10 +46,17 @@ async def accept(config: Config, store: Store, source: str, body: bytes, event: 
     if not stored.duplicate:
         for delivery in new_event.deliveries:
             if delivery.status == "failed":  # said once, here; counted in /metrics (failed); the reason is masked
-                log.warning("event %s: delivery %s of route %s to %s failed to render: %s", stored.id, delivery.id, delivery.route, delivery.destination, delivery.error)
+                log.warning(
+                    "event %s: delivery %s of route %s to %s failed to render: %s", stored.id, delivery.id, delivery.route, delivery.destination, delivery.error,
+                    extra=tenants.log_extra(found.tenant),
+                )
     # DEBUG (GATEWAY_LOG_LEVEL=debug): formatting and writing it was a tenth of the ingest child's CPU
     if log.isEnabledFor(logging.DEBUG):
-        log.debug("event %s %s from %s: %s%s", stored.id, event["event_id"], source, plural(stored.deliveries, "delivery"), " (duplicate)" if stored.duplicate else "")
+        shop = f" (shop {found.tenant})" if found.tenant else ""
+        log.debug(
+            "event %s %s from %s%s: %s%s", stored.id, event["event_id"], source, shop, plural(stored.deliveries, "delivery"), " (duplicate)" if stored.duplicate else "",
+            extra=tenants.log_extra(found.tenant),
+        )
     return Accepted(id=stored.id, deliveries=stored.deliveries, duplicate=stored.duplicate, not_sent=not_sent)
 
 
@@ -89,6 +97,7 @@ def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: Routi
         dedupe_window=source.dedupe_window,
         code=_code(event),
         token=token,
+        tenant=source.tenant,
     )
 
 

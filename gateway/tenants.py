@@ -52,6 +52,12 @@ def tenant_of(name: str) -> str | None:
     return tenant if separator else None
 
 
+def log_extra(tenant: str | None) -> dict[str, str]:
+    """`extra=` of a log line about one shop's event or delivery: a JSON log line carries a
+    `tenant` field to filter by (a text line already names the shop: `loja-a/crm`)."""
+    return {"tenant": tenant} if tenant else {}
+
+
 def local_name(name: str) -> str:
     """The name as its own file writes it: `crm` for `loja-a/crm`."""
     return name.partition(SEPARATOR)[2] or name

@@ -1,12 +1,16 @@
 """The admin API, under /admin/api: what arrived, where it went, replay, dry-run, the routes.
 
-Every route is guarded by `require_admin` (Bearer GATEWAY_ADMIN_TOKEN, or the console's
-session cookie plus its CSRF token). The console's pages are built on these same functions.
+Every route is guarded by `require_admin` (Bearer GATEWAY_ADMIN_TOKEN or a shop's admin token,
+or the console's session cookie plus its CSRF token). The console's pages are built on these same
+functions. A shop's token (`Access.tenant`) sees that shop's part only: its events (stored with
+the shop whose source received them), its deliveries (destinations named `shop/...`), its routes
+and metrics; another shop's event or delivery is answered 404, as one that never was.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,9 +20,11 @@ import msgspec
 from litestar import Request, Router, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+import gateway.tenants as tenants
 from gateway.admin import schemas, views
-from gateway.admin.auth import admin_auth, client_address, require_admin
+from gateway.admin.auth import EVERYTHING, Access, access_of, admin_auth, client_address, require_admin
 from gateway.admin.jobs import ReplayJobs
+from gateway.config import Config
 from gateway.errors import EventError
 from gateway.replay import requeue, rerender
 from gateway.routing import route_event, validate_event
@@ -40,6 +46,28 @@ def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
 
 def jobs_of(request: Request[Any, Any, Any]) -> ReplayJobs:
     return request.app.state.replays  # type: ignore[no-any-return]
+
+
+def config_in_view(runtime: Runtime, access: Access) -> Config:
+    """The routes an access may see: all of them, or one shop's file as it is in force."""
+    if access.tenant is None:
+        return runtime.config
+    part = runtime.config.tenants.get(access.tenant)
+    if part is None:
+        raise GatewayHTTPError(404, "unknown_shop", f"the shop '{access.tenant}' has no routes.d/{access.tenant}.yaml in force")
+    return part
+
+
+def visible_shops(runtime: Runtime, access: Access) -> list[str]:
+    return sorted(runtime.config.tenants) if access.tenant is None else [access.tenant]
+
+
+def shop_filter(access: Access, asked: str | None) -> str | None:
+    """The shop a page is filtered by: a shop's token always its own; the gateway's token the
+    one it asks for (None: every shop)."""
+    if access.tenant is not None:
+        return access.tenant
+    return asked or None
 
 
 # --------------------------------------------------------------------------- reading
@@ -75,13 +103,13 @@ async def events(
 ) -> schemas.EventPage:
     _check_status(status)
     query = EventQuery(limit, since, until, event_type or None, source or None, status or None, destination or None, code or None, q or None, before or None)
-    return await list_events(runtime_of(request), query)
+    return await list_events(runtime_of(request), replace(query, tenant=access_of(request).tenant))
 
 
 async def load_event(request: Request[Any, Any, Any], event_id: str, unmasked: bool) -> schemas.EventDetail:
     runtime = runtime_of(request)
     row = await runtime.store.get_event(event_id)
-    if row is None:
+    if row is None or not access_of(request).sees(row.tenant):  # another shop's: as if it never was
         raise GatewayHTTPError(404, "unknown_event", f"no stored event has the id '{event_id}' (it may have been purged)")
     if unmasked:  # the fact is logged, never the data
         log.warning("personal data of event %s shown unmasked to %s", event_id, client_address(request))
@@ -104,7 +132,8 @@ async def deliveries(
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
 ) -> schemas.DeliveryPage:
     _check_status(status)
-    return await delivery_page(runtime_of(request), DeliveryFilter(statuses=(status,), destination=destination or None, since=since), limit)
+    selection = DeliveryFilter(statuses=(status,), destination=destination or None, since=since, tenant=access_of(request).tenant)
+    return await delivery_page(runtime_of(request), selection, limit)
 
 
 async def delivery_page(runtime: Runtime, selection: DeliveryFilter, limit: int) -> schemas.DeliveryPage:
@@ -113,42 +142,68 @@ async def delivery_page(runtime: Runtime, selection: DeliveryFilter, limit: int)
     return schemas.DeliveryPage([views.delivery(r, runtime.config, reveal=False) for r in rows], total)
 
 
-async def dead_groups(runtime: Runtime) -> list[schemas.DeadGroup]:
-    return views.dead_groups(await runtime.store.list_deliveries(DeliveryFilter(statuses=(DEAD,)), DEAD_GROUPED))
+async def dead_groups(runtime: Runtime, tenant: str | None = None) -> list[schemas.DeadGroup]:
+    return views.dead_groups(await runtime.store.list_deliveries(DeliveryFilter(statuses=(DEAD,), tenant=tenant), DEAD_GROUPED))
 
 
 @get("/deliveries/dead-groups", summary="Dead deliveries grouped by destination and reason")
 async def grouped_dead(request: Request[Any, Any, Any]) -> list[schemas.DeadGroup]:
-    return await dead_groups(runtime_of(request))
+    return await dead_groups(runtime_of(request), access_of(request).tenant)
 
 
-def refused(runtime: Runtime) -> schemas.Refused | None:
-    return schemas.Refused(*runtime.refused_edit) if runtime.refused_edit else None
+def refused(runtime: Runtime, tenant: str | None = None) -> schemas.Refused | None:
+    """The last refused edit; for one shop, only its own file's part of it."""
+    if not runtime.refused_edit:
+        return None
+    found = schemas.Refused(*runtime.refused_edit)
+    if tenant is None:
+        return found
+    own_file = re.compile(rf"^(?:.*/)?{re.escape(tenants.TENANTS_DIR)}/{re.escape(tenant)}\.ya?ml:")
+    problems = [p for p in found.problems if own_file.match(p)]
+    return schemas.Refused(found.at, problems, [tenant]) if tenant in found.tenants and problems else None
 
 
-async def routes_in_force(runtime: Runtime) -> schemas.RoutesInForce:
+async def routes_in_force(runtime: Runtime, access: Access) -> schemas.RoutesInForce:
     counts = await runtime.store.route_counts(runtime.clock() - 86400)
-    return views.routes_in_force(runtime.config, counts, refused(runtime))
+    return views.routes_in_force(config_in_view(runtime, access), counts, refused(runtime, access.tenant))
 
 
 @get("/routes", summary="The routes in force, their destinations (secrets masked) and any refused edit")
 async def routes(request: Request[Any, Any, Any]) -> schemas.RoutesInForce:
-    return await routes_in_force(runtime_of(request))
+    return await routes_in_force(runtime_of(request), access_of(request))
 
 
-async def overview(runtime: Runtime) -> schemas.Overview:
-    now = runtime.clock()
-    activity = await runtime.store.activity(now - 3600, 60)
-    by_status = (await runtime.store.stats()).by_status
+async def delivery_metrics(runtime: Runtime) -> bytes:
+    """The delivery engine's metrics, from the process that runs it."""
     scraped = await runtime.delivery.scrape() if runtime.delivery is not None else None
-    delivery_metrics = scraped if scraped is not None else runtime.metrics.delivery.render()
-    health = views.destination_health(runtime.config, delivery_metrics, await runtime.store.destination_holds(now))
-    return schemas.Overview(runtime.config.version, refused(runtime), by_status, views.minutes(activity, now), health)
+    return scraped if scraped is not None else runtime.metrics.delivery.render()
+
+
+async def overview(runtime: Runtime, tenant: str | None = None, access: Access = EVERYTHING) -> schemas.Overview:
+    """The overview of the whole gateway, or of one shop; it names the shops `access` may pick."""
+    now = runtime.clock()
+    config = config_in_view(runtime, Access(tenant))
+    activity = await runtime.store.activity(now - 3600, 60, tenant)
+    by_status = (await runtime.store.stats(tenant)).by_status
+    health = views.destination_health(config, await delivery_metrics(runtime), await runtime.store.destination_holds(now))
+    return schemas.Overview(config.version, refused(runtime, tenant), by_status, views.minutes(activity, now), health, tenant, visible_shops(runtime, access))
 
 
 @get("/overview", summary="Metrics summary: the last hour per minute, deliveries by status, destinations' health")
-async def overview_handler(request: Request[Any, Any, Any]) -> schemas.Overview:
-    return await overview(runtime_of(request))
+async def overview_handler(
+    request: Request[Any, Any, Any], shop: Annotated[str | None, QueryParameter(description="one shop's overview (routes.d/<shop>.yaml); a shop's token sees its own only")] = None
+) -> schemas.Overview:
+    access = access_of(request)
+    return await overview(runtime_of(request), shop_filter(access, shop), access)
+
+
+@get("/metrics", summary="The Prometheus metrics a token may see: a shop's token, its own shop's samples only", media_type="text/plain; version=0.0.4")
+async def scoped_metrics(request: Request[Any, Any, Any]) -> bytes:
+    runtime = runtime_of(request)
+    tenant = access_of(request).tenant
+    depth = (await runtime.store.stats(tenant)).by_status
+    text = runtime.metrics.render(depth, await delivery_metrics(runtime))
+    return text if tenant is None else views.metrics_of_tenant(text, tenant)
 
 
 # --------------------------------------------------------------------------- acting
@@ -160,7 +215,8 @@ def start_replay(request: Request[Any, Any, Any], ask: schemas.ReplayRequest) ->
         if status not in RESENDABLE:
             raise GatewayHTTPError(400, "not_resendable", f"deliveries that are {status} are on their way already; replay one of {', '.join(RESENDABLE)}")
     runtime = runtime_of(request)
-    selection = DeliveryFilter(statuses=tuple(ask.statuses), destination=ask.destination, since=ask.since, ids=tuple(ask.ids))
+    tenant = access_of(request).tenant  # a shop's token replays its own deliveries only, whatever ids it names
+    selection = DeliveryFilter(statuses=tuple(ask.statuses), destination=ask.destination, since=ask.since, ids=tuple(ask.ids), tenant=tenant)
 
     async def work(job: schemas.ReplayJob) -> tuple[int, list[str]]:
         def progress(done: int, total: int) -> None:
@@ -172,7 +228,7 @@ def start_replay(request: Request[Any, Any, Any], ask: schemas.ReplayRequest) ->
         return await requeue(runtime.store, selection, progress), []
 
     log.info("replay of %s asked by %s (rerender: %s)", "selected deliveries" if ask.ids else f"{'/'.join(ask.statuses)} deliveries", client_address(request), ask.rerender)
-    return jobs_of(request).start(ask.rerender, work)
+    return jobs_of(request).start(ask.rerender, work, tenant)
 
 
 @post("/replays", status_code=202, summary="Send deliveries again (by id, or a selection), optionally rendered anew")
@@ -182,38 +238,39 @@ async def replay(request: Request[Any, Any, Any], data: JSONBody[schemas.ReplayR
 
 @get("/replays/{job_id:str}", summary="A replay's progress")
 async def replay_progress(request: Request[Any, Any, Any], job_id: FromPath[str]) -> schemas.ReplayJob:
-    job = jobs_of(request).get(job_id)
+    job = jobs_of(request).get(job_id, access_of(request).tenant)
     if job is None:
         raise GatewayHTTPError(404, "unknown_replay", f"no replay has the id '{job_id}' (only the last ones are remembered)")
     return job
 
 
-def playground_event(runtime: Runtime, ask: schemas.PlaygroundRequest) -> tuple[str, dict[str, Any]]:
-    source = ask.source or next(iter(runtime.config.sources), "go")
-    if source not in runtime.config.sources:
-        raise GatewayHTTPError(400, "unknown_source", f"no source named '{source}' in routes.yaml; sources: {', '.join(runtime.config.sources)}")
+def playground_event(config: Config, ask: schemas.PlaygroundRequest) -> tuple[str, dict[str, Any]]:
+    """The source and event a playground request names, among the sources `config` shows."""
+    source = ask.source or next(iter(config.sources), "go")
+    if source not in config.sources:
+        raise GatewayHTTPError(400, "unknown_source", f"no source named '{source}' in {config.file}; sources: {', '.join(config.sources)}")
     try:
         return source, validate_event(ask.event)
     except EventError as exc:
         raise GatewayHTTPError(400, "invalid_event", str(exc)) from None
 
 
-def dry_run_of(runtime: Runtime, ask: schemas.PlaygroundRequest) -> schemas.DryRun:
-    source, event = playground_event(runtime, ask)
-    config = runtime.config
+def dry_run_of(runtime: Runtime, ask: schemas.PlaygroundRequest, access: Access) -> schemas.DryRun:
+    config = config_in_view(runtime, access)
+    source, event = playground_event(config, ask)
     result = route_event(config, event, source=source, received_at=datetime.now(UTC), explain=True)
     return views.dry_run(config, result, source)
 
 
 @post("/dry-run", status_code=200, summary="What an event would do: each route's verdict and the exact requests (secrets masked)")
 async def dry_run(request: Request[Any, Any, Any], data: JSONBody[schemas.PlaygroundRequest]) -> schemas.DryRun:
-    return dry_run_of(runtime_of(request), data)
+    return dry_run_of(runtime_of(request), data, access_of(request))
 
 
 async def send_event(request: Request[Any, Any, Any], ask: schemas.PlaygroundRequest) -> schemas.Sent:
     """Ingest an event as if its source had sent it (the admin is trusted; no source token)."""
     runtime = runtime_of(request)
-    source, event = playground_event(runtime, ask)
+    source, event = playground_event(config_in_view(runtime, access_of(request)), ask)
     if runtime.ingest is None or runtime.delivery is None:
         raise GatewayHTTPError(503, "unavailable", "the gateway is starting; send it again in a moment")
     try:
@@ -234,11 +291,11 @@ async def post_event(request: Request[Any, Any, Any], data: JSONBody[schemas.Pla
 
 
 async def session_list(request: Request[Any, Any, Any]) -> list[schemas.LoginSession]:
-    return [schemas.LoginSession(s.id, s.started_at, s.address, s.agent) for s in await admin_auth(request).active()]
+    return [schemas.LoginSession(s.id, s.started_at, s.address, s.agent, s.tenant) for s in await admin_auth(request).active(access_of(request))]
 
 
 async def end_login(request: Request[Any, Any, Any], session_id: str) -> None:
-    if not await admin_auth(request).end(session_id):
+    if not await admin_auth(request).end(session_id, access_of(request)):
         raise GatewayHTTPError(404, "unknown_session", f"no active console session has the id '{session_id}' (it may have ended already)")
     log.warning("console session %s ended by %s", session_id, client_address(request))
 
@@ -261,7 +318,7 @@ def _check_status(status: str | None) -> None:
 admin_api = Router(
     path="/admin/api",
     guards=[require_admin],
-    route_handlers=[events, event, deliveries, grouped_dead, routes, overview_handler, replay, replay_progress, dry_run, post_event, sessions, end_session],
+    route_handlers=[events, event, deliveries, grouped_dead, routes, overview_handler, scoped_metrics, replay, replay_progress, dry_run, post_event, sessions, end_session],
     tags=["admin"],
     security=[{"BearerToken": []}],
 )

@@ -8,6 +8,8 @@
   on the console's sessions page) ends it everywhere, and a new token ends every session. Each session has its
   own CSRF token; a state-changing request that the cookie authenticates must carry it in the
   `X-CSRF-Token` header (the console's pages send it with every htmx request), else 403.
+- A shop's token (gateway/admin/tokens.py) sees only that shop: the guard leaves its `Access` in
+  the request's state, and every admin function reads what it may show from it.
 - A wrong token is answered slowly, more slowly with each failure from the same address, counted
   in the store: on several replicas an attacker gets no more tries than on one.
 """
@@ -27,6 +29,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from gateway.admin.tokens import AdminTokens
 from gateway.service.http_errors import GatewayHTTPError
 from gateway.store import Store, StoreUnavailable
 from gateway.store.base import ConsoleSession
@@ -42,31 +45,54 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass(frozen=True)
+class Access:
+    """What a token may see: one shop's (tenant's) part, or the whole gateway (None)."""
+
+    tenant: str | None = None
+
+    def sees(self, tenant: str | None) -> bool:
+        return self.tenant is None or self.tenant == tenant
+
+
+EVERYTHING = Access()
+
+
+@dataclass(frozen=True)
 class Session:
     id: str
     csrf: str
     started_at: float
+    access: Access = EVERYTHING
 
 
 class AdminAuth:
     """The admin token, the sessions it signs, and the failed logins, kept in the store: a
     logout ends a session on every replica, and every replica slows an address that failed."""
 
-    def __init__(self, token: str, store: Store, clock: Callable[[], float] = time.time) -> None:
-        self._token = token.encode()
-        key = hmac.new(self._token, b"gateway console session", hashlib.sha256).hexdigest()
+    def __init__(self, tokens: AdminTokens | str, store: Store, clock: Callable[[], float] = time.time) -> None:
+        tokens = AdminTokens(tokens) if isinstance(tokens, str) else tokens
+        self._tokens = [(t.encode(), EVERYTHING) for t in [tokens.gateway] if t] + [(t.encode(), Access(shop)) for shop, t in sorted(tokens.shops.items())]
+        # Signed with every token: a changed or removed token ends every session.
+        key = hmac.new(b"\0".join(t for t, _ in self._tokens), b"gateway console session", hashlib.sha256).hexdigest()
         self._sessions = URLSafeTimedSerializer(key, salt="console-session")
         self._store = store
         self._clock = clock
 
-    def token_matches(self, given: str) -> bool:
-        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._token)
+    def access_for(self, given: str) -> Access | None:
+        """What `given` may see; None when it is no admin token. Every token is compared, each
+        in constant time, so the time taken says nothing about which one came close."""
+        encoded = given.encode("utf-8", "surrogateescape")
+        found = None
+        for token, access in self._tokens:
+            if hmac.compare_digest(encoded, token):
+                found = access
+        return found
 
-    async def new_session(self, address: str, agent: str) -> str:
-        """A session cookie's value: signed, naming a session recorded in the store, with a
-        fresh CSRF token inside."""
+    async def new_session(self, address: str, agent: str, access: Access = EVERYTHING) -> str:
+        """A session cookie's value: signed, naming a session recorded in the store (with the
+        shop its token sees), with a fresh CSRF token inside."""
         now = self._clock()
-        session = ConsoleSession(secrets.token_urlsafe(16), now, address, agent[:MAX_AGENT_CHARS])
+        session = ConsoleSession(secrets.token_urlsafe(16), now, address, agent[:MAX_AGENT_CHARS], tenant=access.tenant)
         await self._store.add_session(session, forget_before=now - SESSION_SECONDS)
         return self._sessions.dumps({"sid": session.id, "csrf": secrets.token_urlsafe(24), "at": now})
 
@@ -84,13 +110,17 @@ class AdminAuth:
         recorded = await self._store.get_session(str(data["sid"]))
         if recorded is None or recorded.ended_at is not None:
             return None
-        return Session(id=recorded.id, csrf=str(data["csrf"]), started_at=float(data["at"]))
+        return Session(id=recorded.id, csrf=str(data["csrf"]), started_at=float(data["at"]), access=Access(recorded.tenant))
 
-    async def end(self, session_id: str) -> bool:
+    async def end(self, session_id: str, access: Access = EVERYTHING) -> bool:
+        """End a session this access may see (a shop's token: its own shop's only)."""
+        recorded = await self._store.get_session(session_id)
+        if recorded is None or not access.sees(recorded.tenant):
+            return False
         return await self._store.end_session(session_id, self._clock())
 
-    async def active(self) -> list[ConsoleSession]:
-        return await self._store.active_sessions(since=self._clock() - SESSION_SECONDS)
+    async def active(self, access: Access = EVERYTHING) -> list[ConsoleSession]:
+        return [s for s in await self._store.active_sessions(since=self._clock() - SESSION_SECONDS) if access.sees(s.tenant)]
 
     async def delay(self, address: str) -> float:
         """How long to wait before answering this address: FAILURE_DELAY_SECONDS per failure
@@ -120,6 +150,12 @@ def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     return header[7:].strip() if header.lower().startswith("bearer ") else None
 
 
+def access_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Access:
+    """What the request's token or session may see, as `require_admin` found it. No default: a
+    route that skipped the guard fails rather than shows everything."""
+    return connection.state.access  # type: ignore[no-any-return]
+
+
 def admin_auth(connection: ASGIConnection[Any, Any, Any, Any]) -> AdminAuth:
     """The app's AdminAuth; 404 when no admin token is configured (the admin surface is off)."""
     auth: AdminAuth | None = connection.app.state.admin
@@ -134,13 +170,16 @@ async def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
     auth = admin_auth(connection)
     given = bearer_token(connection)
     if given is not None:
-        if not auth.token_matches(given):
-            raise await auth.refuse(client_address(connection), "the admin token does not match GATEWAY_ADMIN_TOKEN")
+        access = auth.access_for(given)
+        if access is None:
+            raise await auth.refuse(client_address(connection), "the admin token matches neither GATEWAY_ADMIN_TOKEN nor a shop's admin token")
+        connection.state.access = access
         return
     session = await auth.session(connection.cookies.get(SESSION_COOKIE))
     if session is None:
         raise GatewayHTTPError(401, "unauthorized", "log in at /console/login, or send Authorization: Bearer <GATEWAY_ADMIN_TOKEN>")
     connection.state.session = session
+    connection.state.access = session.access
     if connection.scope.get("method", "GET") not in _SAFE_METHODS:
         sent = connection.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(sent.encode("utf-8", "surrogateescape"), session.csrf.encode()):

@@ -23,7 +23,7 @@ from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from gateway.admin import api, schemas
-from gateway.admin.auth import SESSION_COOKIE, SESSION_SECONDS, admin_auth, client_address, require_admin
+from gateway.admin.auth import SESSION_COOKIE, SESSION_SECONDS, access_of, admin_auth, client_address, require_admin
 from gateway.delivery.client import CONNECTION_CLOSED, CONNECTION_ERROR, CONNECTION_REFUSED, DNS_FAILURE, FAILURE_NAMES, TIMEOUT, TLS_ERROR
 from gateway.service.http_errors import GatewayHTTPError
 from gateway.store import DeliveryFilter, EventQuery
@@ -48,6 +48,7 @@ SECURITY_HEADERS = {
 def page(request: Request[Any, Any, Any], name: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any) -> Template:
     session = getattr(request.state, "session", None)
     context.setdefault("current", request.url.path)
+    context.setdefault("shop", session.access.tenant if session else None)  # a shop's login: its name in the header
     return Template(f"{name}.html", context={"csrf": session.csrf if session else "", "statuses": STATUSES, **context}, status_code=status_code, headers=headers)
 
 
@@ -73,14 +74,15 @@ async def login_page(request: Request[Any, Any, Any], next: FromQuery[str] = "/c
 async def login(request: Request[Any, Any, Any], data: URLEncodedBody[dict[str, str]]) -> Response[Any]:
     auth = admin_auth(request)
     target = _safe_next(data.get("next", "/console"))
-    if not auth.token_matches(data.get("token", "")):
+    access = auth.access_for(data.get("token", ""))
+    if access is None:
         await auth.refuse(client_address(request), "wrong token")  # slowed: each failure adds to the wait
         log.warning("console login refused for %s", client_address(request))
-        return page(request, "login", status_code=401, next=target, error="Token inválido. Confira o valor de GATEWAY_ADMIN_TOKEN.")
+        return page(request, "login", status_code=401, next=target, error="Token inválido. Confira o valor de GATEWAY_ADMIN_TOKEN (ou o token da sua loja).")
     secure = request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
-    value = await auth.new_session(client_address(request), request.headers.get("user-agent", ""))
+    value = await auth.new_session(client_address(request), request.headers.get("user-agent", ""), access)
     cookie = Cookie(key=SESSION_COOKIE, value=value, path="/", httponly=True, samesite="strict", secure=secure, max_age=SESSION_SECONDS)
-    log.info("console login for %s", client_address(request))
+    log.info("console login for %s (%s)", client_address(request), f"shop {access.tenant}" if access.tenant else "every shop")
     return Redirect(target, status_code=303, cookies=[cookie])
 
 
@@ -105,10 +107,11 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get("", guards=[require_admin])
-async def overview(request: Request[Any, Any, Any]) -> Template:
-    runtime = api.runtime_of(request)
-    summary = await api.overview(runtime)
-    return page(request, "overview", overview=summary, chart=_chart_data(summary))
+async def overview(request: Request[Any, Any, Any], shop: FromQuery[str] = "") -> Template:
+    """The whole gateway's overview, or one shop's (`?shop=`); a shop's login sees its own only."""
+    access = access_of(request)
+    summary = await api.overview(api.runtime_of(request), api.shop_filter(access, shop), access)
+    return page(request, "overview", overview=summary, chart=_chart_data(summary), refresh="/console" + (f"?shop={quote(shop)}" if shop and access.tenant is None else ""))
 
 
 def _chart_data(summary: schemas.Overview) -> str:
@@ -139,15 +142,17 @@ async def events(
     if status and status not in STATUSES:
         raise GatewayHTTPError(400, "unknown_status", f"'{status}' is not a delivery status")
     start, end = _local_time(since, "since"), _local_time(until, "until")
-    query = EventQuery(50, start, end, event_type or None, source or None, status or None, destination or None, code or None, q or None, before or None)
+    access = access_of(request)
+    query = EventQuery(50, start, end, event_type or None, source or None, status or None, destination or None, code or None, q or None, before or None, tenant=access.tenant)
     found = await api.list_events(runtime, query)
+    config = api.config_in_view(runtime, access)
     filters = {"event_type": event_type, "source": source, "status": status, "destination": destination, "code": code, "q": q, "since": since, "until": until}
     next_link = "/console/events?" + "&".join(f"{k}={quote(v)}" for k, v in {**filters, "before": found.next or ""}.items() if v) if found.next else None
-    event_types = sorted({e for route in runtime.config.routes for e in (route.event_ids or ())})
+    event_types = sorted({e for route in config.routes for e in (route.event_ids or ())})
     return page(
         request, "events", page=found, filters=filters, next_link=next_link, live=not before, event_types=event_types,
-        sources=list(runtime.config.sources), destinations=list(runtime.config.destinations),
-        rotating=any(len(s.tokens) > 1 for s in runtime.config.sources.values()),  # a token column while a source's token is being rotated
+        sources=list(config.sources), destinations=list(config.destinations),
+        rotating=any(len(s.tokens) > 1 for s in config.sources.values()),  # a token column while a source's token is being rotated
     )
 
 
@@ -179,9 +184,10 @@ async def deliveries(request: Request[Any, Any, Any], status: FromQuery[str] = D
     if status not in STATUSES:
         raise GatewayHTTPError(400, "unknown_status", f"'{status}' is not a delivery status; use one of {', '.join(STATUSES)}")
     runtime = api.runtime_of(request)
-    groups = await api.dead_groups(runtime) if status == DEAD else []
-    dead_total = await runtime.store.count_deliveries(DeliveryFilter(statuses=(DEAD,))) if status == DEAD else 0
-    listed = await api.delivery_page(runtime, DeliveryFilter(statuses=(status,)), 100) if status != DEAD else None
+    tenant = access_of(request).tenant
+    groups = await api.dead_groups(runtime, tenant) if status == DEAD else []
+    dead_total = await runtime.store.count_deliveries(DeliveryFilter(statuses=(DEAD,), tenant=tenant)) if status == DEAD else 0
+    listed = await api.delivery_page(runtime, DeliveryFilter(statuses=(status,), tenant=tenant), 100) if status != DEAD else None
     return page(request, "deliveries", status=status, groups=groups, listed=listed, dead_total=dead_total, grouped=sum(g.count for g in groups))
 
 
@@ -195,7 +201,7 @@ async def replay(request: Request[Any, Any, Any], data: URLEncodedBody[dict[str,
 
 @get("/replays/{job_id:str}", guards=[require_admin])
 async def replay_progress(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Template:
-    job = api.jobs_of(request).get(job_id)
+    job = api.jobs_of(request).get(job_id, access_of(request).tenant)
     if job is None:
         raise GatewayHTTPError(404, "unknown_replay", f"no replay has the id '{job_id}'")
     return replay_page(request, job)
@@ -203,10 +209,10 @@ async def replay_progress(request: Request[Any, Any, Any], job_id: FromPath[str]
 
 @get("/playground", guards=[require_admin])
 async def playground(request: Request[Any, Any, Any], sample: FromQuery[str] = "") -> Template:
-    runtime = api.runtime_of(request)
-    samples = _samples(runtime.config.path(runtime.config.settings.samples))
+    config = api.config_in_view(api.runtime_of(request), access_of(request))
+    samples = _samples(config.path(config.settings.samples))
     chosen = samples.get(sample) or next(iter(samples.values()), '{\n  "event_id": "ORDER_CREATED",\n  "data": {}\n}')
-    return page(request, "playground", samples=list(samples), sample=sample, text=chosen, sources=list(runtime.config.sources))
+    return page(request, "playground", samples=list(samples), sample=sample, text=chosen, sources=list(config.sources))
 
 
 def _samples(folder: Path) -> dict[str, str]:
@@ -228,7 +234,7 @@ def _playground_request(data: dict[str, str]) -> schemas.PlaygroundRequest:
 @post("/playground/dry-run", guards=[require_admin])
 async def playground_dry_run(request: Request[Any, Any, Any], data: URLEncodedBody[dict[str, str]]) -> Template:
     try:
-        result = api.dry_run_of(api.runtime_of(request), _playground_request(data))
+        result = api.dry_run_of(api.runtime_of(request), _playground_request(data), access_of(request))
     except GatewayHTTPError as exc:
         return page(request, "verdicts", result=None, error=exc.detail)
     return page(request, "verdicts", result=result, error=None)
@@ -245,7 +251,7 @@ async def playground_send(request: Request[Any, Any, Any], data: URLEncodedBody[
 
 @get("/routes", guards=[require_admin])
 async def routes(request: Request[Any, Any, Any]) -> Template:
-    return page(request, "routes", routes=await api.routes_in_force(api.runtime_of(request)))
+    return page(request, "routes", routes=await api.routes_in_force(api.runtime_of(request), access_of(request)))
 
 
 @get("/sessions", guards=[require_admin])

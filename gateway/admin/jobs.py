@@ -20,9 +20,10 @@ class ReplayJobs:
         self._jobs: dict[str, ReplayJob] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, rerender: bool, work: Callable[[ReplayJob], Awaitable[tuple[int, list[str]]]]) -> ReplayJob:
-        """Run `work(job)` in the background; it updates job.total/done and returns (queued, notes)."""
-        job = ReplayJob(secrets.token_hex(8), "running", rerender, 0, 0, 0, [], time.time(), None)
+    def start(self, rerender: bool, work: Callable[[ReplayJob], Awaitable[tuple[int, list[str]]]], tenant: str | None = None) -> ReplayJob:
+        """Run `work(job)` in the background; it updates job.total/done and returns (queued, notes).
+        `tenant`: the shop whose token started it (only that shop's token, or the gateway's, sees it)."""
+        job = ReplayJob(secrets.token_hex(8), "running", rerender, 0, 0, 0, [], time.time(), None, tenant)
         self._jobs[job.id] = job
         while len(self._jobs) > KEPT_JOBS:
             self._jobs.pop(next(iter(self._jobs)))
@@ -31,8 +32,10 @@ class ReplayJobs:
         task.add_done_callback(self._tasks.discard)
         return job
 
-    def get(self, job_id: str) -> ReplayJob | None:
-        return self._jobs.get(job_id)
+    def get(self, job_id: str, tenant: str | None = None) -> ReplayJob | None:
+        """The job, unless a shop's token (`tenant`) asks for one it did not start."""
+        job = self._jobs.get(job_id)
+        return job if job is not None and (tenant is None or job.shop == tenant) else None
 
     async def _run(self, job: ReplayJob, work: Callable[[ReplayJob], Awaitable[tuple[int, list[str]]]]) -> None:
         try:

@@ -100,6 +100,7 @@ class ReplayJob(msgspec.Struct):
     notes: list[str]
     started_at: float
     finished_at: float | None
+    shop: str | None = None  # the shop whose token started it; None: the gateway's token
 
 
 class PlaygroundRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -209,6 +210,8 @@ class Overview(msgspec.Struct):
     by_status: dict[str, int]
     minutes: list[Minute]  # the last hour, oldest first
     destinations: list[DestinationHealth]
+    shop: str | None = None  # the shop (routes.d/<shop>.yaml) it is about; None: the whole gateway
+    shops: list[str] = []  # the shops this token may filter by
 
 
 class LoginSession(msgspec.Struct):
@@ -216,3 +219,4 @@ class LoginSession(msgspec.Struct):
     started_at: float
     address: str
     agent: str  # the browser's User-Agent, shortened
+    shop: str | None = None  # the shop whose admin token logged in; None: the gateway's token

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 from gateway.admin import schemas
 from gateway.config import Config
@@ -200,3 +201,32 @@ def destination_health(config: Config, delivery_metrics: bytes, holds: list[Dest
         state = "inactive" if destination.inactive else "stopped" if name in stopped else "circuit_open" if name in open_ else "ok"
         health.append(schemas.DestinationHealth(name, state, delivered[name], failed[name], destination.inactive))
     return sorted(health, key=lambda h: (h.state == "ok", -h.failed, h.destination))
+
+
+# Families a shop's metrics keep whole: the queue depth is computed for the shop before rendering.
+_SCOPED_BEFORE_RENDER = frozenset({"gateway_queue_depth"})
+
+
+def metrics_of_tenant(text: bytes, tenant: str) -> bytes:
+    """The Prometheus text with only one shop's samples: those labelled tenant="<shop>" (and the
+    queue depth, counted for that shop). Nothing of another shop, and nothing gateway-wide (the
+    process's memory, reloads), reaches a shop's token."""
+    lines: list[str] = []
+    for family in text_string_to_metric_families(text.decode()):
+        kept = [s for s in family.samples if family.name in _SCOPED_BEFORE_RENDER or s.labels.get("tenant") == tenant]
+        if not kept:
+            continue
+        lines += [f"# HELP {family.name} {family.documentation}", f"# TYPE {family.name} {family.type}"]
+        lines += [f"{s.name}{_labels(s.labels)} {floatToGoString(s.value)}" for s in kept]
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def _labels(labels: dict[str, str]) -> str:
+    """A sample's labels as the exposition format writes them (\\, \\n and \\" escaped)."""
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')

@@ -34,7 +34,6 @@ from gateway.units import Duration
 
 DEFAULT_CONFIG = "routes.yaml"
 EXIT_OK, EXIT_ERRORS, EXIT_CHANGES, EXIT_INTERNAL = 0, 1, 2, 70
-MIN_ADMIN_TOKEN_CHARS = 16  # the admin token opens every payload: not something to guess
 
 
 def _console(stderr: bool = False) -> Console:
@@ -170,11 +169,15 @@ def serve(config_path: str, database_url: str | None, host: str, port: int, work
     """Receive GO's events and deliver them (ingest + delivery workers)."""
     from gateway.service.server import serve as run_server
 
-    admin_token = os.environ.get("GATEWAY_ADMIN_TOKEN") or None  # from the environment only: a flag would show in `ps`
-    if admin_token is not None and len(admin_token) < MIN_ADMIN_TOKEN_CHARS:
-        _console(stderr=True).print(f"GATEWAY_ADMIN_TOKEN is too short ({len(admin_token)} characters); use at least {MIN_ADMIN_TOKEN_CHARS}, e.g. `openssl rand -hex 24`")
+    from gateway.admin.tokens import AdminTokenError, read_admin_tokens
+
+    config = _loaded(config_path)
+    try:  # from the environment only: a flag would show in `ps`
+        admin_tokens = read_admin_tokens(os.environ, config.tenants)
+    except AdminTokenError as exc:
+        _console(stderr=True).print(escape(str(exc)))
         return EXIT_ERRORS
-    run_server(_loaded(config_path), database_for(database_url, config_path), host, port, workers, deliver, admin_token)
+    run_server(config, database_for(database_url, config_path), host, port, workers, deliver, admin_tokens)
     return EXIT_OK
 
 

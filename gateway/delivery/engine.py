@@ -31,7 +31,7 @@ from gateway.config import Config, Destination
 from gateway.delivery.attempt import MAX_RESPONSE_BYTES, attempt
 from gateway.delivery.breaker import CircuitBreaker
 from gateway.delivery.client import DeliveryClient
-from gateway.delivery.metrics import DeliveryMetrics
+from gateway.delivery.metrics import DeliveryMetrics, shop
 from gateway.delivery.retry import MAX_RETRY_AFTER_SECONDS, RetryPolicy
 from gateway.destinations.base import Outcome
 from gateway.masking import mask_personal_data, mask_text
@@ -175,7 +175,10 @@ class DeliveryEngine:
 
     def _finished(self, task: asyncio.Task[None], delivery: ClaimedDelivery) -> None:
         if not task.cancelled() and (error := task.exception()) is not None:  # _deliver records every outcome; this is a bug
-            log.error("delivery %s to %s: the engine failed to finish it (its claim will expire and it is sent again)", delivery.id, delivery.destination, exc_info=error)
+            log.error(
+                "delivery %s to %s: the engine failed to finish it (its claim will expire and it is sent again)", delivery.id, delivery.destination,
+                exc_info=error, extra=tenants.log_extra(tenants.tenant_of(delivery.destination)),
+            )
         if self._in_flight.pop(delivery.id, None) is not None:
             self._tenant_in_flight[tenants.tenant_of(delivery.destination)] -= 1
         self._wake.set()
@@ -205,7 +208,7 @@ class DeliveryEngine:
             fresh = _DestinationState(destination.spec, limiter)
             if state is not None:
                 fresh.circuit, fresh.in_flight = state.circuit, state.in_flight
-            self.metrics.destination_stopped.labels(destination.name).set(0)
+            self.metrics.destination_stopped.labels(destination.name, shop(destination.name)).set(0)
             state = self._destinations[destination.name] = fresh
         return state
 
@@ -221,8 +224,11 @@ class DeliveryEngine:
         burning every pending delivery's attempts on it. A changed destination (hot reload)
         or a restart starts again; `gateway replay` sends the stopped deliveries."""
         state.gone = reason
-        self.metrics.destination_stopped.labels(destination.name).set(1)
-        log.error("destination %s answered 410 Gone: no more deliveries go there until routes.yaml changes it or the gateway restarts", destination.name)
+        self.metrics.destination_stopped.labels(destination.name, shop(destination.name)).set(1)
+        log.error(
+            "destination %s answered 410 Gone: no more deliveries go there until routes.yaml changes it or the gateway restarts", destination.name,
+            extra=tenants.log_extra(destination.tenant),
+        )
 
     # ----------------------------------------------------------------- one delivery
 
@@ -253,15 +259,17 @@ class DeliveryEngine:
         except ValueError as exc:  # a stored body this destination cannot send (it changed since)
             outcome, status, excerpt = Outcome("dead", f"cannot build the request: {exc}"), None, None
         except Exception as exc:  # recorded and retried on schedule, never lost in a dead task
-            log.exception("delivery %s to %s failed unexpectedly", delivery.id, destination.name)
+            log.exception("delivery %s to %s failed unexpectedly", delivery.id, destination.name, extra=tenants.log_extra(destination.tenant))
             outcome, status, excerpt = Outcome("retry", f"internal error: {type(exc).__name__}"), None, None
         if status == 410 and not state.gone:
             self._stop_gone(destination, state, self._gone_reason(destination))
             await self._tell_others(DestinationHold(destination.name, gone=state.gone, config_version=config.version))
         if state.circuit.record(outcome, self.clock()):
-            log.warning("destination %s backed off after repeated failures (until %.0f)", destination.name, state.circuit.open_until)
+            log.warning(
+                "destination %s backed off after repeated failures (until %.0f)", destination.name, state.circuit.open_until, extra=tenants.log_extra(destination.tenant)
+            )
             await self._tell_others(DestinationHold(destination.name, open_until=state.circuit.open_until))
-        self.metrics.circuit_open.labels(destination.name).set(1 if state.circuit.is_open(self.clock()) else 0)
+        self.metrics.circuit_open.labels(destination.name, shop(destination.name)).set(1 if state.circuit.is_open(self.clock()) else 0)
         return outcome, status, excerpt
 
     def _remember(self, delivery: ClaimedDelivery) -> Callable[[str, str], Awaitable[None]]:
@@ -310,7 +318,7 @@ class DeliveryEngine:
             if outcome.retry_after is not None and outcome.retry_after > MAX_RETRY_AFTER_SECONDS and not outcome.known_reset:
                 log.warning(
                     "delivery %s: %s asked to wait %.0f s; waiting %.0f s, the most the gateway allows",
-                    delivery.id, delivery.destination, outcome.retry_after, MAX_RETRY_AFTER_SECONDS,
+                    delivery.id, delivery.destination, outcome.retry_after, MAX_RETRY_AFTER_SECONDS, extra=tenants.log_extra(tenants.tenant_of(delivery.destination)),
                 )
             policy = RetryPolicy.from_spec(destination.spec.retry) if destination else RetryPolicy()
             next_attempt = policy.next_attempt_at(now, delivery.attempts + 1, outcome.retry_after, capped=not outcome.known_reset)
@@ -327,12 +335,16 @@ class DeliveryEngine:
             error=mask_personal_data(mask_text(outcome.reason, config.secrets)) or None,
             next_attempt_at=next_attempt,
         )
-        self.metrics.deliveries.labels(delivery.destination, kind).inc()
+        tenant = shop(delivery.destination)
+        self.metrics.deliveries.labels(delivery.destination, kind, tenant).inc()
         if outcome.failure:
-            self.metrics.failures.labels(delivery.destination, outcome.failure).inc()
-        self.metrics.attempt_seconds.labels(delivery.destination).observe(duration)
+            self.metrics.failures.labels(delivery.destination, outcome.failure, tenant).inc()
+        self.metrics.attempt_seconds.labels(delivery.destination, tenant).observe(duration)
         # Successes are counted in metrics; a line for each would bury the failures worth reading.
-        log.log(logging.DEBUG if kind == "delivered" else logging.INFO, "delivery %s to %s: %s %s", delivery.id, delivery.destination, kind, result.error or "")
+        log.log(
+            logging.DEBUG if kind == "delivered" else logging.INFO, "delivery %s to %s: %s %s", delivery.id, delivery.destination, kind, result.error or "",
+            extra=tenants.log_extra(tenant or None),
+        )
         try:
             await self.store.record_attempt(result, now)
         except StoreUnavailable as exc:

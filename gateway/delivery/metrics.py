@@ -1,42 +1,50 @@
 """What the delivery engine counts, in a registry of its own: under `gateway serve` the engine
 runs in the delivery child, and /metrics shows the HTTP process's metrics followed by these.
 
-Labels are never personal data: destinations, outcomes and failure names only.
+Labels are never personal data: destinations, outcomes, failure names and the shop (`tenant`, ""
+for routes.yaml's own) only. A shop's admin token reads its own shop's samples (/admin/api/metrics).
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+import gateway.tenants as tenants
+
+
+def shop(name: str) -> str:
+    """The `tenant` label of a destination (or route): its shop, "" for routes.yaml's own."""
+    return tenants.tenant_of(name) or ""
+
 
 class DeliveryMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.deliveries = Counter(
-            "gateway_deliveries_total", "Delivery attempts and records, by destination and outcome", ["destination", "outcome"], registry=self.registry
+            "gateway_deliveries_total", "Delivery attempts and records, by destination and outcome", ["destination", "outcome", "tenant"], registry=self.registry
         )
         self.failures = Counter(
             "gateway_delivery_failures_total",
             "Attempts that got no answer, by destination and why: connection_refused, dns_failure, tls_error, timeout, connection_closed, connection_error",
-            ["destination", "failure"],
+            ["destination", "failure", "tenant"],
             registry=self.registry,
         )
         self.attempt_seconds = Histogram(
             "gateway_attempt_duration_seconds",
             "Duration of delivery attempts",
-            ["destination"],
+            ["destination", "tenant"],
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
-        self.circuit_open = Gauge("gateway_destination_circuit_open", "1 while a destination is backed off as a whole", ["destination"], registry=self.registry)
+        self.circuit_open = Gauge("gateway_destination_circuit_open", "1 while a destination is backed off as a whole", ["destination", "tenant"], registry=self.registry)
         self.destination_stopped = Gauge(
-            "gateway_destination_stopped", "1 while a destination is stopped because it answered 410 Gone", ["destination"], registry=self.registry
+            "gateway_destination_stopped", "1 while a destination is stopped because it answered 410 Gone", ["destination", "tenant"], registry=self.registry
         )
 
     def count_not_sent(self, not_sent: list[tuple[str, str]]) -> None:
         """Deliveries ingest recorded as never to be sent (failed, skipped, shadow)."""
         for destination, status in not_sent:
-            self.deliveries.labels(destination, status).inc()
+            self.deliveries.labels(destination, status, shop(destination)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

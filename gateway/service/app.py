@@ -167,21 +167,21 @@ async def _ingest(request: Request[Any, Any, Any], runtime: Runtime) -> tuple[in
         raise GatewayHTTPError(503, "source_not_configured", f"source '{source}' is not configured on the gateway ({found.inactive})")
     address = _client_address(request, found)
     if found.allow_ips and not _in(address, found.allow_ips):
-        runtime.metrics.events.labels(source, "forbidden").inc()
+        runtime.metrics.count_event(source, "forbidden", found.tenant)
         raise GatewayHTTPError(403, "forbidden", f"the address {address} is not in allow_ips for source '{source}'")
     token = _check_token(request, found)
     if found.quota is not None:
         await _take_quota(runtime, found)
     if runtime.ingesting >= MAX_INGESTS_IN_FLIGHT:  # beyond it, memory would grow with the flood: GO sends again
-        runtime.metrics.events.labels(source, "busy").inc()
+        runtime.metrics.count_event(source, "busy", found.tenant)
         raise GatewayHTTPError(503, "busy", f"the gateway is storing {MAX_INGESTS_IN_FLIGHT} events already; send this one again in a moment", {"Retry-After": "1"})
     runtime.ingesting += 1
     try:
-        stored, event = await _store(request, runtime, source, token)
+        stored, event = await _store(request, runtime, found, token)
     finally:
         runtime.ingesting -= 1
     runtime.delivery.wake(stored)
-    runtime.metrics.events.labels(source, "duplicate" if stored.duplicate else "accepted").inc()
+    runtime.metrics.count_event(source, "duplicate" if stored.duplicate else "accepted", found.tenant)
     answer = {"event_id": event["event_id"], "id": stored.id, "deliveries": stored.deliveries, "duplicate": stored.duplicate}
     return (200 if stored.duplicate else 202), answer
 
@@ -193,26 +193,26 @@ async def _take_quota(runtime: Runtime, source: Source) -> None:
         wait = await runtime.store.take_quota(f"source:{source.name}", source.quota, runtime.clock())
     except StoreUnavailable as exc:
         log.error("quota of %s not checked, event refused: %s", source.name, exc)
-        runtime.metrics.events.labels(source.name, "store_unavailable").inc()
+        runtime.metrics.count_event(source.name, "store_unavailable", source.tenant)
         raise GatewayHTTPError(503, "store_unavailable", "the gateway could not store the event; send it again later") from None
     if wait > 0:
-        runtime.metrics.events.labels(source.name, "over_quota").inc()
+        runtime.metrics.count_event(source.name, "over_quota", source.tenant)
         retry = max(1, math.ceil(wait))
         raise GatewayHTTPError(
             429, "over_quota", f"source '{source.name}' is over its quota ({source.quota.text}, {source.quota.burst:g} at once); send this one again in {retry} s", {"Retry-After": str(retry)}
         )
 
 
-async def _store(request: Request[Any, Any, Any], runtime: Runtime, source: str, token: str | None) -> tuple[Accepted, dict[str, Any]]:
+async def _store(request: Request[Any, Any, Any], runtime: Runtime, source: Source, token: str | None) -> tuple[Accepted, dict[str, Any]]:
     """Read, parse and store the event: 503 if the store cannot take it now."""
     body = await _read_body(request)
     event = _parse_event(body)
     try:
         assert runtime.ingest is not None and runtime.delivery is not None, "the app's lifespan starts them"
-        return await runtime.ingest.ingest(source, body, event, runtime.clock(), token), event
+        return await runtime.ingest.ingest(source.name, body, event, runtime.clock(), token), event
     except StoreUnavailable as exc:
         log.error("event not stored: %s", exc)
-        runtime.metrics.events.labels(source, "store_unavailable").inc()
+        runtime.metrics.count_event(source.name, "store_unavailable", source.tenant)
         raise GatewayHTTPError(503, "store_unavailable", "the gateway could not store the event; send it again later") from None
 
 
@@ -253,7 +253,7 @@ async def readyz(request: Request) -> Response[dict[str, Any]]:
         return Response({"status": "unavailable", "detail": f"store: {exc}", "config_version": runtime.config.version}, status_code=503)
     if runtime.ingest is not None and not runtime.ingest.ready:
         return Response({"status": "unavailable", "detail": "the ingest child is restarting", "config_version": runtime.config.version}, status_code=503)
-    admin = "on" if runtime.admin_token else "off (set GATEWAY_ADMIN_TOKEN to turn on the admin API and the console)"
+    admin = "on" if runtime.admin_tokens else "off (set GATEWAY_ADMIN_TOKEN to turn on the admin API and the console)"
     answer: dict[str, Any] = {"status": "ready", "config_version": runtime.config.version, "admin": admin}
     if runtime.config.tenants:
         answer["tenants"] = {tenant: part.version for tenant, part in runtime.config.tenants.items()}
@@ -316,6 +316,6 @@ def create_app(runtime: Runtime) -> Litestar:
         ),
     )
     app.state.runtime = runtime
-    app.state.admin = AdminAuth(runtime.admin_token, runtime.store) if runtime.admin_token else None
+    app.state.admin = AdminAuth(runtime.admin_tokens, runtime.store) if runtime.admin_tokens else None
     app.state.replays = replays
     return app

@@ -10,6 +10,7 @@ import signal
 import uvicorn
 import uvloop
 
+from gateway.admin.tokens import NO_ADMIN_TOKENS, AdminTokens
 from gateway.config import Config
 from gateway.masking import remember_secrets, without_password
 from gateway.service.app import MAX_INGESTS_IN_FLIGHT, create_app
@@ -22,17 +23,16 @@ from gateway.store import migrate, open_store
 SHUTDOWN_GRACE_SECONDS = 30
 
 
-def serve(config: Config, database_url: str, host: str, port: int, workers: int, deliver: bool = True, admin_token: str | None = None) -> None:
+def serve(config: Config, database_url: str, host: str, port: int, workers: int, deliver: bool = True, admin_tokens: AdminTokens = NO_ADMIN_TOKENS) -> None:
     """Serve until SIGINT/SIGTERM; in-flight deliveries finish or are given back."""
     configure_logging()
     asyncio.run(migrate(database_url))  # a bad database URL is a message, not a traceback
     store = open_store(database_url)
     runtime = Runtime(
-        config=config, store=store, topology=choose_topology(config, store, deliver), concurrency=workers, watch=True, admin_token=admin_token
+        config=config, store=store, topology=choose_topology(config, store, deliver), concurrency=workers, watch=True, admin_tokens=admin_tokens
     )
-    if admin_token:
-        remember_secrets([admin_token])  # masked in every log line
-    console = "console at /console" if admin_token else "admin API and console off (no GATEWAY_ADMIN_TOKEN)"
+    remember_secrets(admin_tokens.secrets())  # masked in every log line
+    console = f"console at /console{_shop_tokens(admin_tokens)}" if admin_tokens else "admin API and console off (no GATEWAY_ADMIN_TOKEN)"
     logging.getLogger("gateway").info("config %s (version %s), database %s, listening on %s:%d, %s", config.file, config.version, without_password(database_url), host, port, console)
     uvicorn.run(
         create_app(runtime),
@@ -47,6 +47,10 @@ def serve(config: Config, database_url: str, host: str, port: int, workers: int,
         limit_concurrency=2 * MAX_INGESTS_IN_FLIGHT,
         server_header=False,
     )
+
+
+def _shop_tokens(tokens: AdminTokens) -> str:
+    return f" (admin tokens of shops: {', '.join(sorted(tokens.shops))})" if tokens.shops else ""
 
 
 def work(config: Config, database_url: str, workers: int) -> None:

@@ -28,6 +28,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.admin.tokens import NO_ADMIN_TOKENS, AdminTokens
 from gateway.config import Config, ConfigFiles
 from gateway.delivery.metrics import DeliveryMetrics
 from gateway.ingest import Accepted, accept
@@ -195,7 +196,7 @@ class Runtime:
     ingest: IngestPart | None = None
     delivery: DeliveryPart | None = None
     ingesting: int = 0  # events handed to `ingest` and not yet stored (app.py bounds it)
-    admin_token: str | None = None  # GATEWAY_ADMIN_TOKEN: the admin API and console are off without it
+    admin_tokens: AdminTokens = NO_ADMIN_TOKENS  # the gateway's and the shops': the admin API and console are off without any
     refused_edit: tuple[float, list[str], list[str]] | None = None  # when the last edit was refused, why, and whose (shops; [] = all of it)
 
     def files(self) -> ConfigFiles:

@@ -62,6 +62,7 @@ class NewEvent:
     dedupe_window: float | None = None  # seconds; None = no dedupe
     code: str | None = None  # GO's data.code, indexed for the console's search
     token: str | None = None  # which of the source's tokens it came with, masked (…3f9a)
+    tenant: str | None = None  # the shop whose source received it (routes.d/<tenant>.yaml); None: routes.yaml's
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class EventRow:
     received_at: float
     config_version: str
     token: str | None = None  # which of the source's tokens it came with, masked (…3f9a)
+    tenant: str | None = None  # the shop whose source received it; None: routes.yaml's
     deliveries: tuple[DeliveryRow, ...] = ()
 
 
@@ -156,6 +158,7 @@ class DeliveryFilter:
     destination: str | None = None
     since: float | None = None
     ids: tuple[str, ...] = ()
+    tenant: str | None = None  # only this shop's (its destinations are named `tenant/...`)
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ class EventQuery:
     text: str | None = None  # text anywhere in the payload
     before: str | None = None  # the id of the last event of the previous page
     down_to: str | None = None  # the oldest event a page may hold (inclusive): a text search's window (window_end)
+    tenant: str | None = None  # only this shop's events (an admin token scoped to it)
 
 
 NEWEST_EVENTS = EventQuery()
@@ -206,6 +210,7 @@ class ConsoleSession:
     address: str
     agent: str  # the browser's User-Agent, shortened
     ended_at: float | None = None
+    tenant: str | None = None  # the shop whose admin token logged in; None: the gateway's
 
 
 @dataclass
@@ -213,10 +218,20 @@ class QueueStats:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
-def list_events_sql(template: str, query: EventQuery, code_param: str, down_to: str = "") -> str:
-    """An SQL backend's list_events (or window_end) block for `query`: the code filter only when
-    a code is given, the window's bound only when there is one."""
-    return template.format(by_code=f"AND code = {code_param}" if query.code is not None else "", down_to=down_to if query.down_to is not None else "")
+def list_events_sql(template: str, query: EventQuery, param: Callable[[str], str], down_to: str = "") -> str:
+    """An SQL backend's list_events (or window_end) block for `query`: the code and tenant
+    filters only when given (so the planner takes their indexes), the window's bound only when
+    there is one. `param` writes the backend's named placeholder."""
+    return template.format(
+        by_code=f"AND code = {param('code')}" if query.code is not None else "",
+        by_tenant=f"AND tenant = {param('tenant')}" if query.tenant is not None else "",
+        down_to=down_to if query.down_to is not None else "",
+    )
+
+
+def tenant_prefix(tenant: str) -> str:
+    """What the names of a shop's destinations and routes start with (gateway/tenants.py)."""
+    return f"{tenant}/"
 
 
 def event_query_params(query: EventQuery) -> dict[str, object]:
@@ -224,7 +239,7 @@ def event_query_params(query: EventQuery) -> dict[str, object]:
     return {
         "since": query.since or 0, "until": query.until, "type": query.event_type, "source": query.source, "status": query.status,
         "destination": query.destination, "code": query.code, "text": query.text, "before": query.before, "limit": query.limit,
-        "down_to": query.down_to,
+        "down_to": query.down_to, "tenant": query.tenant,
     }
 
 
@@ -342,8 +357,9 @@ class Store(abc.ABC):
         page costs the same at a million events as at a thousand."""
 
     @abc.abstractmethod
-    async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
-        """Events received and attempts made since `since`, counted per bucket."""
+    async def activity(self, since: float, bucket_seconds: int = 60, tenant: str | None = None) -> Activity:
+        """Events received and attempts made since `since`, counted per bucket (one shop's only,
+        with `tenant`)."""
 
     @abc.abstractmethod
     async def route_counts(self, since: float) -> dict[str, int]:
@@ -366,7 +382,8 @@ class Store(abc.ABC):
         """Erase one event's personal data (payload and rendered bodies) on request."""
 
     @abc.abstractmethod
-    async def stats(self) -> QueueStats: ...
+    async def stats(self, tenant: str | None = None) -> QueueStats:
+        """Deliveries by status (one shop's only, with `tenant`)."""
 
     @abc.abstractmethod
     async def record_created(self, delivery_id: str, step: str, record_id: str, now: float) -> None:

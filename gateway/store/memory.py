@@ -40,6 +40,7 @@ from gateway.store.base import (
     Store,
     StoreUnavailable,
     activity_from_rows,
+    tenant_prefix,
 )
 
 _OUTCOME_STATUS = {"delivered": DELIVERED, "retry": PENDING, "dead": DEAD}
@@ -101,7 +102,7 @@ class MemoryStore(Store):
             return AddResult(original, True, 0)
         if event.id in db.events or any(d.id in db.deliveries for d in event.deliveries):
             raise ValueError(f"UNIQUE constraint failed: event {event.id} or one of its deliveries is stored already")
-        db.events[event.id] = _Event(EventRow(event.id, event.source, event.event_type, event.body, event.received_at, event.config_version, event.token), event.dedupe_key, next(db.sequence), event.code)
+        db.events[event.id] = _Event(EventRow(event.id, event.source, event.event_type, event.body, event.received_at, event.config_version, event.token, event.tenant), event.dedupe_key, next(db.sequence), event.code)
         for d in event.deliveries:
             row = DeliveryRow(d.id, event.id, d.route, d.destination, d.status, 0, event.received_at, d.error, d.body, event.received_at, event.received_at, event.config_version)
             db.deliveries[d.id] = _Delivery(row, d.ordering_key, next(db.sequence))
@@ -222,11 +223,17 @@ class MemoryStore(Store):
         found = _after(db, sorted((e for e in db.events.values() if _event_selected(e, plain)), key=lambda e: (e.row.received_at, e.seq), reverse=True), query.before)
         return (found[size - 1].row.id, found[size - 1].row.received_at) if len(found) > size else None
 
-    async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
+    async def activity(self, since: float, bucket_seconds: int = 60, tenant: str | None = None) -> Activity:
         db = self._check_open()
-        events: Counter[float] = Counter(e.row.received_at // bucket_seconds * bucket_seconds for e in db.events.values() if e.row.received_at >= since)
+        events: Counter[float] = Counter(
+            e.row.received_at // bucket_seconds * bucket_seconds for e in db.events.values() if e.row.received_at >= since and (tenant is None or e.row.tenant == tenant)
+        )
         attempts: Counter[tuple[float, str]] = Counter(
-            (a.started_at // bucket_seconds * bucket_seconds, a.outcome) for d in db.deliveries.values() for a in d.row.attempt_log if a.started_at >= since
+            (a.started_at // bucket_seconds * bucket_seconds, a.outcome)
+            for d in db.deliveries.values()
+            if _of_tenant(d.row, tenant)
+            for a in d.row.attempt_log
+            if a.started_at >= since
         )
         return activity_from_rows(events.items(), [(start, outcome, n) for (start, outcome), n in attempts.items()])
 
@@ -282,10 +289,12 @@ class MemoryStore(Store):
             )
         return True
 
-    async def stats(self) -> QueueStats:
+    async def stats(self, tenant: str | None = None) -> QueueStats:
         db = self._check_open()
         counts: dict[str, int] = {}
         for d in db.deliveries.values():
+            if not _of_tenant(d.row, tenant):
+                continue
             counts[d.row.status] = counts.get(d.row.status, 0) + 1
         return QueueStats(counts)
 
@@ -367,6 +376,8 @@ def _event_selected(event: _Event, query: EventQuery) -> bool:
         return False
     if query.text and (row.body is None or query.text not in row.body):
         return False
+    if query.tenant is not None and row.tenant != query.tenant:
+        return False
     return query.code is None or event.code == query.code
 
 
@@ -376,4 +387,9 @@ def _selected(row: DeliveryRow, selection: DeliveryFilter) -> bool:
         and (selection.destination is None or row.destination == selection.destination)
         and (selection.since is None or row.created_at >= selection.since)
         and (not selection.ids or row.id in selection.ids or row.event_id in selection.ids)
+        and _of_tenant(row, selection.tenant)
     )
+
+
+def _of_tenant(row: DeliveryRow, tenant: str | None) -> bool:
+    return tenant is None or row.destination.startswith(tenant_prefix(tenant))

@@ -52,6 +52,7 @@ from gateway.store.base import (
     activity_from_rows,
     event_query_params,
     list_events_sql,
+    tenant_prefix,
 )
 from gateway.store.sqlfiles import migrations, queries
 
@@ -189,17 +190,18 @@ class PostgresStore(Store):
     async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         params = event_query_params(query)
         down_to = "AND (received_at, seq) >= (SELECT received_at, seq FROM events WHERE id = %(down_to)s)"
-        return [EventRow(*row) for row in await self._run(lambda c: _all(c, list_events_sql(_SQL["list_events"], query, "%(code)s", down_to), params))]
+        return [EventRow(*row) for row in await self._run(lambda c: _all(c, list_events_sql(_SQL["list_events"], query, _named, down_to), params))]
 
     async def window_end(self, query: EventQuery, size: int) -> tuple[str, float] | None:
         params = {**event_query_params(query), "offset": size - 1}
-        rows = await self._run(lambda c: _all(c, list_events_sql(_SQL["window_end"], query, "%(code)s"), params))
+        rows = await self._run(lambda c: _all(c, list_events_sql(_SQL["window_end"], query, _named), params))
         return (rows[0][0], rows[0][1]) if len(rows) == 2 else None
 
-    async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
-        params = {"since": since, "bucket": bucket_seconds}
+    async def activity(self, since: float, bucket_seconds: int = 60, tenant: str | None = None) -> Activity:
+        params = {"since": since, "bucket": bucket_seconds, "tenant": tenant, "prefix": tenant_prefix(tenant) if tenant else None}
+        attempts_sql = _SQL["attempts_per_bucket_of_tenant" if tenant else "attempts_per_bucket"]
         events = await self._run(lambda c: _all(c, _SQL["events_per_bucket"], params))
-        attempts = await self._run(lambda c: _all(c, _SQL["attempts_per_bucket"], params))
+        attempts = await self._run(lambda c: _all(c, attempts_sql, params))
         return activity_from_rows(events, attempts)
 
     async def route_counts(self, since: float) -> dict[str, int]:
@@ -226,7 +228,9 @@ class PostgresStore(Store):
     async def erase_event(self, event_id: str) -> bool:
         return await self._run(lambda c: _erase_event(c, event_id))
 
-    async def stats(self) -> QueueStats:
+    async def stats(self, tenant: str | None = None) -> QueueStats:
+        if tenant:
+            return QueueStats(dict(await self._run(lambda c: _all(c, _SQL["stats_of_tenant"], (tenant_prefix(tenant),) * 2))))
         return QueueStats(dict(await self._run(lambda c: _all(c, _SQL["stats"]))))
 
     async def record_created(self, delivery_id: str, step: str, record_id: str, now: float) -> None:
@@ -253,7 +257,7 @@ class PostgresStore(Store):
     async def add_session(self, session: ConsoleSession, forget_before: float) -> None:
         async def add(c: psycopg.AsyncCursor) -> None:
             await c.execute(_SQL["forget_sessions"], (forget_before,))
-            await c.execute(_SQL["add_session"], (session.id, session.started_at, session.address, session.agent))
+            await c.execute(_SQL["add_session"], (session.id, session.started_at, session.address, session.agent, session.tenant))
 
         await self._run(add)
 
@@ -413,7 +417,7 @@ async def _add_batch(cursor: psycopg.AsyncCursor, events: list[NewEvent]) -> lis
         stored.append(event)
         results.append(AddResult(event.id, False, len(event.deliveries)))
     if stored:
-        columns = list(zip(*[(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version, e.code, e.token) for e in stored]))
+        columns = list(zip(*[(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version, e.code, e.token, e.tenant) for e in stored]))
         await cursor.execute(_SQL["insert_events_batch"], [list(c) for c in columns])
         rows = [(d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at, e.config_version) for e in stored for d in e.deliveries]
         if rows:
@@ -429,7 +433,7 @@ async def _add_event(cursor: psycopg.AsyncCursor, event: NewEvent) -> AddResult:
         original = await _one(cursor, _SQL["original"], (event.source, event.dedupe_key, event.received_at - event.dedupe_window))
         if original is not None:
             return AddResult(original, True, 0)
-    await cursor.execute(_SQL["insert_event"], (event.id, event.source, event.event_type, event.body, event.dedupe_key, event.received_at, event.config_version, event.code, event.token))
+    await cursor.execute(_SQL["insert_event"], (event.id, event.source, event.event_type, event.body, event.dedupe_key, event.received_at, event.config_version, event.code, event.token, event.tenant))
     if event.deliveries:
         at = event.received_at
         rows = [(d.id, event.id, d.route, d.destination, d.body, d.status, d.ordering_key, at, d.error, at, at, event.config_version) for d in event.deliveries]
@@ -475,6 +479,10 @@ async def _record_attempts(cursor: psycopg.AsyncCursor, items: list[tuple[Attemp
     return [None] * len(items)
 
 
+def _named(name: str) -> str:
+    return f"%({name})s"
+
+
 def _where(selection: DeliveryFilter) -> tuple[str, list[Any]]:
     """A WHERE fragment (placeholders only) and its parameters for a selection of deliveries."""
     clauses: list[str] = []
@@ -491,6 +499,9 @@ def _where(selection: DeliveryFilter) -> tuple[str, list[Any]]:
     if selection.ids:
         clauses.append("(id = ANY(%s::text[]) OR event_id = ANY(%s::text[]))")
         params += [list(selection.ids), list(selection.ids)]
+    if selection.tenant is not None:
+        clauses.append("left(destination, length(%s)) = %s")
+        params += [tenant_prefix(selection.tenant)] * 2
     return (" AND ".join(clauses) or "TRUE"), params
 
 

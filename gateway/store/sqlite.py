@@ -38,6 +38,7 @@ from gateway.store.base import (
     activity_from_rows,
     event_query_params,
     list_events_sql,
+    tenant_prefix,
 )
 from gateway.store.recent import RecentKeys, digest
 from gateway.store.sqlfiles import migrations, queries
@@ -98,7 +99,7 @@ class SQLiteStore(Store):
                 remembered[key] = event
             stored.append(event)
             results.append(AddResult(event.id, False, len(event.deliveries)))
-        event_rows = [(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version, e.code, e.token) for e in stored]
+        event_rows = [(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version, e.code, e.token, e.tenant) for e in stored]
         delivery_rows = [
             (d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at, e.config_version)
             for e in stored
@@ -157,19 +158,20 @@ class SQLiteStore(Store):
 
     async def list_events(self, query: EventQuery = NEWEST_EVENTS) -> list[EventRow]:
         params = event_query_params(query)
-        sql = list_events_sql(_SQL["list_events"], query, ":code", "AND (received_at, rowid) >= (SELECT received_at, rowid FROM events WHERE id = :down_to)")
+        sql = list_events_sql(_SQL["list_events"], query, _named, "AND (received_at, rowid) >= (SELECT received_at, rowid FROM events WHERE id = :down_to)")
         return await self._executor.call(lambda c: [EventRow(*row) for row in c.execute(sql, params)])
 
     async def window_end(self, query: EventQuery, size: int) -> tuple[str, float] | None:
         params = {**event_query_params(query), "offset": size - 1}
-        sql = list_events_sql(_SQL["window_end"], query, ":code")
+        sql = list_events_sql(_SQL["window_end"], query, _named)
         rows = await self._executor.call(lambda c: c.execute(sql, params).fetchall())
         return (rows[0][0], rows[0][1]) if len(rows) == 2 else None
 
-    async def activity(self, since: float, bucket_seconds: int = 60) -> Activity:
-        params = {"since": since, "bucket": bucket_seconds}
+    async def activity(self, since: float, bucket_seconds: int = 60, tenant: str | None = None) -> Activity:
+        params = {"since": since, "bucket": bucket_seconds, "tenant": tenant, "prefix": tenant_prefix(tenant) if tenant else None}
+        attempts_sql = _SQL["attempts_per_bucket_of_tenant" if tenant else "attempts_per_bucket"]
         events = await self._executor.call(lambda c: c.execute(_SQL["events_per_bucket"], params).fetchall())
-        attempts = await self._executor.call(lambda c: c.execute(_SQL["attempts_per_bucket"], params).fetchall())
+        attempts = await self._executor.call(lambda c: c.execute(attempts_sql, params).fetchall())
         return activity_from_rows(events, attempts)
 
     async def route_counts(self, since: float) -> dict[str, int]:
@@ -200,8 +202,9 @@ class SQLiteStore(Store):
     async def erase_event(self, event_id: str) -> bool:
         return await self._executor.call(lambda c: _erase_event(c, event_id), durable=True)
 
-    async def stats(self) -> QueueStats:
-        rows = await self._executor.call(lambda c: c.execute(_SQL["stats"]).fetchall())
+    async def stats(self, tenant: str | None = None) -> QueueStats:
+        sql, params = (_SQL["stats_of_tenant"], (tenant_prefix(tenant),) * 2) if tenant else (_SQL["stats"], ())
+        rows = await self._executor.call(lambda c: c.execute(sql, params).fetchall())
         return QueueStats(dict(rows))
 
     async def record_created(self, delivery_id: str, step: str, record_id: str, now: float) -> None:
@@ -215,7 +218,7 @@ class SQLiteStore(Store):
     async def add_session(self, session: ConsoleSession, forget_before: float) -> None:
         def add(c: sqlite3.Connection) -> None:
             c.execute(_SQL["forget_sessions"], (forget_before,))
-            c.execute(_SQL["add_session"], (session.id, session.started_at, session.address, session.agent))
+            c.execute(_SQL["add_session"], (session.id, session.started_at, session.address, session.agent, session.tenant))
 
         await self._executor.call(add, durable=True)
 
@@ -252,6 +255,10 @@ def _migrate(connection: sqlite3.Connection) -> None:
         for statement in statements:
             connection.execute(statement)
         connection.execute(_SQL["record_migration"], (version,))
+
+
+def _named(name: str) -> str:
+    return f":{name}"
 
 
 def _marks(values: Any) -> str:
@@ -362,6 +369,9 @@ def _where(selection: DeliveryFilter) -> tuple[str, list[Any]]:
         clauses.append(f"(id IN ({_marks(selection.ids)}) OR event_id IN ({_marks(selection.ids)}))")
         params.extend(selection.ids)
         params.extend(selection.ids)
+    if selection.tenant is not None:
+        clauses.append("substr(destination, 1, length(?)) = ?")
+        params += [tenant_prefix(selection.tenant)] * 2
     return (" AND ".join(clauses) or "1 = 1"), params
 
 

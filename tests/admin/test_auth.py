@@ -11,11 +11,14 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from gateway.admin import auth
-from gateway.admin.auth import AdminAuth
+from gateway.admin.auth import EVERYTHING, Access, AdminAuth
+from gateway.admin.tokens import AdminTokens
 from gateway.store.memory import MemoryDatabase, MemoryStore
 
 pytestmark = pytest.mark.anyio
 TOKEN = "token-numero-um-0123456789"
+SHOP_A_TOKEN = "token-da-loja-a-0123456789"
+SHOP_B_TOKEN = "token-da-padaria-0123456789"
 
 
 @pytest.fixture
@@ -72,9 +75,46 @@ async def test_an_old_session_is_refused(database: MemoryDatabase, monkeypatch: 
 
 
 def test_the_token_is_compared_whole() -> None:
+    """Only the whole token opens: a prefix, nothing or one character more is no token."""
     one = AdminAuth(TOKEN, MemoryStore())
-    assert one.token_matches(TOKEN)
-    assert not one.token_matches("token-numero-um") and not one.token_matches("") and not one.token_matches(TOKEN + " ")
+    assert one.access_for(TOKEN) == EVERYTHING
+    assert all(one.access_for(wrong) is None for wrong in ("token-numero-um", "", TOKEN + " "))
+
+
+def test_a_shops_token_sees_its_shop_and_the_gateways_sees_all() -> None:
+    """Each token is its own access: the gateway's every shop, a shop's its own only."""
+    tokens = AdminTokens(TOKEN, {"loja-a": SHOP_A_TOKEN, "padaria": SHOP_B_TOKEN})
+    one = AdminAuth(tokens, MemoryStore())
+    assert one.access_for(TOKEN) == EVERYTHING
+    assert one.access_for(SHOP_A_TOKEN) == Access("loja-a") and one.access_for(SHOP_B_TOKEN) == Access("padaria")
+    assert one.access_for(SHOP_A_TOKEN[:-1]) is None
+    assert Access("loja-a").sees("loja-a") and not Access("loja-a").sees("padaria") and not Access("loja-a").sees(None)
+    assert EVERYTHING.sees("padaria") and EVERYTHING.sees(None)
+
+
+async def test_a_shops_session_sees_and_ends_its_own_shops_sessions_only(database: MemoryDatabase) -> None:
+    """A shop's login lists and ends its own shop's console sessions; another shop's or the
+    gateway's are not there for it (ending one answers False, and the session goes on)."""
+    one = AdminAuth(AdminTokens(TOKEN, {"loja-a": SHOP_A_TOKEN, "padaria": SHOP_B_TOKEN}), await opened(database))
+    gateway_cookie = await one.new_session("203.0.113.1", "Firefox")
+    a_cookie = await one.new_session("203.0.113.2", "Chrome", Access("loja-a"))
+    b_cookie = await one.new_session("203.0.113.3", "Safari", Access("padaria"))
+    gateway, shop_a, shop_b = [await one.session(c) for c in (gateway_cookie, a_cookie, b_cookie)]
+    assert gateway is not None and shop_a is not None and shop_b is not None
+    assert shop_a.access == Access("loja-a") and gateway.access == EVERYTHING
+    assert [s.id for s in await one.active(Access("loja-a"))] == [shop_a.id]
+    assert {s.id for s in await one.active()} == {gateway.id, shop_a.id, shop_b.id}
+    assert not await one.end(shop_b.id, Access("loja-a")) and not await one.end(gateway.id, Access("loja-a"))
+    assert await one.session(b_cookie) is not None and await one.session(gateway_cookie) is not None
+    assert await one.end(shop_b.id)  # the gateway's token ends anyone's
+    assert await one.session(b_cookie) is None
+
+
+async def test_removing_a_shops_token_ends_every_session(database: MemoryDatabase) -> None:
+    """Sessions are signed with every token: a shop's token taken away (or changed) ends them all."""
+    cookie = await AdminAuth(AdminTokens(TOKEN, {"loja-a": SHOP_A_TOKEN}), await opened(database)).new_session("203.0.113.1", "Firefox", Access("loja-a"))
+    assert await AdminAuth(AdminTokens(TOKEN, {"loja-a": SHOP_A_TOKEN}), await opened(database)).session(cookie) is not None
+    assert await AdminAuth(AdminTokens(TOKEN), await opened(database)).session(cookie) is None
 
 
 async def test_each_recent_failure_from_an_address_adds_to_the_wait_on_every_replica(database: MemoryDatabase, monkeypatch: pytest.MonkeyPatch) -> None:

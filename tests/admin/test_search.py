@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.admin import api
+from gateway.admin.tokens import AdminTokens
 from gateway.config import load_config
 from gateway.service.topology import Runtime
 from gateway.store import EventQuery, open_store
@@ -61,7 +62,7 @@ def test_the_console_says_how_far_back_a_text_search_read(tmp_path: Path, monkey
     monkeypatch.setattr(api, "TEXT_SEARCH_WINDOW", 3)
     token = "token-admin-de-teste-0123456789"
     (tmp_path / "routes.yaml").write_text("version: 1\nsources: {go: {token: t0ken-de-teste, dedupe: false}}\nroutes: []\n")
-    runtime = Runtime(config=load_config(tmp_path / "routes.yaml"), store=open_store(f"sqlite:///{tmp_path / 'gateway.db'}"), topology=Topology.IN_PROCESS_NO_DELIVER, admin_token=token)
+    runtime = Runtime(config=load_config(tmp_path / "routes.yaml"), store=open_store(f"sqlite:///{tmp_path / 'gateway.db'}"), topology=Topology.IN_PROCESS_NO_DELIVER, admin_tokens=AdminTokens(token))
     with TestClient(create_app(runtime)) as client:
         for n in range(6):
             event = {"event_id": "ORDER_CREATED", "data": {"id": n, "code": str(n), "customer": "Ana" if n == 0 else "Bia"}}

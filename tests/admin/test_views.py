@@ -53,9 +53,9 @@ def test_destination_health_reads_the_engines_metrics_and_the_clusters_holds(tmp
     from gateway.delivery.metrics import DeliveryMetrics
 
     metrics = DeliveryMetrics()
-    metrics.deliveries.labels("crm", "delivered").inc(5)
-    metrics.deliveries.labels("crm", "retry").inc(2)
-    metrics.circuit_open.labels("crm").set(1)
+    metrics.deliveries.labels("crm", "delivered", "").inc(5)
+    metrics.deliveries.labels("crm", "retry", "").inc(2)
+    metrics.circuit_open.labels("crm", "").set(1)
     health = views.destination_health(_config(tmp_path), metrics.render(), [DestinationHold("espelho", gone="HTTP 410")])
     by_name = {h.destination: h for h in health}
     assert (by_name["crm"].state, by_name["crm"].delivered, by_name["crm"].failed) == ("circuit_open", 5, 2)

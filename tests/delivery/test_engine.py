@@ -246,7 +246,7 @@ async def test_410_stops_the_destination_with_one_log_line_and_a_metric(tmp_path
         metrics = b.metrics.render().decode()
     assert len(sink.received) == 1
     assert caplog.text.count("destination sink answered 410 Gone") == 1
-    assert 'gateway_destination_stopped{destination="sink"} 1.0' in metrics
+    assert 'gateway_destination_stopped{destination="sink",tenant=""} 1.0' in metrics
 
 
 async def test_ordered_deliveries_arrive_in_order_even_when_the_first_fails(tmp_path: Path, sink: Sink) -> None:
@@ -282,7 +282,7 @@ async def test_a_failing_destination_is_backed_off_as_a_whole(tmp_path: Path, si
             await b.post(str(n))
         await b.engine.deliver_due()  # five attempts at once, all 503
         opened_at = b.clock.now
-        assert 'gateway_destination_circuit_open{destination="sink"} 1.0' in b.metrics.render().decode()
+        assert 'gateway_destination_circuit_open{destination="sink",tenant=""} 1.0' in b.metrics.render().decode()
         b.clock.now = opened_at + 5  # every delivery is due again, the circuit still open
         assert await b.engine.deliver_due() == 0 and len(sink.received) == 5
         b.clock.now = opened_at + 10  # the first cooldown is 10 s

@@ -134,7 +134,7 @@ def assert_named(delivery: DeliveryRow, metrics: str, name: str, failure: str) -
     assert delivery.status == "pending" and delivery.attempts == 1  # retried later: every one of these is transient
     assert delivery.last_error is not None and delivery.last_error.startswith(f"{name}: "), delivery.last_error
     assert delivery.attempt_log[0].error == delivery.last_error
-    assert f'gateway_delivery_failures_total{{destination="destino",failure="{failure}"}} 1.0' in metrics
+    assert f'gateway_delivery_failures_total{{destination="destino",failure="{failure}",tenant=""}} 1.0' in metrics
     assert metrics.count("gateway_delivery_failures_total{") == 1  # one name, not two
 
 
@@ -189,7 +189,7 @@ def test_a_refused_connection_is_named_in_serve_metrics_and_console(tmp_path: Pa
                 threading.Event().wait(0.1)
             assert str(delivery["last_error"]).startswith("connection refused: nothing accepts connections at 127.0.0.1:")
             metrics = client.get("/metrics").text
-            assert 'gateway_delivery_failures_total{destination="destino",failure="connection_refused"} 1.0' in metrics
+            assert 'gateway_delivery_failures_total{destination="destino",failure="connection_refused",tenant=""} 1.0' in metrics
             assert client.post("/console/login", data={"token": ADMIN_TOKEN}).status_code == 303
             page = client.get(f"/console/events/{event_id}").text
             assert '<strong class="failure">Conexão recusada</strong>' in page

@@ -71,8 +71,8 @@ def test_failing_and_hanging_destinations_do_not_slow_a_healthy_one(project: Pro
         # backed off as a whole: 20 deliveries retried every 0.1-1 s would be well over 60
         # requests in 5 s; the circuit breaker lets a handful through, then waits
         assert 5 <= len(failures) < PER_PHASE, len(failures)
-        assert 'gateway_destination_circuit_open{destination="falha"} 1.0' in metrics
-        assert 'gateway_destination_circuit_open{destination="saudavel"} 0.0' in metrics
+        assert 'gateway_destination_circuit_open{destination="falha",tenant=""} 1.0' in metrics
+        assert 'gateway_destination_circuit_open{destination="saudavel",tenant=""} 0.0' in metrics
         print(
             f"healthy latency median {statistics.median(before) * 1000:.1f} ms before, {statistics.median(during) * 1000:.1f} ms during;"
             f" failing destination got {len(failures)} requests in 5 s"

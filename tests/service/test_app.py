@@ -140,8 +140,8 @@ def test_health_readiness_and_metrics(gateway: GatewayProcess, sink: Sink) -> No
     post_event(gateway, "order_created.json")
     sink.wait_for(2)
     text = httpx.get(gateway.url("/metrics")).text
-    assert 'gateway_events_received_total{outcome="accepted",source="go"} 1.0' in text
-    assert 'gateway_deliveries_total{destination="espelho",outcome="delivered"} 1.0' in text
+    assert 'gateway_events_received_total{outcome="accepted",source="go",tenant=""} 1.0' in text
+    assert 'gateway_deliveries_total{destination="espelho",outcome="delivered",tenant=""} 1.0' in text
     assert f'gateway_config_info{{version="{ready["config_version"]}"}} 1.0' in text
     assert "gateway_queue_depth" in text and "gateway_attempt_duration_seconds_bucket" in text
 

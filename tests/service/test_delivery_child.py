@@ -29,7 +29,7 @@ def gateway(project: Project, sink: Sink) -> Iterator[GatewayProcess]:
 
 
 def delivered(metrics: str) -> float:
-    found = re.search(r'^gateway_deliveries_total\{destination="sink",outcome="delivered"\} (\S+)$', metrics, re.MULTILINE)
+    found = re.search(r'^gateway_deliveries_total\{destination="sink",outcome="delivered",tenant=""\} (\S+)$', metrics, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
 
 
@@ -53,7 +53,7 @@ def test_serve_delivers_from_its_deliverer_and_metrics_show_it(gateway: GatewayP
         time.sleep(0.1)
     metrics = httpx.get(gateway.url("/metrics")).text
     assert delivered(metrics) == 5  # counted in the deliverer, shown by serve
-    assert 'gateway_events_received_total{outcome="accepted",source="go"} 5.0' in metrics  # counted by serve itself
+    assert 'gateway_events_received_total{outcome="accepted",source="go",tenant=""} 5.0' in metrics  # counted by serve itself
     assert metrics.count("# TYPE gateway_deliveries_total counter") == 1
 
 

@@ -48,7 +48,7 @@ def test_past_its_quota_a_source_gets_429_and_nothing_is_stored(project: Project
     assert refused.json()["error"] == "over_quota" and "over its quota (1/min, 3 at once)" in refused.json()["detail"]
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert other.status_code == 202 and wrong.status_code == 401
-    assert 'gateway_events_received_total{outcome="over_quota",source="loja"} 2.0' in metrics
+    assert 'gateway_events_received_total{outcome="over_quota",source="loja",tenant=""} 2.0' in metrics
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT source, count(*) FROM events GROUP BY source ORDER BY source").fetchall() == [("loja", 3), ("outra", 1)]
 

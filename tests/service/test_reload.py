@@ -197,7 +197,7 @@ def test_shadow_route_records_without_sending_until_flipped(project: Project, si
         shown = json.loads(gateway.cli("events", "show", event_id, "--json").stdout)
         assert shown["deliveries"][0]["status"] == "shadow"
         assert json.loads(shown["deliveries"][0]["body"]) == {"id": "sombra"}
-        assert 'gateway_deliveries_total{destination="sink",outcome="shadow"} 1.0' in httpx.get(gateway.url("/metrics")).text
+        assert 'gateway_deliveries_total{destination="sink",outcome="shadow",tenant=""} 1.0' in httpx.get(gateway.url("/metrics")).text
         time.sleep(1.5)
         assert sink.received == []
 

@@ -52,7 +52,7 @@ def test_an_app_built_in_code_ingests_in_its_own_process(project: Project, caplo
         (stored_body,) = db.execute("SELECT body FROM events").fetchone()
     assert rows == {"ok": "pending", "broken": "failed"}
     assert json.loads(stored_body) == json.loads(body)
-    assert 'gateway_deliveries_total{destination="nowhere",outcome="failed"} 1.0' in metrics
+    assert 'gateway_deliveries_total{destination="nowhere",outcome="failed",tenant=""} 1.0' in metrics
     failed = [r.getMessage() for r in caplog.records if "failed to render" in r.getMessage()]
     assert len(failed) == 1 and "of route broken to nowhere failed to render" in failed[0] and "nada" in failed[0]  # logged once, by id and reason
 

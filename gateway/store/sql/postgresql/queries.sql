@@ -44,8 +44,8 @@ WHERE e.received_at >= %s
 ORDER BY e.source, e.dedupe_key, e.received_at DESC;
 
 -- name: insert_events_batch
-INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code, token)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[]);
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code, token, tenant)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[]);
 
 -- name: insert_deliveries_batch
 INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
@@ -55,7 +55,7 @@ SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
 SELECT id FROM events WHERE source = %s AND dedupe_key = %s AND received_at >= %s ORDER BY received_at DESC LIMIT 1;
 
 -- name: insert_event
-INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code, token) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s);
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code, token, tenant) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
 
 -- name: insert_delivery
 INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
@@ -162,10 +162,10 @@ SELECT count(*) FROM deliveries WHERE {where};
 -- newest first, one page after the event named by before; each filter applies only when given;
 -- {by_code} is `AND code = …` when a code is given: the events_code index (a planner cannot use an
 -- index behind `… IS NULL OR code = …`); {down_to} bounds a text search to its window (window_end).
-SELECT id, source, event_type, body, received_at, config_version, token FROM events
+SELECT id, source, event_type, body, received_at, config_version, token, tenant FROM events
 WHERE received_at >= %(since)s AND (%(until)s::float8 IS NULL OR received_at < %(until)s)
   AND (%(type)s::text IS NULL OR event_type = %(type)s) AND (%(source)s::text IS NULL OR source = %(source)s)
-  {by_code}
+  {by_code} {by_tenant}
   {down_to}
   AND (%(text)s::text IS NULL OR strpos(body, %(text)s) > 0)
   AND (%(before)s::text IS NULL OR (received_at, seq) < (SELECT received_at, seq FROM events WHERE id = %(before)s))
@@ -180,15 +180,21 @@ ORDER BY received_at DESC, seq DESC LIMIT %(limit)s;
 SELECT id, received_at FROM events
 WHERE received_at >= %(since)s AND (%(until)s::float8 IS NULL OR received_at < %(until)s)
   AND (%(type)s::text IS NULL OR event_type = %(type)s) AND (%(source)s::text IS NULL OR source = %(source)s)
-  {by_code}
+  {by_code} {by_tenant}
   AND (%(before)s::text IS NULL OR (received_at, seq) < (SELECT received_at, seq FROM events WHERE id = %(before)s))
 ORDER BY received_at DESC, seq DESC LIMIT 2 OFFSET %(offset)s;
 
 -- name: events_per_bucket
-SELECT floor(received_at / %(bucket)s) * %(bucket)s AS start, count(*) FROM events WHERE received_at >= %(since)s GROUP BY start;
+SELECT floor(received_at / %(bucket)s) * %(bucket)s AS start, count(*) FROM events
+WHERE received_at >= %(since)s AND (%(tenant)s::text IS NULL OR tenant = %(tenant)s) GROUP BY start;
 
 -- name: attempts_per_bucket
 SELECT floor(started_at / %(bucket)s) * %(bucket)s AS start, outcome, count(*) FROM attempts WHERE started_at >= %(since)s GROUP BY start, outcome;
+
+-- name: attempts_per_bucket_of_tenant
+SELECT floor(a.started_at / %(bucket)s) * %(bucket)s AS start, a.outcome, count(*)
+FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+WHERE a.started_at >= %(since)s AND left(d.destination, length(%(prefix)s)) = %(prefix)s GROUP BY start, a.outcome;
 
 -- name: route_counts
 SELECT route, count(DISTINCT event_id) FROM deliveries WHERE created_at >= %(since)s GROUP BY route;
@@ -197,7 +203,7 @@ SELECT route, count(DISTINCT event_id) FROM deliveries WHERE created_at >= %(sin
 SELECT event_id, status, count(*) FROM deliveries WHERE event_id = ANY(%s::text[]) GROUP BY event_id, status;
 
 -- name: get_event
-SELECT id, source, event_type, body, received_at, config_version, token FROM events WHERE id = %s;
+SELECT id, source, event_type, body, received_at, config_version, token, tenant FROM events WHERE id = %s;
 
 -- name: event_deliveries
 SELECT id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at, config_version
@@ -242,17 +248,20 @@ WHERE id = %s;
 -- name: stats
 SELECT status, count(*) FROM deliveries GROUP BY status;
 
+-- name: stats_of_tenant
+SELECT status, count(*) FROM deliveries WHERE left(destination, length(%s)) = %s GROUP BY status;
+
 -- name: add_session
-INSERT INTO console_sessions (id, started_at, address, agent) VALUES (%s, %s, %s, %s);
+INSERT INTO console_sessions (id, started_at, address, agent, tenant) VALUES (%s, %s, %s, %s, %s);
 
 -- name: get_session
-SELECT id, started_at, address, agent, ended_at FROM console_sessions WHERE id = %s;
+SELECT id, started_at, address, agent, ended_at, tenant FROM console_sessions WHERE id = %s;
 
 -- name: end_session
 UPDATE console_sessions SET ended_at = %s WHERE id = %s AND ended_at IS NULL;
 
 -- name: active_sessions
-SELECT id, started_at, address, agent, ended_at FROM console_sessions WHERE started_at >= %s AND ended_at IS NULL ORDER BY started_at DESC;
+SELECT id, started_at, address, agent, ended_at, tenant FROM console_sessions WHERE started_at >= %s AND ended_at IS NULL ORDER BY started_at DESC;
 
 -- name: forget_sessions
 DELETE FROM console_sessions WHERE started_at < %s;

@@ -9,7 +9,7 @@ SELECT 1;
 SELECT max(rowid) FROM events;
 
 -- name: insert_events
-INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code, token) VALUES {rows};
+INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code, token, tenant) VALUES {rows};
 
 -- name: insert_deliveries
 INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
@@ -100,10 +100,10 @@ SELECT count(*) FROM deliveries WHERE {where};
 -- newest first, one page after the event named by :before; each filter applies only when given;
 -- {by_code} is `AND code = …` when a code is given: the events_code index (a planner cannot use an
 -- index behind `… IS NULL OR code = …`); {down_to} bounds a text search to its window (window_end).
-SELECT id, source, event_type, body, received_at, config_version, token FROM events
+SELECT id, source, event_type, body, received_at, config_version, token, tenant FROM events
 WHERE received_at >= :since AND (:until IS NULL OR received_at < :until)
   AND (:type IS NULL OR event_type = :type) AND (:source IS NULL OR source = :source)
-  {by_code}
+  {by_code} {by_tenant}
   {down_to}
   AND (:text IS NULL OR instr(body, :text) > 0)
   AND (:before IS NULL OR (received_at, rowid) < (SELECT received_at, rowid FROM events WHERE id = :before))
@@ -118,15 +118,21 @@ ORDER BY received_at DESC, rowid DESC LIMIT :limit;
 SELECT id, received_at FROM events
 WHERE received_at >= :since AND (:until IS NULL OR received_at < :until)
   AND (:type IS NULL OR event_type = :type) AND (:source IS NULL OR source = :source)
-  {by_code}
+  {by_code} {by_tenant}
   AND (:before IS NULL OR (received_at, rowid) < (SELECT received_at, rowid FROM events WHERE id = :before))
 ORDER BY received_at DESC, rowid DESC LIMIT 2 OFFSET :offset;
 
 -- name: events_per_bucket
-SELECT CAST(received_at / :bucket AS INTEGER) * :bucket AS start, count(*) FROM events WHERE received_at >= :since GROUP BY start;
+SELECT CAST(received_at / :bucket AS INTEGER) * :bucket AS start, count(*) FROM events WHERE received_at >= :since AND (:tenant IS NULL OR tenant = :tenant)
+GROUP BY start;
 
 -- name: attempts_per_bucket
 SELECT CAST(started_at / :bucket AS INTEGER) * :bucket AS start, outcome, count(*) FROM attempts WHERE started_at >= :since GROUP BY start, outcome;
+
+-- name: attempts_per_bucket_of_tenant
+SELECT CAST(a.started_at / :bucket AS INTEGER) * :bucket AS start, a.outcome, count(*)
+FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+WHERE a.started_at >= :since AND substr(d.destination, 1, length(:prefix)) = :prefix GROUP BY start, a.outcome;
 
 -- name: route_counts
 SELECT route, count(DISTINCT event_id) FROM deliveries WHERE created_at >= :since GROUP BY route;
@@ -135,7 +141,7 @@ SELECT route, count(DISTINCT event_id) FROM deliveries WHERE created_at >= :sinc
 SELECT event_id, status, count(*) FROM deliveries WHERE event_id IN ({marks}) GROUP BY event_id, status;
 
 -- name: get_event
-SELECT id, source, event_type, body, received_at, config_version, token FROM events WHERE id = ?;
+SELECT id, source, event_type, body, received_at, config_version, token, tenant FROM events WHERE id = ?;
 
 -- name: event_deliveries
 SELECT id, event_id, route, destination, status, attempts, next_attempt_at, last_error, body, created_at, updated_at, config_version
@@ -180,6 +186,9 @@ WHERE id = ?;
 -- name: stats
 SELECT status, count(*) FROM deliveries GROUP BY status;
 
+-- name: stats_of_tenant
+SELECT status, count(*) FROM deliveries WHERE substr(destination, 1, length(?)) = ? GROUP BY status;
+
 -- name: create_migrations_table
 CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL);
 
@@ -190,16 +199,16 @@ SELECT version FROM schema_migrations;
 INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s', 'now'));
 
 -- name: add_session
-INSERT INTO console_sessions (id, started_at, address, agent) VALUES (?, ?, ?, ?);
+INSERT INTO console_sessions (id, started_at, address, agent, tenant) VALUES (?, ?, ?, ?, ?);
 
 -- name: get_session
-SELECT id, started_at, address, agent, ended_at FROM console_sessions WHERE id = ?;
+SELECT id, started_at, address, agent, ended_at, tenant FROM console_sessions WHERE id = ?;
 
 -- name: end_session
 UPDATE console_sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL;
 
 -- name: active_sessions
-SELECT id, started_at, address, agent, ended_at FROM console_sessions WHERE started_at >= ? AND ended_at IS NULL ORDER BY started_at DESC;
+SELECT id, started_at, address, agent, ended_at, tenant FROM console_sessions WHERE started_at >= ? AND ended_at IS NULL ORDER BY started_at DESC;
 
 -- name: forget_sessions
 DELETE FROM console_sessions WHERE started_at < ?;
