@@ -4,6 +4,8 @@ helpers to post GO's events: what the admin API and console tests share."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from tests.conftest import EVENTS, Project
 from tests.harness import GatewayProcess, Received, Sink
@@ -117,3 +120,38 @@ def admin_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminGat
         running.api.close()
         gateway.terminate()
         sink.close()
+
+
+# --------------------------------------------------------------------------- the browser
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str:
+    found = os.environ.get("GATEWAY_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    assert found, "these tests need Debian's chromium: apt-get install chromium (.ci/run installs it)"
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = _launch(playwright)
+        yield launched
+        launched.close()
+
+
+def _launch(playwright: Playwright) -> Browser:
+    return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+
+
+class Watched:
+    """A page, with every request it made and every console message it logged."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.requests: list[str] = []
+        self.problems: list[str] = []
+        page.on("request", lambda request: self.requests.append(request.url))
+        page.on("console", lambda message: self.problems.append(message.text) if message.type in ("error", "warning") else None)
+        page.on("pageerror", lambda error: self.problems.append(str(error)))

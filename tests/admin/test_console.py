@@ -10,48 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from tests.admin.conftest import ADMIN_TOKEN, AdminGateway
+from tests.admin.conftest import ADMIN_TOKEN, AdminGateway, Watched
 from tests.conftest import EVENTS
-
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def chromium_path() -> str:
-    found = os.environ.get("GATEWAY_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    assert found, "these tests need Debian's chromium: apt-get install chromium (.ci/run installs it)"
-    return found
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = _launch(playwright)
-        yield launched
-        launched.close()
-
-
-def _launch(playwright: Playwright) -> Browser:
-    return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-
-
-class Watched:
-    """A page, with every request it made and every console message it logged."""
-
-    def __init__(self, page: Page) -> None:
-        self.page = page
-        self.requests: list[str] = []
-        self.problems: list[str] = []
-        page.on("request", lambda request: self.requests.append(request.url))
-        page.on("console", lambda message: self.problems.append(message.text) if message.type in ("error", "warning") else None)
-        page.on("pageerror", lambda error: self.problems.append(str(error)))
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from gateway.store.base import (
     SENDING,
     Activity,
     AttemptResult,
+    ConsoleSession,
     DeliveryFilter,
     EventQuery,
     NewDelivery,
@@ -349,3 +350,40 @@ async def test_activity_per_minute_and_route_counts(store: Store) -> None:
     assert await store.activity(T0 + 3600) == Activity()
     assert await store.route_counts(T0 - 1) == {"route": 2}
     assert await store.route_counts(T0 + 30) == {"route": 1}
+
+
+def shop_event(number: int, tenant: str | None, at: float = T0) -> NewEvent:
+    """An event taken by a shop's source, delivered to that shop's destination (`shop/crm`)."""
+    plain = event(number, at=at, destination=f"{tenant}/crm" if tenant else "crm")
+    return NewEvent(**{**plain.__dict__, "source": f"go-{tenant or 'gateway'}", "tenant": tenant})
+
+
+async def test_each_query_reads_one_shops_part_when_asked(store: Store) -> None:
+    """Events by the shop whose source took them; deliveries, their counts and the activity by
+    the shop's destinations (`shop/...`); a shop named `loja` is not a prefix of `loja-b`."""
+    for number, tenant in enumerate(["loja", "loja-b", None, "loja"]):
+        await store.add_event(shop_event(number, tenant, at=T0 + number))
+    await store.record_attempt(attempt("d1-0", "dead", at=T0 + 10), T0 + 10)
+    await store.record_attempt(attempt("d0-0", "delivered", at=T0 + 10), T0 + 10)
+    assert [e.id for e in await store.list_events(EventQuery(tenant="loja"))] == ["e3", "e0"]
+    assert [e.tenant for e in await store.list_events(EventQuery(tenant="loja-b"))] == ["loja-b"]
+    assert len(await store.list_events(EventQuery())) == 4
+    assert await store.list_events(EventQuery(tenant="loja", source="go-loja-b")) == []
+    assert (await store.get_event("e1")).tenant == "loja-b"  # type: ignore[union-attr]
+    assert (await store.stats("loja")).by_status == {PENDING: 1, DELIVERED: 1}
+    assert (await store.stats("loja-b")).by_status == {DEAD: 1}
+    assert sum((await store.stats()).by_status.values()) == 4
+    assert [d.id for d in await store.list_deliveries(DeliveryFilter(statuses=(DEAD,), tenant="loja"))] == []
+    assert await store.count_deliveries(DeliveryFilter(statuses=(DEAD,), tenant="loja-b")) == 1
+    assert await store.list_deliveries(DeliveryFilter(ids=("d1-0", "e1"), tenant="loja")) == []
+    activity = await store.activity(T0 - 60, 60, "loja")
+    assert sum(activity.events.values()) == 2 and sum(n for by in activity.attempts.values() for n in by.values()) == 1
+    assert sum((await store.activity(T0 - 60, 60)).events.values()) == 4
+
+
+async def test_a_console_session_keeps_its_shop(store: Store) -> None:
+    """A session records the shop whose token logged in (None: the gateway's)."""
+    await store.add_session(ConsoleSession("s1", T0, "203.0.113.1", "Firefox", tenant="loja"), forget_before=T0 - 1)
+    await store.add_session(ConsoleSession("s2", T0, "203.0.113.2", "Chrome"), forget_before=T0 - 1)
+    assert (await store.get_session("s1")).tenant == "loja"  # type: ignore[union-attr]
+    assert {s.id: s.tenant for s in await store.active_sessions(since=T0 - 1)} == {"s1": "loja", "s2": None}
