@@ -240,13 +240,15 @@ def test_token_from_the_query_or_a_bearer_header(token: str, query: str, authori
 NEW_TOKEN, OLD_TOKEN = "token-novo-0123456789abcd", "token-antigo-0123456789wxyz"
 
 
-def test_a_source_rotating_its_token_takes_both_and_records_which_came(project: Project, sink: Sink) -> None:
+def test_a_source_rotating_its_token_takes_both_and_records_which_came(project: Project, sink: Sink, store_url: str) -> None:
     """`token: [new, old]` while GO's URL changes: both accepted, another refused; which one each
     event came with is kept masked (its last characters) and shown by `gateway events`, the
-    admin API and the console (which then lists a token column)."""
+    admin API and the console (which then lists a token column). On SQLite and PostgreSQL."""
     project.routes(routes(sink).replace("token: ${GO_WEBHOOK_TOKEN}", 'token: ["${GO_WEBHOOK_TOKEN}", "${GO_WEBHOOK_TOKEN_OLD}"]'))
     admin = "token-admin-de-teste-0123456789"
-    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": NEW_TOKEN, "GO_WEBHOOK_TOKEN_OLD": OLD_TOKEN, "GATEWAY_ADMIN_TOKEN": admin}).start()
+    gateway = GatewayProcess(project.root, {"GO_WEBHOOK_TOKEN": NEW_TOKEN, "GO_WEBHOOK_TOKEN_OLD": OLD_TOKEN, "GATEWAY_ADMIN_TOKEN": admin})
+    gateway.database = store_url
+    gateway.start()
     body = (EVENTS / "order_created.json").read_text()
     try:
         new = gateway.post(f"/hooks/go?token={NEW_TOKEN}", body.replace("0000593098", "0000000001"))

@@ -307,15 +307,18 @@ def post_to_shop(gateway: GatewayProcess, shop: str, order: str) -> None:
     assert response.status_code == 202, response.text
 
 
-def test_a_broken_shop_file_keeps_that_shop_running_while_another_shops_edit_applies(project: Project, sink: Sink) -> None:
-    """Through `gateway serve` (ingest and delivery children): loja-a's file breaks and loja-b's
-    changes in one edit; loja-b's new route is in force, loja-a still delivers with its old one,
-    and /readyz and the console say that loja-a's edit was refused, at its file:line."""
+def test_a_broken_shop_file_keeps_that_shop_running_while_another_shops_edit_applies(project: Project, sink: Sink, store_url: str) -> None:
+    """Through `gateway serve` (on SQLite with its ingest and delivery children, and on
+    PostgreSQL): loja-a's file breaks and loja-b's changes in one edit; loja-b's new route is in
+    force, loja-a still delivers with its old one, and /readyz and the console say that loja-a's
+    edit was refused, at its file:line."""
     project.routes("version: 1\nsettings: {egress_allow: [127.0.0.0/8]}\nsources: {}\n")
     project.write("routes.d/loja-a.yaml", shop_routes(sink, "loja-a", "/a"))
     project.write("routes.d/loja-b.yaml", shop_routes(sink, "loja-b", "/b"))
     admin = "token-admin-de-teste-0123456789"
-    gateway = GatewayProcess(project.root, {"GATEWAY_ADMIN_TOKEN": admin}).start()
+    gateway = GatewayProcess(project.root, {"GATEWAY_ADMIN_TOKEN": admin})
+    gateway.database = store_url
+    gateway.start()
     try:
         before = version(gateway)
         assert set(httpx.get(gateway.url("/readyz")).json()["tenants"]) == {"loja-a", "loja-b"}
