@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -340,6 +341,37 @@ def migrate(config_path: str, database_url: str | None) -> int:
     url = database_for(database_url, config_path)
     asyncio.run(store_migrate(url))
     _console().print(f"database {escape(scrub(without_password(url)))}: schema up to date")
+    return EXIT_OK
+
+
+@main.command()
+@config_option
+@database_option
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+def backup(config_path: str, database_url: str | None, target: Path) -> int:
+    """Copy the SQLite database to TARGET, consistently, while the gateway runs."""
+    from gateway.store import backup as backups
+
+    taken = backups.backup(database_for(database_url, config_path), target)
+    _console().print(f"backup {escape(str(taken.path))}: {plural(taken.events, 'event')}, {plural(taken.deliveries, 'delivery')}, schema {taken.schema_version}, {taken.bytes / 1024 / 1024:.1f} MiB")
+    return EXIT_OK
+
+
+@main.command()
+@config_option
+@database_option
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+def restore(config_path: str, database_url: str | None, source: Path) -> int:
+    """Put a backup in place of the SQLite database (stop the gateway first); the database it
+    replaces is moved aside, never deleted."""
+    from gateway.store import backup as backups
+
+    url = database_for(database_url, config_path)
+    restored, kept = backups.restore(source, url)
+    _console().print(f"restored {escape(str(source))} ({plural(restored.events, 'event')}, {plural(restored.deliveries, 'delivery')}) into {escape(str(backups.sqlite_path(url)))}")
+    if kept is not None:
+        _console().print(f"the database it replaced is kept as {escape(str(kept))}")
+    _console().print("start the gateway: it brings an older backup's schema up to date and delivers what was pending")
     return EXIT_OK
 
 
