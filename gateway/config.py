@@ -27,6 +27,7 @@ from gateway.errors import ConfigError, Location, Problem, TemplateError, did_yo
 from gateway.rules import Condition, RouteIndex, RuleCompiler, indexed_event_ids
 from gateway.schema import Schema, SchemaReader
 import gateway.tenants as tenants
+from gateway.alerts.settings import Alerts, AlertsSpec, compile_alerts
 from gateway.templates import CompiledTemplate, TemplateEngine, read_templates
 from gateway.quotas import Quota
 from gateway.units import Duration, Rate
@@ -42,7 +43,7 @@ GO_EVENT_IDS = (
     "ORDER_DELIVERY_CHANGE_STATUS",
 )
 LONG_DEDUPE_SECONDS = 3600  # longer windows swallow real repeats (design.md, Dedupe)
-TOP_LEVEL_KEYS = ("version", "settings", "sources", "destinations", "routes")
+TOP_LEVEL_KEYS = ("version", "settings", "sources", "destinations", "routes", "alerts")
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 GATEWAY_WIDE_SETTINGS = ("database", "retention", "egress_allow")
 TENANT_SETTINGS = ("templates", "samples", "rule_tests")  # a shop's own, routes.yaml's unless its file says
@@ -181,6 +182,7 @@ class Config:
     own: Config | None = None  # with tenants merged in: routes.yaml's own part, compiled alone
     refused: dict[str, tuple[Problem, ...]] = field(default_factory=dict)  # by tenant: edits a reload refused (its last good version runs)
     tenant: str | None = None  # for one tenant's file compiled alone
+    alerts: Alerts | None = None  # routes.yaml's alerts: section (gateway/alerts/)
     index: RouteIndex[Route] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -391,6 +393,7 @@ class _Loader:
         destinations = self.destinations(data.get("destinations"), egress_allow)
         ordering = self.ordering_templates(destinations, engine)
         routes = self.routes(data.get("routes"), sources, destinations, engine)
+        alerts = self.alerts(data.get("alerts"), destinations)
         remember_secrets(self.env.secrets)  # for log lines and messages whose origin nobody checked
         if self.problems:
             raise ConfigError(sorted((self.masked(p) for p in self.problems), key=_position))
@@ -409,7 +412,19 @@ class _Loader:
             ordering_templates=ordering,
             egress_allow=egress_allow,
             tenant=self.tenant,
+            alerts=alerts,
         )
+
+    def alerts(self, raw: Any, destinations: dict[str, Destination]) -> Alerts | None:
+        if raw is None:
+            return None
+        if self.tenant is not None:
+            self.error("alerts: are about the whole gateway, every shop's destinations too: set them in routes.yaml, not in a shop's file", self.doc.key_where(("alerts",)))
+            return None
+        spec = self.converter.convert(raw, AlertsSpec, ("alerts",), "alerts")
+        if spec is None:
+            return None
+        return compile_alerts(spec, {name: d.type for name, d in destinations.items()}, self.doc.where, self.error)
 
     def qualified(self, name: str) -> str:
         """A destination's or route's name as the gateway knows it: scoped by the tenant."""

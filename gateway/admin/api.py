@@ -173,19 +173,13 @@ async def routes(request: Request[Any, Any, Any]) -> schemas.RoutesInForce:
     return await routes_in_force(runtime_of(request), access_of(request))
 
 
-async def delivery_metrics(runtime: Runtime) -> bytes:
-    """The delivery engine's metrics, from the process that runs it."""
-    scraped = await runtime.delivery.scrape() if runtime.delivery is not None else None
-    return scraped if scraped is not None else runtime.metrics.delivery.render()
-
-
 async def overview(runtime: Runtime, tenant: str | None = None, access: Access = EVERYTHING) -> schemas.Overview:
     """The overview of the whole gateway, or of one shop; it names the shops `access` may pick."""
     now = runtime.clock()
     config = config_in_view(runtime, Access(tenant))
     activity = await runtime.store.activity(now - 3600, 60, tenant)
     by_status = (await runtime.store.stats(tenant)).by_status
-    health = views.destination_health(config, await delivery_metrics(runtime), await runtime.store.destination_holds(now))
+    health = views.destination_health(config, await runtime.delivery_metrics(), await runtime.store.destination_holds(now))
     return schemas.Overview(config.version, refused(runtime, tenant), by_status, views.minutes(activity, now), health, tenant, visible_shops(runtime, access))
 
 
@@ -202,7 +196,7 @@ async def scoped_metrics(request: Request[Any, Any, Any]) -> bytes:
     runtime = runtime_of(request)
     tenant = access_of(request).tenant
     depth = (await runtime.store.stats(tenant)).by_status
-    text = runtime.metrics.render(depth, await delivery_metrics(runtime))
+    text = runtime.metrics.render(depth, await runtime.delivery_metrics())
     return text if tenant is None else views.metrics_of_tenant(text, tenant)
 
 

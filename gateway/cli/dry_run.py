@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
+from gateway.alerts import notices
 from gateway.config import Config
 from gateway.delivery.attempt import attempt
 from gateway.delivery.client import delivery_client
-from gateway.destinations import OutgoingRequest
-from gateway.masking import mask_text
+from gateway.destinations import DRY_RUN_KEY, OutgoingRequest
+from gateway.masking import mask_request, mask_text
 from gateway.preview import fails, masked_request, masked_search, masked_steps, refused_address
 from gateway.routing import PlannedDelivery, RoutingResult
 
@@ -125,6 +126,26 @@ def _print_request(console: Console, request: OutgoingRequest, number: str) -> N
 
 def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in text.splitlines())
+
+
+def print_alerts(console: Console, config: Config) -> None:
+    """What each alert kind routes.yaml turns on would send, opened and resolved, to each of its
+    destinations (secrets masked)."""
+    alerts = config.alerts
+    if alerts is None:
+        console.print("routes.yaml has no alerts: section; add one to be told when a destination fails (README: Alerts)")
+        return
+    watched = sorted(d for d in config.destinations if d not in alerts.to)
+    console.print(f"[bold]alerts[/] to {escape(', '.join(alerts.to))}, checked every {alerts.check_every:g} s; one notice when an incident opens and one when it clears")
+    for resolved in notices.samples(alerts, watched[0] if watched else notices.SAMPLE_SUBJECT):
+        for notice, incident in (("opened", replace(resolved, resolved_at=None)), ("resolved", resolved)):
+            console.print(f"\n[green]{escape(incident.kind)}[/] ({notice}): {escape(notices.text(incident, notice))}")
+            for name in alerts.to:
+                destination = config.destinations[name]
+                body = notices.body(destination.type, incident, notice, alerts)
+                console.print(f"  → [bold]{escape(name)}[/] ({destination.type})")
+                for request in destination.spec.planned_requests(body, DRY_RUN_KEY):
+                    _print_request(console, mask_request(request, config.secrets), "")
 
 
 def send_for_real(config: Config, result: RoutingResult) -> dict[int, dict[str, Any]]:

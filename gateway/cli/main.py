@@ -84,15 +84,21 @@ def _print_problem(out: Console, problem: Problem) -> None:
 
 @main.command("dry-run")
 @config_option
-@click.argument("event_file", metavar="EVENT.json")
+@click.argument("event_file", metavar="EVENT.json", required=False)
 @click.option("--route", "only_route", help="Show only this route.")
 @click.option("--source", help="The source the event arrives on (default: the first in routes.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--send", is_flag=True, help="Deliver the matching requests for real, once.")
-def dry_run(config_path: str, event_file: str, only_route: str | None, source: str | None, as_json: bool, send: bool) -> int:
+@click.option("--alerts", "show_alerts", is_flag=True, help="Show what each alert of routes.yaml would send (no EVENT.json).")
+def dry_run(config_path: str, event_file: str | None, only_route: str | None, source: str | None, as_json: bool, send: bool, show_alerts: bool) -> int:
     """Show what EVENT.json (or - for standard input) would do: routes, reasons, requests.
     Exit 1 when a matched route's template fails or its address would be refused."""
     config = load_config(config_path)
+    if show_alerts:
+        dry_runs.print_alerts(_console(), config)
+        return EXIT_OK
+    if event_file is None:
+        raise click.UsageError("give the event to try, like `gateway dry-run examples/events/order_created.json` (or --alerts)")
     if only_route and only_route not in {r.name for r in config.routes}:
         raise GatewayError(f"no route named '{only_route}'{did_you_mean(only_route, [r.name for r in config.routes])}")
     event = read_event_file(event_file)

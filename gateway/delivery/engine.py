@@ -340,6 +340,7 @@ class DeliveryEngine:
         if outcome.failure:
             self.metrics.failures.labels(delivery.destination, outcome.failure, tenant).inc()
         self.metrics.attempt_seconds.labels(delivery.destination, tenant).observe(duration)
+        self.metrics.note_health(delivery.destination, kind == "delivered", started)
         # Successes are counted in metrics; a line for each would bury the failures worth reading.
         log.log(
             logging.DEBUG if kind == "delivered" else logging.INFO, "delivery %s to %s: %s %s", delivery.id, delivery.destination, kind, result.error or "",

@@ -40,6 +40,28 @@ class DeliveryMetrics:
         self.destination_stopped = Gauge(
             "gateway_destination_stopped", "1 while a destination is stopped because it answered 410 Gone", ["destination", "tenant"], registry=self.registry
         )
+        # What the alerts (gateway/alerts/) and a Prometheus rule read: how long a destination has failed
+        self.failing_since = Gauge(
+            "gateway_destination_failing_since_seconds",
+            "When the destination's current run of failed attempts began (unix time); 0 since its last success",
+            ["destination", "tenant"],
+            registry=self.registry,
+        )
+        self.last_delivered = Gauge(
+            "gateway_destination_last_delivered_seconds", "When an attempt last reached the destination and succeeded (unix time)", ["destination", "tenant"], registry=self.registry
+        )
+        self._failing: set[str] = set()
+
+    def note_health(self, destination: str, delivered: bool, at: float) -> None:
+        """An attempt's outcome: a success ends a run of failures, a failure starts one (or goes on)."""
+        labels = (destination, shop(destination))
+        if delivered:
+            self.last_delivered.labels(*labels).set(at)
+            self.failing_since.labels(*labels).set(0)
+            self._failing.discard(destination)
+        elif destination not in self._failing:
+            self._failing.add(destination)
+            self.failing_since.labels(*labels).set(at)
 
     def count_not_sent(self, not_sent: list[tuple[str, str]]) -> None:
         """Deliveries ingest recorded as never to be sent (failed, skipped, shadow)."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.admin.tokens import NO_ADMIN_TOKENS, AdminTokens
+from gateway.alerts.monitor import AlertMonitor
 from gateway.config import Config, ConfigFiles
 from gateway.delivery.metrics import DeliveryMetrics
 from gateway.ingest import Accepted, accept
@@ -204,6 +205,15 @@ class Runtime:
         assert self.config.files is not None
         return self.config.files
 
+    async def delivery_metrics(self) -> bytes:
+        """The delivery engine's metrics, from the process that runs it."""
+        scraped = await self.delivery.scrape() if self.delivery is not None else None
+        return scraped if scraped is not None else self.metrics.delivery.render()
+
+    def refused_problems(self) -> tuple[str, ...]:
+        """The problems of the last refused edit of the routes, while it stays refused."""
+        return tuple(self.refused_edit[1]) if self.refused_edit else ()
+
 
 def _parts(runtime: Runtime) -> tuple[IngestPart, DeliveryPart]:
     topology = runtime.topology
@@ -249,6 +259,8 @@ async def running(runtime: Runtime) -> AsyncIterator[None]:
         if runtime.topology.delivery_in_child:
             priority.favour_delivery(runtime.ingest.pid if isinstance(runtime.ingest, IngestProcess) else None)
         background.append(asyncio.create_task(purge_periodically(runtime.store, lambda: runtime.config, runtime.clock)))
+        monitor = AlertMonitor(runtime.store, lambda: runtime.config, runtime.delivery_metrics, runtime.refused_problems, runtime.clock)
+        background.append(asyncio.create_task(monitor.run()))
         if runtime.watch:
             def refused(problems: list[str], tenants: list[str]) -> None:
                 runtime.refused_edit = (runtime.clock(), problems, tenants) if problems else None

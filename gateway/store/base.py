@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.quotas import Quota, QuotaBuckets
@@ -213,6 +214,33 @@ class ConsoleSession:
     tenant: str | None = None  # the shop whose admin token logged in; None: the gateway's
 
 
+@dataclass(frozen=True)
+class Incident:
+    """Something an operator is told about once (gateway/alerts/): opened when its condition
+    starts, resolved when it clears, with a notice for each; one open incident per key, however
+    many replicas see the condition."""
+
+    id: str
+    key: str  # what it is about: "failing:loja-a/crm", "dead_over", ...
+    kind: str  # failing | circuit_open | gone | dead_over | pending_old | edit_refused
+    subject: str  # the destination it is about ("" for the gateway as a whole)
+    detail: str  # what was seen when it opened (masked): the last error, the count
+    opened_at: float
+    resolved_at: float | None = None
+    open_notified_at: float | None = None
+    resolved_notified_at: float | None = None
+    notice_attempts: int = 0  # of the notice due now
+    notice_error: str | None = None  # why the last notice could not be sent
+
+    @property
+    def notice_due(self) -> str | None:
+        """Which notice is still to send: "opened", "resolved" (a resolved incident whose opening
+        was never told is told as resolved only), or None."""
+        if self.resolved_at is not None:
+            return "resolved" if self.resolved_notified_at is None else None
+        return "opened" if self.open_notified_at is None else None
+
+
 @dataclass
 class QueueStats:
     by_status: dict[str, int] = field(default_factory=dict)
@@ -227,6 +255,13 @@ def list_events_sql(template: str, query: EventQuery, param: Callable[[str], str
         by_tenant=f"AND tenant = {param('tenant')}" if query.tenant is not None else "",
         down_to=down_to if query.down_to is not None else "",
     )
+
+
+def notice_update(notice: str, incident_id: str, now: float, error: str | None, retry_at: float | None) -> tuple[str, tuple[Any, ...]]:
+    """The SQL backends' named query and parameters for `Store.notice_sent`."""
+    if error is not None:
+        return "notice_failed", (error, retry_at, incident_id)
+    return ("notice_resolved_sent" if notice == "resolved" else "notice_opened_sent"), (now, incident_id)
 
 
 def tenant_prefix(tenant: str) -> str:
@@ -404,6 +439,32 @@ class Store(abc.ABC):
     # ----------------------------------------------------------------- the console's logins
     # In the database, so every replica sees the same: a logout ends a session everywhere,
     # and a wrong token slows the next try on every replica, not only on the one that saw it.
+
+    @abc.abstractmethod
+    async def open_incident(self, incident: Incident) -> bool:
+        """Open it unless an incident with its key is open already (on any replica); True when
+        this call opened it."""
+
+    @abc.abstractmethod
+    async def resolve_incident(self, key: str, now: float) -> bool:
+        """Resolve the open incident with this key; True when this call resolved it."""
+
+    @abc.abstractmethod
+    async def claim_notices(self, now: float, lease: float, max_attempts: int) -> list[Incident]:
+        """Incidents with a notice due and not claimed by another sender (or whose claim
+        expired), each claimed until now + lease: one replica sends each notice."""
+
+    @abc.abstractmethod
+    async def notice_sent(self, incident_id: str, notice: str, now: float, error: str | None = None, retry_at: float | None = None) -> None:
+        """The notice ("opened" or "resolved") went out, or (with `error`) did not: tried again at `retry_at`."""
+
+    @abc.abstractmethod
+    async def incidents(self, limit: int = 50) -> list[Incident]:
+        """The latest incidents, open or resolved, newest first."""
+
+    @abc.abstractmethod
+    async def oldest_pending_at(self) -> float | None:
+        """When the oldest delivery still pending was created, or None."""
 
     @abc.abstractmethod
     async def add_session(self, session: ConsoleSession, forget_before: float) -> None:

@@ -37,6 +37,7 @@ from gateway.store.base import (
     EventRow,
     NewEvent,
     QueueStats,
+    Incident,
     Store,
     StoreUnavailable,
     activity_from_rows,
@@ -63,6 +64,12 @@ class _Delivery:
 
 
 @dataclass
+class _Incident:
+    row: Incident
+    claimed_until: float | None = None  # its notice's claim, kept by the store and not shown
+
+
+@dataclass
 class MemoryDatabase:
     """What several MemoryStores share, as processes share a database file."""
 
@@ -72,6 +79,7 @@ class MemoryDatabase:
     sessions: dict[str, ConsoleSession] = field(default_factory=dict)
     created: dict[str, dict[str, str]] = field(default_factory=dict)  # delivery id -> step -> record id
     login_failures: list[tuple[str, float]] = field(default_factory=list)  # (address, at)
+    incidents: dict[str, _Incident] = field(default_factory=dict)  # by id, in opening order
 
 
 class MemoryStore(Store):
@@ -308,6 +316,46 @@ class MemoryStore(Store):
         return dict(self._check_open().created.get(delivery_id, {}))
 
     # ----------------------------------------------------------------- the console's logins
+
+    async def open_incident(self, incident: Incident) -> bool:
+        db = self._check_open()
+        if any(i.row.key == incident.key and i.row.resolved_at is None for i in db.incidents.values()):
+            return False
+        db.incidents[incident.id] = _Incident(incident)
+        return True
+
+    async def resolve_incident(self, key: str, now: float) -> bool:
+        found = next((i for i in self._check_open().incidents.values() if i.row.key == key and i.row.resolved_at is None), None)
+        if found is None:
+            return False
+        found.row, found.claimed_until = replace(found.row, resolved_at=now, notice_attempts=0, notice_error=None), None
+        return True
+
+    async def claim_notices(self, now: float, lease: float, max_attempts: int) -> list[Incident]:
+        claimed = []
+        for incident in self._check_open().incidents.values():
+            free = incident.claimed_until is None or incident.claimed_until < now
+            if incident.row.notice_due and free and incident.row.notice_attempts < max_attempts:
+                incident.claimed_until = now + lease
+                claimed.append(incident.row)
+        return claimed
+
+    async def notice_sent(self, incident_id: str, notice: str, now: float, error: str | None = None, retry_at: float | None = None) -> None:
+        incident = self._check_open().incidents[incident_id]
+        row = incident.row
+        if error is not None:
+            incident.row, incident.claimed_until = replace(row, notice_attempts=row.notice_attempts + 1, notice_error=error), retry_at
+        elif notice == "resolved":
+            incident.row, incident.claimed_until = replace(row, resolved_notified_at=now, notice_error=None), None
+        else:
+            incident.row, incident.claimed_until = replace(row, open_notified_at=now, notice_attempts=0, notice_error=None), None
+
+    async def incidents(self, limit: int = 50) -> list[Incident]:
+        rows = [i.row for i in self._check_open().incidents.values()]
+        return sorted(rows, key=lambda r: (r.opened_at, r.id), reverse=True)[:limit]
+
+    async def oldest_pending_at(self) -> float | None:
+        return min((d.row.created_at for d in self._check_open().deliveries.values() if d.row.status == PENDING), default=None)
 
     async def add_session(self, session: ConsoleSession, forget_before: float) -> None:
         db = self._check_open()

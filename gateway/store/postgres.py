@@ -49,8 +49,10 @@ from gateway.store.base import (
     QueueStats,
     Store,
     StoreUnavailable,
+    Incident,
     activity_from_rows,
     event_query_params,
+    notice_update,
     list_events_sql,
     tenant_prefix,
 )
@@ -238,6 +240,27 @@ class PostgresStore(Store):
 
     async def records_created(self, delivery_id: str) -> dict[str, str]:
         return dict(await self._run(lambda c: _all(c, _SQL["records_created"], (delivery_id,))))
+
+    async def open_incident(self, incident: Incident) -> bool:
+        row = (incident.id, incident.key, incident.kind, incident.subject, incident.detail, incident.opened_at)
+        return bool(await self._run(lambda c: _rowcount(c, _SQL["open_incident"], row)))
+
+    async def resolve_incident(self, key: str, now: float) -> bool:
+        return bool(await self._run(lambda c: _rowcount(c, _SQL["resolve_incident"], (now, key))))
+
+    async def claim_notices(self, now: float, lease: float, max_attempts: int) -> list[Incident]:
+        params = {"until": now + lease, "now": now, "max": max_attempts}
+        return [Incident(*row) for row in await self._run(lambda c: _all(c, _SQL["claim_notices"], params))]
+
+    async def notice_sent(self, incident_id: str, notice: str, now: float, error: str | None = None, retry_at: float | None = None) -> None:
+        sql, params = notice_update(notice, incident_id, now, error, retry_at)
+        await self._run(lambda c: c.execute(_SQL[sql], params))
+
+    async def incidents(self, limit: int = 50) -> list[Incident]:
+        return [Incident(*row) for row in await self._run(lambda c: _all(c, _SQL["incidents"], (limit,)))]
+
+    async def oldest_pending_at(self) -> float | None:
+        return await self._run(lambda c: _one(c, _SQL["oldest_pending_at"]))  # type: ignore[no-any-return]
 
     async def take_quota(self, key: str, quota: Quota, now: float) -> float:
         """In the database, under the bucket's row lock: the quota holds for every replica."""

@@ -35,8 +35,10 @@ from gateway.store.base import (
     NewEvent,
     QueueStats,
     Store,
+    Incident,
     activity_from_rows,
     event_query_params,
+    notice_update,
     list_events_sql,
     tenant_prefix,
 )
@@ -212,6 +214,29 @@ class SQLiteStore(Store):
 
     async def records_created(self, delivery_id: str) -> dict[str, str]:
         return dict(await self._executor.call(lambda c: c.execute(_SQL["records_created"], (delivery_id,)).fetchall()))
+
+    # ----------------------------------------------------------------- alerts' incidents
+
+    async def open_incident(self, incident: Incident) -> bool:
+        row = (incident.id, incident.key, incident.kind, incident.subject, incident.detail, incident.opened_at)
+        return bool(await self._executor.call(lambda c: c.execute(_SQL["open_incident"], row).rowcount, durable=True))
+
+    async def resolve_incident(self, key: str, now: float) -> bool:
+        return bool(await self._executor.call(lambda c: c.execute(_SQL["resolve_incident"], (now, key)).rowcount, durable=True))
+
+    async def claim_notices(self, now: float, lease: float, max_attempts: int) -> list[Incident]:
+        params = {"until": now + lease, "now": now, "max": max_attempts}
+        return await self._executor.call(lambda c: [Incident(*row) for row in c.execute(_SQL["claim_notices"], params).fetchall()], durable=True)
+
+    async def notice_sent(self, incident_id: str, notice: str, now: float, error: str | None = None, retry_at: float | None = None) -> None:
+        sql, params = notice_update(notice, incident_id, now, error, retry_at)
+        await self._executor.call(lambda c: c.execute(_SQL[sql], params), durable=True)
+
+    async def incidents(self, limit: int = 50) -> list[Incident]:
+        return await self._executor.call(lambda c: [Incident(*row) for row in c.execute(_SQL["incidents"], (limit,))])
+
+    async def oldest_pending_at(self) -> float | None:
+        return await self._executor.call(lambda c: c.execute(_SQL["oldest_pending_at"]).fetchone()[0])  # type: ignore[no-any-return]
 
     # ----------------------------------------------------------------- the console's logins
 

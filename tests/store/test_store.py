@@ -16,6 +16,7 @@ from gateway.store.base import (
     Activity,
     AttemptResult,
     ConsoleSession,
+    Incident,
     DeliveryFilter,
     EventQuery,
     NewDelivery,
@@ -387,3 +388,57 @@ async def test_a_console_session_keeps_its_shop(store: Store) -> None:
     await store.add_session(ConsoleSession("s2", T0, "203.0.113.2", "Chrome"), forget_before=T0 - 1)
     assert (await store.get_session("s1")).tenant == "loja"  # type: ignore[union-attr]
     assert {s.id: s.tenant for s in await store.active_sessions(since=T0 - 1)} == {"s1": "loja", "s2": None}
+
+
+def incident(key: str, at: float = T0, number: int = 1) -> Incident:
+    return Incident(f"i{number}", key, "failing", key.split(":")[-1], "HTTP 503", at)
+
+
+async def test_one_incident_per_key_is_open_and_each_notice_is_claimed_once(store_factory: Callable[[], Store]) -> None:
+    """Two stores on one database (two replicas): an incident opens once, each of its notices is
+    claimed by one of them, a failed notice comes back after its retry time, a resolved one
+    gets its own notice, and the key can open again after."""
+    first, second = store_factory(), store_factory()
+    await first.open()
+    await second.open()
+    try:
+        assert await first.open_incident(incident("failing:crm"))
+        assert not await second.open_incident(incident("failing:crm", number=2))  # open already
+        claimed = [await store.claim_notices(T0, 30, 5) for store in (first, second)]
+        assert [[i.id for i in c] for c in claimed] == [["i1"], []] and claimed[0][0].notice_due == "opened"
+        await first.notice_sent("i1", "opened", T0 + 1, error="HTTP 500", retry_at=T0 + 60)
+        assert await second.claim_notices(T0 + 31, 30, 5) == []  # the claim expired, the retry time not yet
+        retried = await second.claim_notices(T0 + 61, 30, 5)
+        assert [(i.id, i.notice_attempts, i.notice_error) for i in retried] == [("i1", 1, "HTTP 500")]
+        await second.notice_sent("i1", "opened", T0 + 62)
+        assert await first.claim_notices(T0 + 200, 30, 5) == []  # told
+        assert await second.resolve_incident("failing:crm", T0 + 300) and not await first.resolve_incident("failing:crm", T0 + 301)
+        resolved = await first.claim_notices(T0 + 302, 30, 5)
+        assert [(i.notice_due, i.open_notified_at, i.resolved_at) for i in resolved] == [("resolved", T0 + 62, T0 + 300)]
+        await first.notice_sent("i1", "resolved", T0 + 303)
+        assert await second.open_incident(incident("failing:crm", T0 + 400, number=3))  # a new incident for the same key
+        assert [i.id for i in await first.incidents()] == ["i3", "i1"]
+        assert (await first.incidents())[1].resolved_notified_at == T0 + 303
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_notice_that_keeps_failing_stops_after_its_attempts(store: Store) -> None:
+    """After max_attempts failures a notice is no longer claimed (the console shows its error)."""
+    await store.open_incident(incident("dead_over"))
+    for n in range(3):
+        assert [i.id for i in await store.claim_notices(T0 + n, 0.5, 3)] == ["i1"]
+        await store.notice_sent("i1", "opened", T0 + n, error="recusado", retry_at=T0 + n + 0.5)
+    assert await store.claim_notices(T0 + 10, 1, 3) == []
+    assert (await store.incidents())[0].notice_error == "recusado"
+
+
+async def test_the_oldest_pending_delivery(store: Store) -> None:
+    """When the oldest delivery still pending was created; None with none pending."""
+    assert await store.oldest_pending_at() is None
+    await store.add_event(event(1, at=T0 + 5))
+    await store.add_event(event(2, at=T0 + 9))
+    assert await store.oldest_pending_at() == T0 + 5
+    await store.record_attempt(attempt("d1-0", "delivered", at=T0 + 10), T0 + 10)
+    assert await store.oldest_pending_at() == T0 + 9

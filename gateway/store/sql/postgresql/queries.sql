@@ -291,3 +291,36 @@ SELECT tokens, updated_at FROM quota_buckets WHERE key = %s FOR UPDATE;
 
 -- name: set_quota_bucket
 UPDATE quota_buckets SET tokens = %s, updated_at = %s WHERE key = %s;
+
+-- name: open_incident
+-- one open incident per key (incidents_open_key): a second opening, from any replica, is no row
+INSERT INTO incidents (id, key, kind, subject, detail, opened_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING;
+
+-- name: resolve_incident
+UPDATE incidents SET resolved_at = %s, notice_claimed_until = NULL, notice_attempts = 0, notice_error = NULL WHERE key = %s AND resolved_at IS NULL;
+
+-- name: claim_notices
+-- one replica sends each notice: rows another replica is claiming are skipped, not waited for
+UPDATE incidents SET notice_claimed_until = %(until)s
+WHERE id IN (
+  SELECT id FROM incidents
+  WHERE ((resolved_at IS NULL AND open_notified_at IS NULL) OR (resolved_at IS NOT NULL AND resolved_notified_at IS NULL))
+    AND (notice_claimed_until IS NULL OR notice_claimed_until < %(now)s) AND notice_attempts < %(max)s
+  FOR UPDATE SKIP LOCKED
+)
+RETURNING id, key, kind, subject, detail, opened_at, resolved_at, open_notified_at, resolved_notified_at, notice_attempts, notice_error;
+
+-- name: notice_opened_sent
+UPDATE incidents SET open_notified_at = %s, notice_claimed_until = NULL, notice_attempts = 0, notice_error = NULL WHERE id = %s;
+
+-- name: notice_resolved_sent
+UPDATE incidents SET resolved_notified_at = %s, notice_claimed_until = NULL, notice_error = NULL WHERE id = %s;
+
+-- name: notice_failed
+UPDATE incidents SET notice_attempts = notice_attempts + 1, notice_error = %s, notice_claimed_until = %s WHERE id = %s;
+
+-- name: incidents
+SELECT id, key, kind, subject, detail, opened_at, resolved_at, open_notified_at, resolved_notified_at, notice_attempts, notice_error FROM incidents ORDER BY opened_at DESC, id DESC LIMIT %s;
+
+-- name: oldest_pending_at
+SELECT min(created_at) FROM deliveries WHERE status = 'pending';

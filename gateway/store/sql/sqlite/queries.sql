@@ -228,3 +228,31 @@ ON CONFLICT (delivery_id, step) DO UPDATE SET record_id = excluded.record_id, cr
 
 -- name: records_created
 SELECT step, record_id FROM created_records WHERE delivery_id = ?;
+
+-- name: open_incident
+-- one open incident per key (incidents_open_key): a second opening is no row
+INSERT INTO incidents (id, key, kind, subject, detail, opened_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING;
+
+-- name: resolve_incident
+UPDATE incidents SET resolved_at = ?, notice_claimed_until = NULL, notice_attempts = 0, notice_error = NULL WHERE key = ? AND resolved_at IS NULL;
+
+-- name: claim_notices
+UPDATE incidents SET notice_claimed_until = :until
+WHERE ((resolved_at IS NULL AND open_notified_at IS NULL) OR (resolved_at IS NOT NULL AND resolved_notified_at IS NULL))
+  AND (notice_claimed_until IS NULL OR notice_claimed_until < :now) AND notice_attempts < :max
+RETURNING id, key, kind, subject, detail, opened_at, resolved_at, open_notified_at, resolved_notified_at, notice_attempts, notice_error;
+
+-- name: notice_opened_sent
+UPDATE incidents SET open_notified_at = ?, notice_claimed_until = NULL, notice_attempts = 0, notice_error = NULL WHERE id = ?;
+
+-- name: notice_resolved_sent
+UPDATE incidents SET resolved_notified_at = ?, notice_claimed_until = NULL, notice_error = NULL WHERE id = ?;
+
+-- name: notice_failed
+UPDATE incidents SET notice_attempts = notice_attempts + 1, notice_error = ?, notice_claimed_until = ? WHERE id = ?;
+
+-- name: incidents
+SELECT id, key, kind, subject, detail, opened_at, resolved_at, open_notified_at, resolved_notified_at, notice_attempts, notice_error FROM incidents ORDER BY opened_at DESC, id DESC LIMIT ?;
+
+-- name: oldest_pending_at
+SELECT min(created_at) FROM deliveries WHERE status = 'pending';
