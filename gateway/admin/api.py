@@ -37,6 +37,7 @@ log = logging.getLogger("gateway.admin")
 MAX_PAGE = 200
 RESENDABLE = (DEAD, DELIVERED, FAILED, SKIPPED, SHADOW)  # never pending or sending: those are on their way, a replay would send them twice
 TEXT_SEARCH_WINDOW = 100_000  # events a text search reads per page (bench/bench_console.py: under 300 ms)
+ALERTS_READ = 500  # the latest incidents read for the overview and /alerts
 DEAD_GROUPED = 5000  # dead deliveries read to group them, oldest first (the page says when there are more)
 
 
@@ -180,7 +181,14 @@ async def overview(runtime: Runtime, tenant: str | None = None, access: Access =
     activity = await runtime.store.activity(now - 3600, 60, tenant)
     by_status = (await runtime.store.stats(tenant)).by_status
     health = views.destination_health(config, await runtime.delivery_metrics(), await runtime.store.destination_holds(now))
-    return schemas.Overview(config.version, refused(runtime, tenant), by_status, views.minutes(activity, now), health, tenant, visible_shops(runtime, access))
+    alerts = views.alerts(await runtime.store.incidents(ALERTS_READ), tenant)
+    return schemas.Overview(config.version, refused(runtime, tenant), by_status, views.minutes(activity, now), health, tenant, visible_shops(runtime, access), alerts)
+
+
+@get("/alerts", summary="The alerts' incidents: open ones first, then the latest resolved, with their notices' fate")
+async def alerts(request: Request[Any, Any, Any], limit: Annotated[int, QueryParameter(ge=1, le=ALERTS_READ)] = 50) -> list[schemas.Alert]:
+    runtime = runtime_of(request)
+    return views.alerts(await runtime.store.incidents(ALERTS_READ), access_of(request).tenant, limit)
 
 
 @get("/overview", summary="Metrics summary: the last hour per minute, deliveries by status, destinations' health")
@@ -312,7 +320,7 @@ def _check_status(status: str | None) -> None:
 admin_api = Router(
     path="/admin/api",
     guards=[require_admin],
-    route_handlers=[events, event, deliveries, grouped_dead, routes, overview_handler, scoped_metrics, replay, replay_progress, dry_run, post_event, sessions, end_session],
+    route_handlers=[events, event, deliveries, grouped_dead, routes, overview_handler, alerts, scoped_metrics, replay, replay_progress, dry_run, post_event, sessions, end_session],
     tags=["admin"],
     security=[{"BearerToken": []}],
 )

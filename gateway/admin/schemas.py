@@ -204,6 +204,20 @@ class DestinationHealth(msgspec.Struct):
     inactive: str | None = None  # why its deliveries are skipped (a variable not set)
 
 
+class Alert(msgspec.Struct):
+    """An incident of the alerts (routes.yaml's alerts: section) and what became of its notices."""
+
+    id: str
+    kind: str  # failing | circuit_open | gone | dead_over | pending_old | edit_refused
+    subject: str | None  # the destination it is about; None for the gateway as a whole
+    detail: str
+    text: str  # the notice's words
+    opened_at: float
+    resolved_at: float | None
+    notified_at: float | None  # when its latest notice (opened, or resolved) went out
+    notice_error: str | None  # why a notice could not be sent (it is tried again, a bounded number of times)
+
+
 class Overview(msgspec.Struct):
     config_version: str
     refused: Refused | None
@@ -212,6 +226,7 @@ class Overview(msgspec.Struct):
     destinations: list[DestinationHealth]
     shop: str | None = None  # the shop (routes.d/<shop>.yaml) it is about; None: the whole gateway
     shops: list[str] = []  # the shops this token may filter by
+    alerts: list[Alert] = []  # open incidents, then the latest resolved ones
 
 
 class LoginSession(msgspec.Struct):

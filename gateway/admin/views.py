@@ -18,11 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from gateway.admin import schemas
+from gateway.alerts import notices
 from gateway.config import Config
 from gateway.masking import MASK, is_secret_name, mask_personal_data, mask_text, mask_url
 from gateway.preview import masked_steps, refused_address
 from gateway.routing import RoutingResult
-from gateway.store.base import Activity, DeliveryRow, DestinationHold, EventRow
+from gateway.store.base import Activity, DeliveryRow, DestinationHold, EventRow, Incident
 
 # Field names whose values are personal data whatever they look like.
 _PERSONAL_FIELDS = re.compile(r"document|cpf|cnpj|e-?mail|phone|fone|celular|mobile|\brg\b|birth|nascimento|zip|cep|street|address|endereco|logradouro", re.IGNORECASE)
@@ -165,6 +166,20 @@ def _masked_settings(value: Any, config: Config, key: str = "") -> Any:
             return MASK
         return mask_url(value, config.secrets)
     return value
+
+
+def alerts(incidents: Iterable[Incident], tenant: str | None, limit: int = 10) -> list[schemas.Alert]:
+    """Open incidents first, then the latest resolved, `limit` in all; a shop sees those about its
+    own destinations only (the gateway's as a whole are the gateway operator's)."""
+    shown = [i for i in incidents if tenant is None or i.subject.startswith(f"{tenant}/")]
+    shown.sort(key=lambda i: (i.resolved_at is not None, -i.opened_at))
+    return [
+        schemas.Alert(
+            i.id, i.kind, i.subject or None, i.detail, notices.text(i, "resolved" if i.resolved_at else "opened"), i.opened_at, i.resolved_at,
+            i.resolved_notified_at if i.resolved_at else i.open_notified_at, i.notice_error,
+        )
+        for i in shown[:limit]
+    ]
 
 
 def minutes(activity: Activity, now: float, count: int = 60) -> list[schemas.Minute]:

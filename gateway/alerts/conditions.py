@@ -42,6 +42,7 @@ class Finding:
     kind: str
     subject: str  # a destination, or "" for the gateway as a whole
     detail: str  # what was seen, in the console's language
+    since: float | None = None  # when the trouble began, when known (a failing run): the incident's start
 
 
 def findings(alerts: Alerts, destinations: Collection[str], health: Health, resolved_at: Mapping[str, float]) -> dict[str, Finding]:
@@ -74,7 +75,7 @@ def _failing(alerts: Alerts, watched: list[str], health: Health, resolved_at: Ma
             continue
         since = max(since, resolved_at.get(f"failing:{destination}", 0.0))
         if health.now - since >= alerts.failing_for.seconds:
-            found.append(Finding(f"failing:{destination}", "failing", destination, f"nenhuma entrega deu certo desde {_clock(since)}"))
+            found.append(Finding(f"failing:{destination}", "failing", destination, f"nenhuma entrega deu certo desde {_clock(since)}", since))
     return found
 
 

@@ -63,7 +63,7 @@ class AlertMonitor:
         config = self.config()
         if config.alerts is None:
             return
-        health = await self.health()
+        health = await self.health(config)
         recent = await self.store.incidents(RECENT_INCIDENTS)
         open_now = {i.key: i for i in recent if i.resolved_at is None}
         resolved_at: dict[str, float] = {}
@@ -80,16 +80,20 @@ class AlertMonitor:
         await self.send_due(client, config, config.alerts)
 
     async def _open(self, finding: Finding, now: float) -> None:
-        incident = Incident(new_id(), finding.key, finding.kind, finding.subject, finding.detail, now)
+        incident = Incident(new_id(), finding.key, finding.kind, finding.subject, finding.detail, finding.since or now)
         if await self.store.open_incident(incident):  # False: another replica opened it first
             log.warning("alert: %s: %s", finding.key, finding.detail)
 
-    async def health(self) -> Health:
-        """What the engine's metrics (this replica) and the store (the cluster) say now."""
+    async def health(self, config: Config) -> Health:
+        """What the engine's metrics (this replica) and the store (the cluster) say now; a 410
+        stop counts while routes.yaml is the version it was seen with, as the engine's does."""
         now = self.clock()
         failing, delivered, circuit_open, stopped = _engine_health(await self.delivery_metrics())
         for hold in await self.store.destination_holds(now):
-            (stopped if hold.gone else circuit_open).add(hold.destination)
+            if hold.gone and hold.config_version == config.version:
+                stopped.add(hold.destination)
+            elif hold.open_until > now:
+                circuit_open.add(hold.destination)
         return Health(
             now=now,
             failing_since=failing,

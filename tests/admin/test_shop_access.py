@@ -38,6 +38,12 @@ version: 1
 settings: {egress_allow: [127.0.0.0/8]}
 sources: {}
 """
+# The gateway's alerts: each shop's refusing receiver fails (an incident about a shop's
+# destination), and the dead deliveries pass 0 (an incident about the gateway as a whole).
+ALERTS = """destinations:
+  avisos: {{type: http, url: "{receiver}/avisos"}}
+alerts: {{to: avisos, failing_for: 1s, dead_over: 0, check_every: 300ms}}
+"""
 
 
 def shop_file(shop: str, receiver: str) -> str:
@@ -113,7 +119,7 @@ def shops(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         sink = Sink(behaviour=refuse_cancellations)
         stack.callback(sink.close)
         project = Project(root)
-        project.routes(MAIN)
+        project.routes(MAIN + ALERTS.format(receiver=sink.url("")))
         for shop in SHOPS:
             project.write(f"routes.d/{shop}.yaml", shop_file(shop, sink.url("")))
         env = {"GATEWAY_ADMIN_TOKEN": GATEWAY_TOKEN, "GATEWAY_ADMIN_TOKENS": ",".join(f"{s}:{t}" for s, t in SHOP_TOKENS.items())}
@@ -126,6 +132,7 @@ def shops(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         stack.callback(gateway.terminate)
         running = Shops(gateway, sink, {shop: _fill(gateway, shop) for shop in SHOPS})
         _settle(running)
+        _alerted(running)
         for shop in SHOPS:
             _act_as(running, shop)
         _refuse_an_edit_of(project, running, "padaria")
@@ -160,6 +167,19 @@ def _settle(shops: Shops) -> None:
             assert all(d["destination"].startswith(f"{shop}/") for d in deliveries)
             data.deliveries = [d["id"] for d in deliveries]
             data.dead = [d["id"] for d in deliveries if d["status"] == "dead"]
+
+
+def _alerted(shops: Shops) -> None:
+    """The alerts about each shop's refusing receiver and the dead deliveries are open."""
+    expected = {"failing:loja-a/recusa", "failing:padaria/recusa", "dead_over"}
+    with shops.client(GATEWAY_TOKEN) as api:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            found = {f"{a['kind']}:{a['subject']}" if a["subject"] else a["kind"] for a in api.get("/admin/api/alerts").json()}
+            if found >= expected:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"alerts open: {found}")
 
 
 def _act_as(shops: Shops, shop: str) -> None:
@@ -222,6 +242,7 @@ def _api_calls(shops: Shops, viewer: str) -> list[tuple[str, str, Any, int]]:
         ("GET", "/admin/api/routes", None, 200),
         ("GET", "/admin/api/overview", None, 200),
         ("GET", f"/admin/api/overview?shop={hidden}", None, 200),
+        ("GET", "/admin/api/alerts", None, 200),
         ("GET", "/admin/api/metrics", None, 200),
         ("POST", "/admin/api/replays", {"ids": theirs.dead}, 202),
         ("POST", "/admin/api/replays", {"statuses": ["dead"], "destination": f"{hidden}/recusa"}, 202),
@@ -269,6 +290,8 @@ def test_a_shops_token_sees_its_own_part_whole(shops: Shops, viewer: str) -> Non
         assert (routes["refused"] is not None) == (viewer == "padaria")  # its own refused edit, and only its own
         overview = api.get("/admin/api/overview").json()
         assert overview["shop"] == viewer and overview["shops"] == [viewer]
+        assert [(a["kind"], a["subject"]) for a in overview["alerts"]] == [("failing", f"{viewer}/recusa")]  # not the gateway's own
+        assert [a["subject"] for a in api.get("/admin/api/alerts").json()] == [f"{viewer}/recusa"]
         assert overview["by_status"] == {"delivered": 2, "dead": 1}
         assert {d["destination"] for d in overview["destinations"]} == {f"{viewer}/crm", f"{viewer}/recusa"}
         metrics = api.get("/admin/api/metrics").text
@@ -381,7 +404,8 @@ def test_the_gateways_console_filters_the_overview_by_shop(browser: Browser, sho
     page.fill("#token", GATEWAY_TOKEN)
     page.click("button[type=submit]")
     expect(page.locator("#shop-filter a")).to_have_text(["Todas as lojas", "loja-a", "padaria"])
-    expect(page.locator("#destinations tbody tr")).to_have_count(4)
+    expect(page.locator("#destinations tbody tr")).to_have_count(5)  # both shops' and the alerts' receiver
+    expect(page.locator("#alerts li.open")).to_have_count(4)  # each shop's failing receiver, the dead deliveries, padaria's refused edit
     page.click("#shop-filter >> text=padaria")
     expect(page.locator("#overview-shop")).to_have_text("padaria")
     expect(page.locator("#destinations tbody tr")).to_have_count(2)
