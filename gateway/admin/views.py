@@ -23,7 +23,7 @@ from gateway.config import Config
 from gateway.masking import MASK, is_secret_name, mask_personal_data, mask_text, mask_url
 from gateway.preview import masked_steps, refused_address
 from gateway.routing import RoutingResult
-from gateway.store.base import Activity, DeliveryRow, DestinationHold, EventRow, Incident
+from gateway.store.base import Activity, DeliveryRow, DestinationHold, EventRow, Incident, tenant_prefix
 
 # Field names whose values are personal data whatever they look like.
 _PERSONAL_FIELDS = re.compile(r"document|cpf|cnpj|e-?mail|phone|fone|celular|mobile|\brg\b|birth|nascimento|zip|cep|street|address|endereco|logradouro", re.IGNORECASE)
@@ -171,7 +171,7 @@ def _masked_settings(value: Any, config: Config, key: str = "") -> Any:
 def alerts(incidents: Iterable[Incident], tenant: str | None, limit: int = 10) -> list[schemas.Alert]:
     """Open incidents first, then the latest resolved, `limit` in all; a shop sees those about its
     own destinations only (the gateway's as a whole are the gateway operator's)."""
-    shown = [i for i in incidents if tenant is None or i.subject.startswith(f"{tenant}/")]
+    shown = [i for i in incidents if tenant is None or i.subject.startswith(tenant_prefix(tenant))]
     shown.sort(key=lambda i: (i.resolved_at is not None, -i.opened_at))
     return [
         schemas.Alert(
