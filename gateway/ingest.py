@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 import gateway.tenants as tenants
+import gateway.tracing as tracing
 from gateway.config import Config, Source
 from gateway.errors import TemplateError, plural
 from gateway.routing import RoutingResult, route_event, template_context
@@ -35,12 +36,17 @@ class Accepted(msgspec.Struct, array_like=True, frozen=True):
     not_sent: list[tuple[str, str]] = []  # (destination, status) of deliveries recorded but never sent: failed, skipped, shadow
 
 
-async def accept(config: Config, store: Store, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None) -> Accepted:
-    """Route and render `event`, store it with its deliveries, and say what was stored."""
+async def accept(
+    config: Config, store: Store, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None, trace: str | None = None
+) -> Accepted:
+    """Route and render `event`, store it with its deliveries, and say what was stored. `trace`:
+    the ingest span's traceparent (gateway/tracing.py), kept with each delivery."""
     found = config.sources[source]
     moment = datetime.fromtimestamp(received_at, UTC)
-    routed = route_event(config, event, source=source, received_at=moment)
-    new_event = _new_event(found, body, event, routed, moment, config, token)
+    with tracing.span("route", trace, {"gateway.source": source, "gateway.event_id": str(event["event_id"])}) as current:
+        routed = route_event(config, event, source=source, received_at=moment)
+        tracing.note(current, **{"gateway.deliveries": len(routed.deliveries)})
+    new_event = _new_event(found, body, event, routed, moment, config, token, trace)
     stored = await store.add_event(new_event)
     not_sent = [] if stored.duplicate else [(d.destination, d.status) for d in new_event.deliveries if d.status != "pending"]
     if not stored.duplicate:
@@ -72,7 +78,7 @@ def _dedupe_key(source: Source, body: bytes, event: dict[str, Any], received_at:
         return hashlib.sha256(body).hexdigest()
 
 
-def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: RoutingResult, received_at: datetime, config: Config, token: str | None) -> NewEvent:
+def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: RoutingResult, received_at: datetime, config: Config, token: str | None, trace: str | None) -> NewEvent:
     deliveries = tuple(
         NewDelivery(
             id=new_id(),
@@ -82,6 +88,7 @@ def _new_event(source: Source, body: bytes, event: dict[str, Any], routed: Routi
             status=d.status,
             error=d.error or d.skipped,
             ordering_key=d.ordering_key,
+            trace=trace,
         )
         for d in routed.deliveries
     )

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import gateway.tracing as tracing
 from gateway.config import Config, Route, Send
 from gateway.destinations import DRY_RUN_KEY, OutgoingRequest, build_request, check_body
 from gateway.errors import EventError, TemplateError
@@ -155,8 +156,9 @@ def _render_sends(config: Config, route: Route, context: dict[str, Any]) -> list
         destination = config.destinations[send.destination]
         common = {"route": route.name, "destination": send.destination, "shadow": route.shadow}
         try:
-            body = render_send(config, send, context)
-            ordering_key = _ordering_key(config, send.destination, context)
+            with tracing.span("render", attributes={"gateway.route": route.name, "gateway.destination": send.destination}):
+                body = render_send(config, send, context)
+                ordering_key = _ordering_key(config, send.destination, context)
         except TemplateError as exc:
             planned.append(PlannedDelivery(body=None, error=mask_personal_data(str(exc)), **common))
             continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 
 from gateway.config import Config
 from gateway.delivery.client import MAX_RESPONSE_BYTES, TIMEOUT, DeliveryClient, SendFailed, UnusableURL
@@ -33,11 +34,13 @@ async def attempt(
     clock: Callable[[], float] = time.time,
     made: Mapping[str, str] = NOTHING_MADE,
     remember: Remember | None = None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> Result:
     """Send one delivery once: every request of the destination's exchange (for an update the
     search first; for a CRM deal with its contact, each record and the link), all within the
     destination's timeout and through the egress guard. `made` is what earlier attempts
-    created; `remember` stores what this one creates, before its next request is sent."""
+    created; `remember` stores what this one creates, before its next request is sent.
+    `extra_headers` are added to each request (the trace's traceparent)."""
     timeout = spec.timeout.seconds
     status: int | None = None
     excerpt: str | None = None
@@ -51,6 +54,8 @@ async def attempt(
                     if remember is not None:
                         await remember(step.step, step.record_id)
                 else:
+                    if extra_headers:
+                        step = replace(step, headers={**step.headers, **extra_headers})
                     await check_url(step.url, config.egress_allow, resolve=False)
                     status, headers, excerpt = await client.send(step, timeout)
                     reply = Answer(status, headers, excerpt)

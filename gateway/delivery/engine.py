@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from aiolimiter import AsyncLimiter
 
 import gateway.tenants as tenants
+import gateway.tracing as tracing
 from gateway.config import Config, Destination
 from gateway.delivery.attempt import MAX_RESPONSE_BYTES, attempt
 from gateway.delivery.breaker import CircuitBreaker
@@ -235,8 +236,11 @@ class DeliveryEngine:
     async def _deliver(self, delivery: ClaimedDelivery, destination: Destination | None, config: Config) -> None:
         started = self.clock()
         began = time.monotonic()
-        try:
-            outcome, status, excerpt = await self._send(delivery, destination, config)
+        attributes = {"gateway.delivery_id": delivery.id, "gateway.destination": delivery.destination, "gateway.attempt": delivery.attempts + 1}
+        try:  # a span per attempt, each a child of its event's ingest: one trace, retries included
+            with tracing.span("deliver", delivery.trace, attributes) as current:
+                outcome, status, excerpt = await self._send(delivery, destination, config)
+                tracing.note(current, **{"gateway.outcome": outcome.kind, "http.response.status_code": status, "gateway.failure": outcome.failure})
         finally:
             self._slot_freed(destination)
         duration = time.monotonic() - began
@@ -253,7 +257,8 @@ class DeliveryEngine:
             await state.limiter.acquire()
         try:
             made = await self.store.records_created(delivery.id) if destination.spec.remembers_steps and delivery.attempts else {}
-            outcome, status, excerpt = await attempt(self.client, destination.spec, delivery.body, delivery.id, config, self.clock, made, self._remember(delivery))
+            trace = {"traceparent": parent} if destination.spec.sends_traceparent and (parent := tracing.traceparent()) else None
+            outcome, status, excerpt = await attempt(self.client, destination.spec, delivery.body, delivery.id, config, self.clock, made, self._remember(delivery), trace)
         except StoreUnavailable as exc:  # what a step created could not be read or kept: stop before the next step
             outcome, status, excerpt = Outcome("retry", f"the store could not keep what a step created: {exc}"), None, None
         except ValueError as exc:  # a stored body this destination cannot send (it changed since)

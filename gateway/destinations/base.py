@@ -61,6 +61,12 @@ class DestinationSpec(msgspec.Struct, tag_field="type", forbid_unknown_fields=Tr
     def json_body(self) -> bool:
         return True
 
+    #: whether requests carry the attempt's W3C traceparent when traces are on (a vendor's API
+    #: has no use for it; `http` sends it unless its `traceparent: false`)
+    @property
+    def sends_traceparent(self) -> bool:
+        return False
+
     # -- the interface: `build_request` is required, the rest have defaults
 
     def problems(self) -> list[tuple[str, str]]:

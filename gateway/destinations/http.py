@@ -17,10 +17,15 @@ class Spec(DestinationSpec, tag="http", kw_only=True):
     headers: dict[str, str] = {}
     content_type: str = "application/json"
     sign: str | None = None  # Standard Webhooks secret (whsec_…); signing is done at send time
+    traceparent: bool = True  # with traces on (gateway/tracing.py), each attempt's W3C traceparent header
 
     @property
     def json_body(self) -> bool:
         return "json" in self.content_type.lower()
+
+    @property
+    def sends_traceparent(self) -> bool:
+        return self.traceparent
 
     def problems(self) -> list[tuple[str, str]]:
         if self.sign:

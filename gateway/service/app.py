@@ -35,6 +35,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from litestar.types import Receive, Scope, Send
 
+import gateway.tracing as tracing
 from gateway.admin.api import admin_api
 from gateway.admin.auth import AdminAuth
 from gateway.admin.console import STATIC, TEMPLATES, console, template_filters
@@ -209,7 +210,11 @@ async def _store(request: Request[Any, Any, Any], runtime: Runtime, source: Sour
     event = _parse_event(body)
     try:
         assert runtime.ingest is not None and runtime.delivery is not None, "the app's lifespan starts them"
-        return await runtime.ingest.ingest(source.name, body, event, runtime.clock(), token), event
+        # The sender's trace goes on (W3C traceparent), or a new one starts; off, this costs nothing
+        with tracing.span("ingest", request.headers.get("traceparent"), {"gateway.source": source.name, "gateway.event_id": str(event["event_id"])}) as current:
+            accepted = await runtime.ingest.ingest(source.name, body, event, runtime.clock(), token, tracing.traceparent())
+            tracing.note(current, **{"gateway.stored_id": accepted.id, "gateway.deliveries": accepted.deliveries, "gateway.duplicate": accepted.duplicate})
+        return accepted, event
     except StoreUnavailable as exc:
         log.error("event not stored: %s", exc)
         runtime.metrics.count_event(source.name, "store_unavailable", source.tenant)

@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 import uvloop
 
+import gateway.tracing as tracing
 from gateway.config import ConfigFiles
 from gateway.service.child_process import CannotStart, ChildProcess, Configure, PendingReplies, Ready, Replies, read_stdin, reconfigured, start_child
 from gateway.service.delivery_service import DeliveryService
@@ -135,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=32)
     arguments = parser.parse_args(argv)
     configure_logging()
-    return uvloop.run(_run_child(arguments.db, arguments.workers))
+    tracing.setup("delivery child")
+    try:
+        return uvloop.run(_run_child(arguments.db, arguments.workers))
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 import uvloop
 
+import gateway.tracing as tracing
 from gateway.config import Config, ConfigFiles
 from gateway.ingest import Accepted, accept
 from gateway.service import gc_freeze
@@ -45,6 +46,7 @@ class Submit(msgspec.Struct, array_like=True, tag=True):
     body: bytes
     received_at: float
     token: str | None = None  # which of the source's tokens it came with, masked
+    trace: str | None = None  # the ingest span's traceparent, when traces are on
 
 
 class Stored(msgspec.Struct, array_like=True, tag=True):
@@ -73,9 +75,9 @@ class IngestProcess(ChildProcess):
         super().__init__("gateway.service.ingest_child", ["--db", database_url], FromIngest, files)
         self._replies: PendingReplies[Accepted] = PendingReplies()
 
-    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None) -> Accepted:
+    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None, trace: str | None = None) -> Accepted:
         number, future = self._replies.open()
-        if not self.send(Submit(number, source, body, received_at, token)):
+        if not self.send(Submit(number, source, body, received_at, token, trace)):
             self._replies.drop(number)
             raise StoreUnavailable("the gateway's ingest child is restarting")
         return await future
@@ -113,7 +115,7 @@ class _IngestLoop:
     async def store_event(self, submit: Submit, config: Config) -> None:
         try:
             event = msgspec.json.decode(submit.body)
-            reply: Stored | Refused = Stored(submit.number, await accept(config, self.store, submit.source, submit.body, event, submit.received_at, submit.token))
+            reply: Stored | Refused = Stored(submit.number, await accept(config, self.store, submit.source, submit.body, event, submit.received_at, submit.token, submit.trace))
         except StoreUnavailable as exc:
             log.error("event not stored: %s", exc)
             reply = Refused(submit.number, "the gateway could not store the event; send it again later")
@@ -145,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", required=True)
     arguments = parser.parse_args(argv)
     configure_logging()
-    return uvloop.run(_run_child(arguments.db))
+    tracing.setup("ingest child")
+    try:
+        return uvloop.run(_run_child(arguments.db))
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

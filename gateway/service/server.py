@@ -10,6 +10,7 @@ import signal
 import uvicorn
 import uvloop
 
+import gateway.tracing as tracing
 from gateway.admin.tokens import NO_ADMIN_TOKENS, AdminTokens
 from gateway.config import Config
 from gateway.masking import remember_secrets, without_password
@@ -26,6 +27,7 @@ SHUTDOWN_GRACE_SECONDS = 30
 def serve(config: Config, database_url: str, host: str, port: int, workers: int, deliver: bool = True, admin_tokens: AdminTokens = NO_ADMIN_TOKENS) -> None:
     """Serve until SIGINT/SIGTERM; in-flight deliveries finish or are given back."""
     configure_logging()
+    tracing.setup("serve")
     asyncio.run(migrate(database_url))  # a bad database URL is a message, not a traceback
     store = open_store(database_url)
     runtime = Runtime(
@@ -34,6 +36,13 @@ def serve(config: Config, database_url: str, host: str, port: int, workers: int,
     remember_secrets(admin_tokens.secrets())  # masked in every log line
     console = f"console at /console{_shop_tokens(admin_tokens)}" if admin_tokens else "admin API and console off (no GATEWAY_ADMIN_TOKEN)"
     logging.getLogger("gateway").info("config %s (version %s), database %s, listening on %s:%d, %s", config.file, config.version, without_password(database_url), host, port, console)
+    try:
+        _run_uvicorn(runtime, host, port)
+    finally:
+        tracing.shutdown()  # the spans still buffered are exported
+
+
+def _run_uvicorn(runtime: Runtime, host: str, port: int) -> None:
     uvicorn.run(
         create_app(runtime),
         host=host,
@@ -56,7 +65,11 @@ def _shop_tokens(tokens: AdminTokens) -> str:
 def work(config: Config, database_url: str, workers: int) -> None:
     """Deliver only (no HTTP), until SIGINT/SIGTERM: `gateway worker`, beside `serve --no-deliver`."""
     configure_logging()
-    uvloop.run(_work(config, database_url, workers))
+    tracing.setup("worker")
+    try:
+        uvloop.run(_work(config, database_url, workers))
+    finally:
+        tracing.shutdown()
 
 
 async def _work(config: Config, database_url: str, workers: int) -> None:

@@ -92,7 +92,7 @@ class IngestPart(Protocol):
 
     def configure(self, files: ConfigFiles) -> None: ...
 
-    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None) -> Accepted: ...
+    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None, trace: str | None = None) -> Accepted: ...
 
 
 class DeliveryPart(Protocol):
@@ -128,8 +128,8 @@ class IngestHere:
     def configure(self, files: ConfigFiles) -> None:
         pass  # reads `routes()` for each event
 
-    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None) -> Accepted:
-        return await accept(self.routes(), self.store, source, body, event, received_at, token)
+    async def ingest(self, source: str, body: bytes, event: dict[str, Any], received_at: float, token: str | None = None, trace: str | None = None) -> Accepted:
+        return await accept(self.routes(), self.store, source, body, event, received_at, token, trace)
 
 
 @dataclass

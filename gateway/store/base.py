@@ -48,6 +48,7 @@ class NewDelivery:
     status: str
     error: str | None = None
     ordering_key: str | None = None
+    trace: str | None = None  # the W3C traceparent of its event's ingest (gateway/tracing.py), when traces are on
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class ClaimedDelivery:
     attempts: int  # attempts made before this one
     ordering_key: str | None
     created_at: float
+    trace: str | None = None  # its event's ingest span (traceparent): each attempt's span is its child
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ class _Delivery:
     ordering_key: str | None
     seq: int
     claimed_until: float | None = None
+    trace: str | None = None
 
 
 @dataclass
@@ -113,7 +114,7 @@ class MemoryStore(Store):
         db.events[event.id] = _Event(EventRow(event.id, event.source, event.event_type, event.body, event.received_at, event.config_version, event.token, event.tenant), event.dedupe_key, next(db.sequence), event.code)
         for d in event.deliveries:
             row = DeliveryRow(d.id, event.id, d.route, d.destination, d.status, 0, event.received_at, d.error, d.body, event.received_at, event.received_at, event.config_version)
-            db.deliveries[d.id] = _Delivery(row, d.ordering_key, next(db.sequence))
+            db.deliveries[d.id] = _Delivery(row, d.ordering_key, next(db.sequence), trace=d.trace)
         return AddResult(event.id, False, len(event.deliveries))
 
     # ----------------------------------------------------------------- the engine's work
@@ -143,7 +144,7 @@ class MemoryStore(Store):
             d.row = replace(d.row, status=SENDING, updated_at=now)
             d.claimed_until = now + lease_seconds
             r = d.row
-            claimed.append(ClaimedDelivery(r.id, r.event_id, r.route, r.destination, r.body or "", r.attempts, d.ordering_key, r.created_at))
+            claimed.append(ClaimedDelivery(r.id, r.event_id, r.route, r.destination, r.body or "", r.attempts, d.ordering_key, r.created_at, d.trace))
         return claimed
 
     async def record_attempt(self, result: AttemptResult, now: float) -> None:

@@ -442,7 +442,11 @@ async def _add_batch(cursor: psycopg.AsyncCursor, events: list[NewEvent]) -> lis
     if stored:
         columns = list(zip(*[(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version, e.code, e.token, e.tenant) for e in stored]))
         await cursor.execute(_SQL["insert_events_batch"], [list(c) for c in columns])
-        rows = [(d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at, e.config_version) for e in stored for d in e.deliveries]
+        rows = [
+            (d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at, e.config_version, d.trace)
+            for e in stored
+            for d in e.deliveries
+        ]
         if rows:
             await cursor.execute(_SQL["insert_deliveries_batch"], [list(c) for c in zip(*rows)])
         if any(d.status == PENDING for e in stored for d in e.deliveries):
@@ -459,7 +463,7 @@ async def _add_event(cursor: psycopg.AsyncCursor, event: NewEvent) -> AddResult:
     await cursor.execute(_SQL["insert_event"], (event.id, event.source, event.event_type, event.body, event.dedupe_key, event.received_at, event.config_version, event.code, event.token, event.tenant))
     if event.deliveries:
         at = event.received_at
-        rows = [(d.id, event.id, d.route, d.destination, d.body, d.status, d.ordering_key, at, d.error, at, at, event.config_version) for d in event.deliveries]
+        rows = [(d.id, event.id, d.route, d.destination, d.body, d.status, d.ordering_key, at, d.error, at, at, event.config_version, d.trace) for d in event.deliveries]
         await cursor.executemany(_SQL["insert_delivery"], rows)
         if any(d.status == PENDING for d in event.deliveries):
             await cursor.execute(_SQL["notify_work"])

@@ -103,7 +103,7 @@ class SQLiteStore(Store):
             results.append(AddResult(event.id, False, len(event.deliveries)))
         event_rows = [(e.id, e.source, e.event_type, e.body, e.dedupe_key, e.received_at, e.config_version, e.code, e.token, e.tenant) for e in stored]
         delivery_rows = [
-            (d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at, e.config_version)
+            (d.id, e.id, d.route, d.destination, d.body, d.status, d.ordering_key, e.received_at, d.error, e.received_at, e.received_at, e.config_version, d.trace)
             for e in stored
             for d in e.deliveries
         ]

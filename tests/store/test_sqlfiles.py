@@ -17,7 +17,7 @@ def test_every_query_the_sqlite_backend_names_is_in_its_file() -> None:
 
 def test_a_named_block_keeps_its_sql_and_drops_comments_and_the_semicolon() -> None:
     claim = queries("sqlite")["claim_due"]
-    assert claim.startswith("UPDATE deliveries SET status = 'sending'") and claim.endswith("created_at")
+    assert claim.startswith("UPDATE deliveries SET status = 'sending'") and claim.endswith("created_at, trace")
     assert "--" not in claim and "{arms}" in claim
 
 

@@ -48,8 +48,8 @@ INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, confi
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::text[]);
 
 -- name: insert_deliveries_batch
-INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::float8[], %s::text[]);
+INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version, trace)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::float8[], %s::text[], %s::text[]);
 
 -- name: original
 SELECT id FROM events WHERE source = %s AND dedupe_key = %s AND received_at >= %s ORDER BY received_at DESC LIMIT 1;
@@ -58,8 +58,8 @@ SELECT id FROM events WHERE source = %s AND dedupe_key = %s AND received_at >= %
 INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code, token, tenant) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
 
 -- name: insert_delivery
-INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
+INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version, trace)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s);
 
 -- name: expire_leases
 -- A claim whose lease ran out belongs to a sender that died: pending again, in its old place.
@@ -83,7 +83,7 @@ WHERE id IN (
         ORDER BY d.next_attempt_at, d.seq
         LIMIT quota.n
         FOR UPDATE SKIP LOCKED) AS claimable)
-RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at;
+RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at, trace;
 
 -- name: refill_bucket
 -- A rate-limited destination's tokens, shared by every replica: refilled for the time since the
@@ -120,7 +120,7 @@ WHERE id IN (
     ORDER BY d.next_attempt_at, d.seq
     LIMIT %s
     FOR UPDATE SKIP LOCKED)
-RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at;
+RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at, trace;
 
 -- name: insert_attempts_batch
 -- Numbered after the attempts already recorded (a delivery is in one batch at most once: it

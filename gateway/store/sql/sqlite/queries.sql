@@ -12,7 +12,7 @@ SELECT max(rowid) FROM events;
 INSERT INTO events (id, source, event_type, body, dedupe_key, received_at, config_version, code, token, tenant) VALUES {rows};
 
 -- name: insert_deliveries
-INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version)
+INSERT INTO deliveries (id, event_id, route, destination, body, status, ordering_key, next_attempt_at, last_error, created_at, updated_at, config_version, trace)
 VALUES {rows};
 
 -- name: insert_attempts
@@ -42,7 +42,7 @@ WHERE status = 'sending' AND claimed_until < ?;
 -- claim_others_arm), each taking at most its destination's free slots.
 UPDATE deliveries SET status = 'sending', claimed_until = ?, updated_at = ?
 WHERE id IN ({arms})
-RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at;
+RETURNING id, event_id, route, destination, body, attempts, ordering_key, created_at, trace;
 
 -- name: claim_arm
 -- A destination's due deliveries, oldest first (the deliveries_pending index); one with an
