@@ -6,7 +6,7 @@ import json
 
 from gateway.admin import views
 from gateway.masking import MASK
-from gateway.store.base import Activity, DeliveryRow, DestinationHold
+from gateway.store.base import Activity, DeliveryRow, DestinationHold, Incident
 
 ORDER = {
     "event_id": "ORDER_CREATED",
@@ -94,3 +94,19 @@ routes:
 """
     )
     return load_config(str(tmp_path / "routes.yaml"), {"CRM_TOKEN": "sk-live-123456"})
+
+
+def test_alerts_open_first_each_with_its_words_and_its_notices_fate() -> None:
+    """Open incidents first (newest first), then resolved ones; a notice that failed shows why;
+    a shop sees those about its own destinations, never the gateway's as a whole."""
+    incidents = [
+        Incident("i1", "failing:loja-a/crm", "failing", "loja-a/crm", "nenhuma entrega deu certo desde 07/12 14:05", 100.0, 900.0, 150.0, 950.0),
+        Incident("i2", "dead_over", "dead_over", "", "25 entregas falharam de vez (o limite é 20)", 200.0, notice_attempts=2, notice_error="avisos: HTTP 503"),
+        Incident("i3", "gone:padaria/crm", "gone", "padaria/crm", "respondeu 410", 300.0, open_notified_at=310.0),
+    ]
+    shown = views.alerts(incidents, None)
+    assert [a.id for a in shown] == ["i3", "i2", "i1"]
+    assert shown[1].notice_error == "avisos: HTTP 503" and shown[1].notified_at is None and shown[1].subject is None
+    assert shown[2].text == "✅ O destino *loja-a/crm* voltou a funcionar (ficou 13 min com problema)." and shown[2].notified_at == 950.0
+    assert [a.id for a in views.alerts(incidents, "loja-a")] == ["i1"] and views.alerts(incidents, "loja") == []
+    assert [a.id for a in views.alerts(incidents, None, limit=1)] == ["i3"]
