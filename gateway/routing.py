@@ -156,7 +156,7 @@ def _render_sends(config: Config, route: Route, context: dict[str, Any]) -> list
         destination = config.destinations[send.destination]
         common = {"route": route.name, "destination": send.destination, "shadow": route.shadow}
         try:
-            with tracing.span("render", attributes={"gateway.route": route.name, "gateway.destination": send.destination}):
+            with tracing.span("render", attributes={"gateway.route": route.name, "gateway.destination": send.destination}) if tracing.enabled() else tracing.OFF:
                 body = render_send(config, send, context)
                 ordering_key = _ordering_key(config, send.destination, context)
         except TemplateError as exc:

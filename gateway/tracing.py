@@ -66,12 +66,13 @@ def shutdown() -> None:
             provider.shutdown()
 
 
-_OFF = nullcontext()  # what a span is while tracing is off: entered and left at no cost
+OFF = nullcontext()  # what a span is while tracing is off: entered and left at no cost (hot paths use it
+# directly, so that not even a span's attributes are built)
 
 
 def span(name: str, parent: str | None = None, attributes: Mapping[str, Any] | None = None) -> AbstractContextManager[Any]:
     """A span, child of `parent` (a traceparent text) or of the current span; None when off."""
-    return _OFF if _tracer is None else _span(name, parent, attributes)
+    return OFF if _tracer is None else _span(name, parent, attributes)
 
 
 @contextmanager

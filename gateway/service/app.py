@@ -210,15 +210,22 @@ async def _store(request: Request[Any, Any, Any], runtime: Runtime, source: Sour
     event = _parse_event(body)
     try:
         assert runtime.ingest is not None and runtime.delivery is not None, "the app's lifespan starts them"
-        # The sender's trace goes on (W3C traceparent), or a new one starts; off, this costs nothing
-        with tracing.span("ingest", request.headers.get("traceparent"), {"gateway.source": source.name, "gateway.event_id": str(event["event_id"])}) as current:
-            accepted = await runtime.ingest.ingest(source.name, body, event, runtime.clock(), token, tracing.traceparent())
-            tracing.note(current, **{"gateway.stored_id": accepted.id, "gateway.deliveries": accepted.deliveries, "gateway.duplicate": accepted.duplicate})
-        return accepted, event
+        if tracing.enabled():
+            return await _ingest_traced(request, runtime, source, body, event, token), event
+        return await runtime.ingest.ingest(source.name, body, event, runtime.clock(), token), event
     except StoreUnavailable as exc:
         log.error("event not stored: %s", exc)
         runtime.metrics.count_event(source.name, "store_unavailable", source.tenant)
         raise GatewayHTTPError(503, "store_unavailable", "the gateway could not store the event; send it again later") from None
+
+
+async def _ingest_traced(request: Request[Any, Any, Any], runtime: Runtime, source: Source, body: bytes, event: dict[str, Any], token: str | None) -> Accepted:
+    """Ingest in a span that continues the sender's trace (W3C traceparent), or starts one."""
+    assert runtime.ingest is not None
+    with tracing.span("ingest", request.headers.get("traceparent"), {"gateway.source": source.name, "gateway.event_id": str(event["event_id"])}) as current:
+        accepted = await runtime.ingest.ingest(source.name, body, event, runtime.clock(), token, tracing.traceparent())
+        tracing.note(current, **{"gateway.stored_id": accepted.id, "gateway.deliveries": accepted.deliveries, "gateway.duplicate": accepted.duplicate})
+    return accepted
 
 
 async def _read_body(request: Request[Any, Any, Any]) -> bytes:
