@@ -174,9 +174,8 @@ def database_for(database_url: str | None, config_path: str) -> str:
 @click.option("--deliver/--no-deliver", default=True, show_default=True, help="Deliver in this process, or leave it to `gateway worker`.")
 def serve(config_path: str, database_url: str | None, host: str, port: int, workers: int, deliver: bool) -> int:
     """Receive GO's events and deliver them (ingest + delivery workers)."""
-    from gateway.service.server import serve as run_server
-
     from gateway.admin.tokens import AdminTokenError, read_admin_tokens
+    from gateway.service.server import serve as run_server
 
     config = _loaded(config_path)
     try:  # from the environment only: a flag would show in `ps`
