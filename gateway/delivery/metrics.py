@@ -57,8 +57,9 @@ class DeliveryMetrics:
         labels = (destination, shop(destination))
         if delivered:
             self.last_delivered.labels(*labels).set(at)
-            self.failing_since.labels(*labels).set(0)
-            self._failing.discard(destination)
+            if destination in self._failing:  # on every success otherwise: a lookup for nothing
+                self.failing_since.labels(*labels).set(0)
+                self._failing.discard(destination)
         elif destination not in self._failing:
             self._failing.add(destination)
             self.failing_since.labels(*labels).set(at)
