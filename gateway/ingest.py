@@ -43,9 +43,12 @@ async def accept(
     the ingest span's traceparent (gateway/tracing.py), kept with each delivery."""
     found = config.sources[source]
     moment = datetime.fromtimestamp(received_at, UTC)
-    with tracing.span("route", trace, {"gateway.source": source, "gateway.event_id": str(event["event_id"])}) if tracing.enabled() else tracing.OFF as current:
+    if tracing.enabled():
+        with tracing.span("route", trace, {"gateway.source": source, "gateway.event_id": str(event["event_id"])}) as current:
+            routed = route_event(config, event, source=source, received_at=moment)
+            tracing.note(current, **{"gateway.deliveries": len(routed.deliveries)})
+    else:
         routed = route_event(config, event, source=source, received_at=moment)
-        tracing.note(current, **{"gateway.deliveries": len(routed.deliveries)})
     new_event = _new_event(found, body, event, routed, moment, config, token, trace)
     stored = await store.add_event(new_event)
     not_sent = [] if stored.duplicate else [(d.destination, d.status) for d in new_event.deliveries if d.status != "pending"]

@@ -20,6 +20,7 @@ from prometheus_client.utils import floatToGoString
 from gateway.admin import schemas
 from gateway.alerts import notices
 from gateway.config import Config
+from gateway.delivery.metrics import read_states
 from gateway.masking import MASK, is_secret_name, mask_personal_data, mask_text, mask_url
 from gateway.preview import masked_steps, refused_address
 from gateway.routing import RoutingResult
@@ -195,22 +196,10 @@ def minutes(activity: Activity, now: float, count: int = 60) -> list[schemas.Min
 
 def destination_health(config: Config, delivery_metrics: bytes, holds: list[DestinationHold]) -> list[schemas.DestinationHealth]:
     """Each destination's state, from the delivery engine's metrics and the cluster's holds."""
-    open_, stopped = {h.destination for h in holds if h.open_until}, {h.destination for h in holds if h.gone}
-    delivered: dict[str, int] = defaultdict(int)
-    failed: dict[str, int] = defaultdict(int)
-    for family in text_string_to_metric_families(delivery_metrics.decode()):
-        for sample in family.samples:
-            name, destination = sample.name, sample.labels.get("destination", "")
-            if name == "gateway_destination_circuit_open" and sample.value:
-                open_.add(destination)
-            elif name == "gateway_destination_stopped" and sample.value:
-                stopped.add(destination)
-            elif name == "gateway_deliveries_total":
-                outcome = sample.labels.get("outcome")
-                if outcome == "delivered":
-                    delivered[destination] += int(sample.value)
-                elif outcome in ("retry", "dead"):
-                    failed[destination] += int(sample.value)
+    states = read_states(delivery_metrics)
+    open_ = states.circuit_open | {h.destination for h in holds if h.open_until}
+    stopped = states.stopped | {h.destination for h in holds if h.gone}
+    delivered, failed = states.delivered, states.failed
     health = []
     for name, destination in config.destinations.items():
         state = "inactive" if destination.inactive else "stopped" if name in stopped else "circuit_open" if name in open_ else "ok"

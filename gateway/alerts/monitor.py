@@ -15,14 +15,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from gateway.alerts import notices
 from gateway.alerts.conditions import Finding, Health, cleared, findings
 from gateway.alerts.settings import Alerts
 from gateway.config import Config
 from gateway.delivery.attempt import attempt
 from gateway.delivery.client import DeliveryClient, delivery_client
+from gateway.delivery.metrics import read_states
 from gateway.masking import mask_text
 from gateway.store.base import DEAD, DeliveryFilter, Incident, Store, StoreUnavailable, new_id
 
@@ -88,18 +87,18 @@ class AlertMonitor:
         """What the engine's metrics (this replica) and the store (the cluster) say now; a 410
         stop counts while routes.yaml is the version it was seen with, as the engine's does."""
         now = self.clock()
-        failing, delivered, circuit_open, stopped = _engine_health(await self.delivery_metrics())
+        states = read_states(await self.delivery_metrics())
         for hold in await self.store.destination_holds(now):
             if hold.gone and hold.config_version == config.version:
-                stopped.add(hold.destination)
+                states.stopped.add(hold.destination)
             elif hold.open_until > now:
-                circuit_open.add(hold.destination)
+                states.circuit_open.add(hold.destination)
         return Health(
             now=now,
-            failing_since=failing,
-            last_delivered=delivered,
-            circuit_open=circuit_open,
-            stopped=stopped,
+            failing_since=states.failing_since,
+            last_delivered=states.last_delivered,
+            circuit_open=states.circuit_open,
+            stopped=states.stopped,
             dead=await self.store.count_deliveries(DeliveryFilter(statuses=(DEAD,))),
             oldest_pending_at=await self.store.oldest_pending_at(),
             refused=self.refused(),
@@ -127,23 +126,3 @@ class AlertMonitor:
         body = notices.body(destination.type, incident, notice, alerts)
         outcome, _, _ = await attempt(client, destination.spec, body, f"alert-{incident.id}-{notice}", config, self.clock)
         return None if outcome.kind == "delivered" else f"{name}: {outcome.reason}"
-
-
-def _engine_health(metrics: bytes) -> tuple[dict[str, float], dict[str, float], set[str], set[str]]:
-    """(failing since, last delivered, circuit open, stopped) by destination, from the engine's metrics."""
-    failing: dict[str, float] = {}
-    delivered: dict[str, float] = {}
-    circuit_open: set[str] = set()
-    stopped: set[str] = set()
-    for family in text_string_to_metric_families(metrics.decode()):
-        for sample in family.samples:
-            destination = sample.labels.get("destination", "")
-            if sample.name == "gateway_destination_failing_since_seconds" and sample.value:
-                failing[destination] = sample.value
-            elif sample.name == "gateway_destination_last_delivered_seconds":
-                delivered[destination] = sample.value
-            elif sample.name == "gateway_destination_circuit_open" and sample.value:
-                circuit_open.add(destination)
-            elif sample.name == "gateway_destination_stopped" and sample.value:
-                stopped.add(destination)
-    return failing, delivered, circuit_open, stopped

@@ -236,15 +236,23 @@ class DeliveryEngine:
     async def _deliver(self, delivery: ClaimedDelivery, destination: Destination | None, config: Config) -> None:
         started = self.clock()
         began = time.monotonic()
-        attributes = {"gateway.delivery_id": delivery.id, "gateway.destination": delivery.destination, "gateway.attempt": delivery.attempts + 1}
-        try:  # a span per attempt, each a child of its event's ingest: one trace, retries included
-            with tracing.span("deliver", delivery.trace, attributes) as current:
+        try:
+            if tracing.enabled():
+                outcome, status, excerpt = await self._send_traced(delivery, destination, config)
+            else:
                 outcome, status, excerpt = await self._send(delivery, destination, config)
-                tracing.note(current, **{"gateway.outcome": outcome.kind, "http.response.status_code": status, "gateway.failure": outcome.failure})
         finally:
             self._slot_freed(destination)
         duration = time.monotonic() - began
         await self._record(delivery, destination, config, outcome, status, excerpt, started, duration)
+
+    async def _send_traced(self, delivery: ClaimedDelivery, destination: Destination | None, config: Config) -> tuple[Outcome, int | None, str | None]:
+        """`_send` in a span, a child of its event's ingest: one trace per event, retries included."""
+        attributes = {"gateway.delivery_id": delivery.id, "gateway.destination": delivery.destination, "gateway.attempt": delivery.attempts + 1}
+        with tracing.span("deliver", delivery.trace, attributes) as current:
+            outcome, status, excerpt = await self._send(delivery, destination, config)
+            tracing.note(current, **{"gateway.outcome": outcome.kind, "http.response.status_code": status, "gateway.failure": outcome.failure})
+        return outcome, status, excerpt
 
     async def _send(self, delivery: ClaimedDelivery, destination: Destination | None, config: Config) -> tuple[Outcome, int | None, str | None]:
         if destination is None or destination.inactive:

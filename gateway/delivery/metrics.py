@@ -7,9 +7,48 @@ for routes.yaml's own) only. A shop's admin token reads its own shop's samples (
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass, field
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 import gateway.tenants as tenants
+
+
+@dataclass
+class DestinationStates:
+    """What the engine's metrics say of each destination, read back from their text (the engine
+    may run in another process): the console's overview and the alerts read them alike."""
+
+    circuit_open: set[str] = field(default_factory=set)
+    stopped: set[str] = field(default_factory=set)  # answered 410 Gone
+    failing_since: dict[str, float] = field(default_factory=dict)
+    last_delivered: dict[str, float] = field(default_factory=dict)
+    delivered: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    failed: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))  # retried or dead
+
+
+def read_states(text: bytes) -> DestinationStates:
+    states = DestinationStates()
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            name, destination, value = sample.name, sample.labels.get("destination", ""), sample.value
+            if name == "gateway_destination_circuit_open" and value:
+                states.circuit_open.add(destination)
+            elif name == "gateway_destination_stopped" and value:
+                states.stopped.add(destination)
+            elif name == "gateway_destination_failing_since_seconds" and value:
+                states.failing_since[destination] = value
+            elif name == "gateway_destination_last_delivered_seconds":
+                states.last_delivered[destination] = value
+            elif name == "gateway_deliveries_total":
+                outcome = sample.labels.get("outcome")
+                if outcome == "delivered":
+                    states.delivered[destination] += int(value)
+                elif outcome in ("retry", "dead"):
+                    states.failed[destination] += int(value)
+    return states
 
 
 def shop(name: str) -> str:

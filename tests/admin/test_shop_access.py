@@ -291,7 +291,8 @@ def test_a_shops_token_sees_its_own_part_whole(shops: Shops, viewer: str) -> Non
         overview = api.get("/admin/api/overview").json()
         assert overview["shop"] == viewer and overview["shops"] == [viewer]
         assert [(a["kind"], a["subject"]) for a in overview["alerts"]] == [("failing", f"{viewer}/recusa")]  # not the gateway's own
-        assert [a["subject"] for a in api.get("/admin/api/alerts").json()] == [f"{viewer}/recusa"]
+        alerts = api.get("/admin/api/alerts").json()
+        assert [a["subject"] for a in alerts] == [f"{viewer}/recusa"], alerts
         assert overview["by_status"] == {"delivered": 2, "dead": 1}
         assert {d["destination"] for d in overview["destinations"]} == {f"{viewer}/crm", f"{viewer}/recusa"}
         metrics = api.get("/admin/api/metrics").text
