@@ -33,7 +33,7 @@ start_sink || exit 1
 SINK_LOG="$RUN_DIR/logs/sink-access.log"
 UV=("$VENV/bin/uvicorn" --app-dir "$KIT/apps" --host 127.0.0.1 --no-access-log --log-level warning
     --loop uvloop --http httptools --backlog 4096)
-ROUTES="$KIT/gateway/routes.yaml"
+ROUTES="${ROUTES:-$KIT/gateway/routes.yaml}"
 URL="http://127.0.0.1:8600/hooks/go?token=benchtok"
 READY="http://127.0.0.1:8600/healthz"
 

@@ -200,6 +200,7 @@ def _numeric(host: str) -> bool:
     return all(c in "0123456789abcdefx.:[]" for c in host.lower())
 
 
+@functools.lru_cache(maxsize=4096)  # every delivery to a destination checks the same host
 def _literal_address(host: str) -> str | None:
     """The address a host stands for without asking a name server: an IP literal, or
     127.0.0.1 for `localhost` and its subdomains (RFC 6761: always loopback)."""

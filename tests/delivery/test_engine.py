@@ -10,7 +10,9 @@ import asyncio
 import email.utils
 import json
 import logging
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 
 from gateway.config import Config, load_config
 from gateway.delivery.client import delivery_client
-from gateway.delivery.engine import DeliveryEngine
+from gateway.delivery.engine import AHEAD_ROUNDS, START_WITHIN_SECONDS, DeliveryEngine
 from gateway.delivery.metrics import DeliveryMetrics
 from gateway.ingest import accept
 from gateway.store import DeliveryFilter
@@ -302,20 +304,140 @@ async def test_a_hanging_receiver_costs_one_timeout_and_is_retried(tmp_path: Pat
     assert first.duration_ms < 2500
 
 
-async def test_a_delivery_in_flight_at_stop_is_given_back(tmp_path: Path, sink: Sink) -> None:
-    """Stop with a short grace: the unfinished delivery is pending again, due now, never lost."""
+async def test_deliveries_in_flight_or_waiting_at_stop_are_given_back(tmp_path: Path, sink: Sink) -> None:
+    """Stop with a short grace: the unfinished delivery and the two waiting claimed behind it
+    (concurrency 1) are pending again, due now, never lost."""
     sink.behaviour = lambda request, count: (200, {}, b"", 2)
-    async with bench(tmp_path, sink) as b:
-        event_id = await b.post()
+    async with bench(tmp_path, sink, "concurrency: 1") as b:
+        event_ids = [await b.post(str(n)) for n in range(3)]
         running = asyncio.create_task(b.engine.run())
         for _ in range(100):  # bounded: until the receiver has the request
             if sink.received:
                 break
             await asyncio.sleep(0.02)
+        assert await _sending_is(b.store, 3)
         await b.engine.stop(grace_seconds=0.1)
         await running
-        delivery = await b.delivery(event_id)
-    assert (delivery.status, delivery.attempts) == ("pending", 0)
+        deliveries = [await b.delivery(event_id) for event_id in event_ids]
+    assert [(d.status, d.attempts) for d in deliveries] == [("pending", 0)] * 3
+    assert len(sink.received) == 1
+
+
+# ----------------------------------------------------------------- claiming ahead (the running loop)
+
+
+class AtOnce:
+    """A sink behaviour that answers `status` after `delay` and notes the most requests it held at once."""
+
+    def __init__(self, delay: float, status: int = 200) -> None:
+        self.delay, self.status = delay, status
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: Received, count: int) -> tuple[int, dict[str, str], bytes, float]:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(self.delay)
+        with self._lock:
+            self.now -= 1
+        return self.status, {}, b"", 0
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Wait (bounded) until `check` is true."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def engine_running(b: Bench, orders: int) -> AsyncIterator[None]:
+    """`orders` orders stored, then the engine's own loop running until the block ends."""
+    for n in range(orders):
+        await b.post(str(n))
+    running = asyncio.create_task(b.engine.run())
+    try:
+        yield
+    finally:
+        await b.engine.stop()
+        await running
+
+
+async def _count(store: MemoryStore, status: str) -> int:
+    return await store.count_deliveries(DeliveryFilter(statuses=(status,)))
+
+
+async def test_claims_run_ahead_of_the_slots_but_requests_do_not(tmp_path: Path, sink: Sink) -> None:
+    """The running engine keeps AHEAD_ROUNDS rounds of a destination's concurrency claimed in
+    memory, in a few claims rather than one per freed slot; the receiver never holds more
+    than `concurrency` requests at once, and every delivery arrives once, oldest first."""
+    sink.behaviour = receiver = AtOnce(0.05)
+    store = ClaimsSeen()
+    async with bench(tmp_path, sink, "concurrency: 2", store=store) as b:
+        async with engine_running(b, orders=24):
+            await _until(lambda: _sending_is(store, 2 + 2 * AHEAD_ROUNDS))
+            await _until(lambda: _done(store, 24))
+    assert receiver.most == 2
+    arrived = [int(r.json()["id"]) for r in sink.received]
+    assert sorted(arrived) == list(range(24))
+    assert all(abs(n - place) < 2 for place, n in enumerate(arrived))  # oldest first, two at a time
+    assert sum(store.claims) == 24 and max(store.claims) == 2 + 2 * AHEAD_ROUNDS
+    assert len([n for n in store.claims if n]) <= 24 // AHEAD_ROUNDS  # refills come in batches
+    assert store.released == []
+
+
+async def _sending_is(store: MemoryStore, count: int) -> bool:
+    return await _count(store, "sending") == count
+
+
+async def _done(store: MemoryStore, count: int) -> bool:
+    return await _count(store, "delivered") == count
+
+
+async def test_what_waits_claimed_too_long_is_given_back_not_sent(tmp_path: Path, sink: Sink) -> None:
+    """A slow destination: deliveries that waited claimed for longer than START_WITHIN_SECONDS
+    (their attempt might outlive the lease) go back to the store instead of being sent, are
+    claimed again, and each arrives exactly once."""
+    sink.behaviour = AtOnce(0.3)
+    store = ClaimsSeen()
+    async with bench(tmp_path, sink, "concurrency: 1", store=store) as b:
+        async with engine_running(b, orders=4):
+            await _until(lambda: _sending_is(store, 4))  # one sent, three waiting claimed
+            b.clock.now += START_WITHIN_SECONDS + 1
+            await _until(lambda: _done(store, 4))
+    assert len(store.released) == 3
+    assert [r.json()["id"] for r in sink.received] == ["0", "1", "2", "3"]
+
+
+async def test_an_opened_circuit_gives_back_what_waits(tmp_path: Path, sink: Sink) -> None:
+    """A destination failing until its circuit opens: what waited claimed is pending again, never
+    attempted, and no more requests go out while the circuit is open."""
+    sink.behaviour = AtOnce(0.01, status=503)
+    store = ClaimsSeen()
+    async with bench(tmp_path, sink, "concurrency: 1", store=store) as b:
+        async with engine_running(b, orders=12):
+            await _until(lambda: _released(store, 4))
+            await asyncio.sleep(0.2)
+        rows = await store.list_deliveries(DeliveryFilter(statuses=("pending", "sending", "delivered", "failed", "dead")))
+    assert len(sink.received) == 5  # the breaker's threshold
+    assert sorted(r.status for r in rows) == ["pending"] * 12
+    assert sorted(r.attempts for r in rows) == [0] * 7 + [1] * 5
+
+
+async def _released(store: ClaimsSeen, count: int) -> bool:
+    return len(store.released) >= count
+
+
+async def test_a_rate_limited_destination_claims_only_what_can_start(tmp_path: Path, sink: Sink) -> None:
+    """With a rate limit a claimed delivery might wait for the limiter, so none is claimed ahead."""
+    sink.behaviour = AtOnce(0.05)
+    store = ClaimsSeen()
+    async with bench(tmp_path, sink, "concurrency: 2\n    rate: 1000/s", store=store) as b:
+        async with engine_running(b, orders=10):
+            await _until(lambda: _done(store, 10))
+    assert max(store.claims) == 2 and sum(store.claims) == 10
 
 
 class _RecordingFails(MemoryStore):
