@@ -1,16 +1,18 @@
 """bench/peers.sh's helpers: check what the gateway stored, prefill a backlog, time its drain,
-and sum a run up against issue #14's targets.
+and sum a run up against issue #14's targets, and several runs (passes) against issue #23's.
 
     peers.py stored NAME DB RESULTS       events stored vs requests accepted (exit 1 on a loss)
     peers.py prefill DB COUNT             COUNT events with one pending delivery each, to `sink`
-    peers.py drain NAME DB COUNT SINK_LOG RESULTS READY_URL
+    peers.py drain NAME DB COUNT SINK_LOG RESULTS READY_URL PID
     peers.py summary RESULTS              the ratios, as Markdown
+    peers.py passes RESULTS...            issue #23's targets, one column per pass, the worst decides
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -75,22 +77,45 @@ def prefill(db: str, count: int) -> int:
     return 0
 
 
-def drain(name: str, db: str, count: int, sink_log: str, results: str, ready_url: str) -> int:
-    """Time from the gateway answering to the last of `count` stored deliveries delivered."""
+def drain(name: str, db: str, count: int, sink_log: str, results: str, ready_url: str, pid: int) -> int:
+    """Time from the gateway answering to the last of `count` stored deliveries delivered, and the
+    peak RSS of all its processes meanwhile (the backlog is in the database, the claims in memory)."""
     wait_up(ready_url, timeout=60)
     sink_before = _lines(sink_log)
     started = time.monotonic()
-    delivered = 0
+    delivered, rss_peak_kb = 0, 0
     with sqlite3.connect(db, timeout=30) as c:
-        while time.monotonic() - started < 120 and delivered < count:
+        while time.monotonic() - started < 180 and delivered < count:
             time.sleep(0.25)
+            rss_peak_kb = max(rss_peak_kb, _tree_rss_kb(pid))
             delivered = c.execute("SELECT count(*) FROM deliveries WHERE status = 'delivered'").fetchone()[0]
     seconds = time.monotonic() - started
     arrived = _lines(sink_log) - sink_before
-    row = {"name": name, "kind": "drain", "backlog": count, "delivered": delivered, "arrived": arrived, "seconds": round(seconds, 2), "per_s": round(delivered / seconds, 1)}
+    row = {"name": name, "kind": "drain", "backlog": count, "delivered": delivered, "arrived": arrived, "seconds": round(seconds, 2), "per_s": round(delivered / seconds, 1), "rss_peak_kb": rss_peak_kb}
     append(results, row)
-    print(f"   {name}: {delivered:,} of {count:,} delivered ({arrived:,} arrived at the sink) in {seconds:.1f} s = {row['per_s']:,}/s")
+    print(f"   {name}: {delivered:,} of {count:,} delivered ({arrived:,} arrived at the sink) in {seconds:.1f} s = {row['per_s']:,}/s; RSS peak {rss_peak_kb / 1024:.1f} MiB")
     return 0 if delivered == count else 1
+
+
+def _tree_rss_kb(root: int) -> int:
+    """Resident memory of `root` and every process under it, in KiB."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, grew = {root}, True
+    while grew:
+        found = {child for child, parent in parents.items() if parent in tree} - tree
+        grew, tree = bool(found), tree | found
+    total = 0
+    for pid in tree:
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def half(name: str, db: str, url: str, ready_url: str, results: str) -> int:
@@ -161,6 +186,56 @@ def summary(results: str) -> int:
     return 0
 
 
+# Issue #23's targets: (label, what to read from a pass, the test). The worst pass decides.
+ROUND_TWO = (
+    ("serve forwarded/s during load ÷ Node-RED's", "forward_ratio", "≥ 2.0", lambda v: v >= 2.0),
+    ("serve forwarded after the 20 s drain ÷ accepted", "drained", "≥ 0.99", lambda v: v >= 0.99),
+    ("serve --no-deliver req/s ÷ bare Litestar's", "ingest_ratio", "≥ 0.75", lambda v: v >= 0.75),
+    ("serve --no-deliver p99 ms", "ingest_p99", "≤ 10", lambda v: v <= 10),
+    ("serve p99 ms", "serve_p99", "≤ 15", lambda v: v <= 15),
+    ("RSS MiB of all processes draining 100,000 pending", "backlog_rss", "< 200", lambda v: v < 200),
+    ("events stored == requests accepted, every gateway row", "counted", "yes", lambda v: v == 1),
+)
+
+
+def pass_figures(results: str) -> dict[str, float]:
+    """One pass's figures for ROUND_TWO."""
+    found = rows(results)
+    load = {r["name"]: r for r in found if "rps" in r}
+    extra = {(r["name"], r["kind"]): r for r in found if r.get("kind")}
+    figures: dict[str, float] = {}
+    serve, quiet, nodered, bare = (load.get(n) for n in ("gateway-serve", "gateway-no-deliver", "nodered-sync", "litestar-uvicorn-1w"))
+    if serve and nodered:
+        figures["forward_ratio"] = serve["forwarded_per_s"] / max(nodered["forwarded_per_s"], 1e-9)
+    if serve and ("gateway-serve", "stored") in extra:
+        accepted = extra[("gateway-serve", "stored")]["accepted"]
+        figures["drained"] = serve.get("forwarded_total", 0) / max(accepted, 1)  # the kit counts forwards for at most 20 s after the load
+        figures["serve_p99"] = serve["p99_ms"]
+    if quiet and bare:
+        figures["ingest_ratio"] = quiet["rps"] / bare["rps"]
+        figures["ingest_p99"] = quiet["p99_ms"]
+    if ("gateway-drain", "drain") in extra and extra[("gateway-drain", "drain")].get("rss_peak_kb"):
+        figures["backlog_rss"] = extra[("gateway-drain", "drain")]["rss_peak_kb"] / 1024
+    checks = [r["ok"] for r in found if r.get("kind") in ("stored", "half")]
+    if checks:
+        figures["counted"] = 1.0 if all(checks) else 0.0
+    return figures
+
+
+def passes(results: list[str]) -> int:
+    """Issue #23's targets, a column per pass; met only when every pass meets it."""
+    figures = [pass_figures(r) for r in results]
+    head = "| target | " + " | ".join(f"pass {n}" for n in range(1, len(results) + 1)) + " | goal | met in every pass |"
+    lines = ["", head, "|---|" + "---:|" * len(results) + "---|---|"]
+    for label, key, goal, test in ROUND_TWO:
+        values = [f.get(key) for f in figures]
+        shown = ["-" if v is None else ("yes" if v == 1 else "**no**") if key == "counted" else f"{v:,.2f}" for v in values]
+        met = all(v is not None and test(v) for v in values)
+        lines.append(f"| {label} | " + " | ".join(shown) + f" | {goal} | {'yes' if met else '**no**'} |")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command, args = argv[0], argv[1:]
     if command == "stored":
@@ -168,11 +243,13 @@ def main(argv: list[str]) -> int:
     if command == "prefill":
         return prefill(args[0], int(args[1]))
     if command == "drain":
-        return drain(args[0], args[1], int(args[2]), args[3], args[4], args[5])
+        return drain(args[0], args[1], int(args[2]), args[3], args[4], args[5], int(args[6]))
     if command == "half":
         return half(args[0], args[1], args[2], args[3], args[4])
     if command == "summary":
         return summary(args[0])
+    if command == "passes":
+        return passes(args)
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ from gateway.service.reload import RoutesInForce
 log = logging.getLogger("gateway.delivery")
 
 SCRAPE_SECONDS = 5.0
+WAKE_EVERY_SECONDS = 0.001
 
 
 class Wake(msgspec.Struct, array_like=True, tag=True):
@@ -65,12 +67,31 @@ class DeliveryProcess(ChildProcess):
     def __init__(self, files: Callable[[], ConfigFiles], database_url: str, concurrency: int) -> None:
         super().__init__("gateway.service.delivery_child", ["--db", database_url, "--workers", str(concurrency)], FromDelivery, files)
         self._scrapes: PendingReplies[bytes | None] = PendingReplies()
+        self._woken_at = 0.0
+        self._held: asyncio.TimerHandle | None = None
 
     def wake(self, stored: Any) -> None:
         """New deliveries were stored. If the child is restarting, it finds them when it is
-        back; the never-sent counts are lost then, as its other counters are."""
-        if stored.deliveries or stored.not_sent:
-            self.send(Wake(stored.not_sent))
+        back; the never-sent counts are lost then, as its other counters are.
+
+        At most one wake-up a WAKE_EVERY_SECONDS: under a flood a pipe write per event cost the
+        HTTP process CPU and woke the engine for work it was already claiming. A wake-up held
+        back is sent when the interval ends, so no stored delivery waits for the idle poll."""
+        if stored.not_sent:
+            self._send_wake(stored.not_sent)
+        elif stored.deliveries and self._held is None:
+            wait = self._woken_at + WAKE_EVERY_SECONDS - time.monotonic()
+            if wait <= 0:
+                self._send_wake([])
+            else:
+                self._held = asyncio.get_running_loop().call_later(wait, self._send_wake, [])
+
+    def _send_wake(self, not_sent: list[tuple[str, str]]) -> None:
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
+        self._woken_at = time.monotonic()
+        self.send(Wake(not_sent))
 
     async def scrape(self) -> bytes | None:
         """The child's metrics; None while it is restarting or does not answer."""

@@ -47,6 +47,9 @@ from gateway.store.sqlfiles import migrations, queries
 from gateway.store.sqlite_executor import GroupCommitExecutor
 
 PURGE_CHUNK_EVENTS = 500
+# Attempt records are written at most every 2 ms, more of them per transaction: fewer turns at the
+# write lock that ingest's commits wait for (gateway/store/sqlite_executor.py).
+ATTEMPT_PACE_SECONDS = 0.002
 _SQL = queries("sqlite")
 _SQLITE_MAX_VARIABLES = 32766
 _MAX_CLAIM_ARMS = 400
@@ -63,6 +66,7 @@ class SQLiteStore(Store):
             bulk={"event": self._insert_events, "attempt": _record_attempts},
             committed=self._recent.commit,
             rolled_back=self._recent.discard,
+            pace={"attempt": ATTEMPT_PACE_SECONDS},  # the engine's records wait; ingest's commits do not
         )
 
     async def open(self) -> None:

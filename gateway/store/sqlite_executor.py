@@ -61,7 +61,8 @@ class GroupCommitExecutor:
     """Runs operations on one SQLite connection in a thread of its own, in group commits.
 
     `bulk` names the kinds of work written together, in the order given; `committed` and
-    `rolled_back` are called in the thread after each batch (the backend's caches follow)."""
+    `rolled_back` are called in the thread after each batch (the backend's caches follow);
+    `pace` holds batches with a bulk kind at least that many seconds apart."""
 
     def __init__(
         self,
@@ -69,9 +70,11 @@ class GroupCommitExecutor:
         bulk: dict[str, BulkWriter],
         committed: Callable[[], None] = lambda: None,
         rolled_back: Callable[[], None] = lambda: None,
+        pace: dict[str, float] | None = None,
     ) -> None:
         self.path = path
         self._bulk = bulk
+        self._pace = pace or {}
         self._committed = committed
         self._rolled_back = rolled_back
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -143,7 +146,9 @@ class GroupCommitExecutor:
             while True:
                 batch, stop = self._next_batch()
                 if batch:
+                    began = time.monotonic()
                     self._run_batch(connection, batch)
+                    self._pause_after(batch, began)
                 if stop:
                     return
         finally:
@@ -163,6 +168,13 @@ class GroupCommitExecutor:
                 return batch, True
             batch.append(job)
         return batch, False
+
+    def _pause_after(self, batch: list[_Job], began: float) -> None:
+        """Keep batches of a paced kind `pace` apart: what arrives meanwhile joins the next one."""
+        pace = max((self._pace.get(job.kind, 0.0) for job in batch if job.kind and not job.durable), default=0.0)
+        rest = began + pace - time.monotonic()
+        if rest > 0:
+            time.sleep(rest)
 
     def _run_batch(self, connection: sqlite3.Connection, batch: list[_Job]) -> None:
         outcomes: list[Outcome] = []

@@ -85,3 +85,32 @@ def test_sigterm_lets_the_deliverer_finish_what_it_is_sending(project: Project) 
     with sqlite3.connect(project.root / "data" / "gateway.db") as db:
         assert db.execute("SELECT status, attempts FROM deliveries").fetchall() == [("delivered", 1)]
     assert "Traceback" not in gateway.log()
+
+
+def _stored(deliveries: int = 1, not_sent: list[tuple[str, str]] | None = None) -> object:
+    return type("Accepted", (), {"deliveries": deliveries, "not_sent": not_sent or []})()
+
+
+def test_a_flood_of_stored_events_wakes_the_child_once_per_interval_and_never_forgets() -> None:
+    """Pure logic, no child started: 200 events stored at once send one Wake now and one when the
+    interval ends (so the last event's delivery never waits for the engine's idle poll); an event
+    whose deliveries were recorded never to be sent is counted at once, with its destinations."""
+    import asyncio
+
+    from gateway.service import delivery_child
+
+    async def flood() -> list[tuple[float, Wake]]:
+        process = delivery_child.DeliveryProcess(lambda: None, "sqlite:///unused.db", 32)  # type: ignore[arg-type]
+        sent: list[tuple[float, Wake]] = []
+        process.send = lambda message: sent.append((time.monotonic(), message)) or True  # type: ignore[method-assign]
+        began = time.monotonic()
+        for _ in range(200):
+            process.wake(_stored())
+        process.wake(_stored(0, [("crm", "failed")]))
+        process.wake(_stored())  # held back: one wake just went
+        await asyncio.sleep(delivery_child.WAKE_EVERY_SECONDS * 20)
+        return [(at - began, message) for at, message in sent]
+
+    sent = asyncio.run(flood())
+    assert [message for _, message in sent] == [Wake([]), Wake([("crm", "failed")]), Wake([])]
+    assert sent[2][0] >= delivery_child.WAKE_EVERY_SECONDS  # the held one went when the interval ended

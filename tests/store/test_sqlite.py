@@ -128,3 +128,38 @@ def test_a_rollback_that_fails_is_logged(caplog: pytest.LogCaptureFixture) -> No
     caplog.clear()
     sqlite_executor.rollback(idle)  # nothing was begun: quiet
     assert caplog.text == ""
+
+
+async def test_paced_batches_are_held_apart_and_gather_what_arrives_meanwhile(tmp_path: Path) -> None:
+    """A paced bulk kind (the engine's attempt records) is written at most once per `pace`:
+    what is submitted during the pause goes into the next transaction together. A durable job
+    (what a sender waits for) is never held back, and a durable item of that kind not either."""
+    written: list[tuple[float, int]] = []  # (when, items) per batch of the paced kind
+
+    def write(connection: sqlite3.Connection, items: list[int]) -> list[int]:
+        written.append((time.monotonic(), len(items)))
+        return items
+
+    executor = sqlite_executor.GroupCommitExecutor(str(tmp_path / "paced.db"), bulk={"record": write}, pace={"record": 0.05})
+    await executor.open()
+    try:
+        first = asyncio.ensure_future(executor.bulk("record", 0))
+        await asyncio.sleep(0.01)  # the first batch runs, then its pause begins
+        rest = [asyncio.ensure_future(executor.bulk("record", n)) for n in range(1, 11)]
+        durable_began = time.monotonic()
+        await executor.call(lambda c: c.execute("SELECT 1"), durable=True)
+        durable_waited = time.monotonic() - durable_began
+        assert await asyncio.gather(first, *rest) == list(range(11))
+        paced_gaps = [b[0] - a[0] for a, b in zip(written, written[1:])]
+        batches_before = len(written)
+        await asyncio.sleep(0.06)  # the last paced batch's pause is over
+        started = time.monotonic()
+        for n in range(3):  # durable items of the paced kind: one after another, no pause between
+            await executor.bulk("record", n, durable=True)
+        durable_items_took = time.monotonic() - started
+    finally:
+        await executor.close()
+    assert [items for _, items in written[:2]] == [1, 10]  # the ten submitted during the pause: one batch
+    assert min(paced_gaps[:1]) >= 0.045
+    assert durable_waited < 0.05 + 0.02  # it waited for the pause at most, never for a pace of its own
+    assert len(written) == batches_before + 3 and durable_items_took < 0.04
