@@ -9,12 +9,17 @@ receiver (bench/sink_app.py), default settings. Measured: requests/s accepted, e
 delivery arriving. Everything shares this machine's cores: more replicas here divide the same
 CPU, so the table shows what each costs, not what more machines would give.
 
-Run:  .venv/bin/python bench/bench_replicas.py   (needs wrk, and PostgreSQL at
+It also takes the CPU each event costs on each side (the replicas' process trees; every
+PostgreSQL server process, exited backends included) and prints issue #23's capacity model from
+the one-replica row: events/s for 1, 2, 4 and 8 replica machines against one PostgreSQL machine.
+
+Run:  .venv/bin/python bench/bench_replicas.py [--passes 3]   (needs wrk, and PostgreSQL at
 GATEWAY_TEST_POSTGRES_URL or postgresql://root@127.0.0.1:5432/test)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -78,6 +83,52 @@ def counts(database_url: str) -> tuple[int, int]:
         return db.execute("SELECT count(*) FROM events").fetchone()[0], db.execute("SELECT count(*) FROM deliveries WHERE status = 'delivered'").fetchone()[0]
 
 
+def _cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU of a process (with `children`: plus its exited, waited-for children's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    used = sum(int(f) for f in fields[11:13] + (fields[13:15] if children else []))
+    return used / os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every process: pid -> (parent pid, command name)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            found[int(stat.parent.name)] = (int(text.rsplit(")", 1)[1].split()[1]), text[text.index("(") + 1 : text.rindex(")")])
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def cpu_of_trees(roots: list[int]) -> float:
+    """CPU seconds so far of these processes and everything under them, exited children included."""
+    processes = _processes()
+    tree, grew = set(roots), True
+    while grew:
+        found = {pid for pid, (parent, _) in processes.items() if parent in tree} - tree
+        grew, tree = bool(found), tree | found
+    total = 0.0
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            total += _cpu_seconds(pid, children=True)
+    return total
+
+
+def postgres_cpu() -> float:
+    """CPU seconds so far of the PostgreSQL server: every `postgres` process, and the backends
+    that already exited (counted in the postmaster's children's time)."""
+    processes = _processes()
+    servers = [pid for pid, (_, name) in processes.items() if name == "postgres"]
+    postmasters = [pid for pid in servers if processes.get(processes[pid][0], (0, ""))[1] != "postgres"]
+    total = 0.0
+    for pid in servers:
+        with contextlib.suppress(OSError):
+            total += _cpu_seconds(pid, children=pid in postmasters)
+    return total
+
+
 def measure(folder: Path, routes: Path, database_url: str, replicas: int) -> dict[str, float]:
     ports = [free_port() for _ in range(replicas)]
     logs = [open(folder / f"replica-{n}.log", "ab") for n in range(replicas)]  # noqa: SIM115
@@ -88,6 +139,7 @@ def measure(folder: Path, routes: Path, database_url: str, replicas: int) -> dic
     try:
         for port in ports:
             wait_up(f"http://127.0.0.1:{port}/healthz")
+        gateway_before, database_before = cpu_of_trees([p.pid for p in processes]), postgres_cpu()
         started = time.monotonic()
         accepted = wrk_all([f"http://127.0.0.1:{port}/hooks/go?token={TOKEN}" for port in ports])
         loaded = time.monotonic() - started
@@ -97,6 +149,7 @@ def measure(folder: Path, routes: Path, database_url: str, replicas: int) -> dic
             time.sleep(0.25)
             stored, delivered = counts(database_url)
         finished = time.monotonic() - started
+        gateway_cpu, database_cpu = cpu_of_trees([p.pid for p in processes]) - gateway_before, postgres_cpu() - database_before
     finally:
         for process in processes:
             process.terminate()
@@ -104,7 +157,11 @@ def measure(folder: Path, routes: Path, database_url: str, replicas: int) -> dic
             process.wait(60)
         for log in logs:
             log.close()
-    return {"rps": accepted / loaded, "accepted": accepted, "stored": stored, "delivered": delivered, "e2e": delivered / finished, "seconds": finished}
+    return {
+        "rps": accepted / loaded, "accepted": accepted, "stored": stored, "delivered": delivered, "e2e": delivered / finished, "seconds": finished,
+        # CPU per event, received and delivered (the counts are equal when a row is right)
+        "gateway_us": gateway_cpu / max(delivered, 1) * 1e6, "database_us": database_cpu / max(delivered, 1) * 1e6,
+    }
 
 
 def fresh_schema_url() -> tuple[str, str]:
@@ -114,7 +171,11 @@ def fresh_schema_url() -> tuple[str, str]:
     return schema, f"{SERVER}{'&' if '?' in SERVER else '?'}options=-csearch_path%3D{schema}"
 
 
-def main() -> None:
+CORES = os.cpu_count() or 2
+
+
+def one_pass() -> list[tuple[str, dict[str, float]]]:
+    """SQLite, then 1, 2 and 3 replicas on PostgreSQL, each on a fresh database."""
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         sink_port = free_port()
@@ -134,14 +195,47 @@ def main() -> None:
             with psycopg.connect(SERVER, autocommit=True) as db:
                 for schema in schemas:
                     db.execute(f"DROP SCHEMA {schema} CASCADE")
-    print(f"wrk, {CONNECTIONS} connections shared by the replicas, {DURATION}; one route to a local receiver")
-    print(f"{'setup':26} {'req/s':>8} {'accepted':>9} {'stored':>8} {'delivered':>10} {'e2e/s':>8} {'drained in s':>13}")
+    return rows
+
+
+def print_pass(number: int, rows: list[tuple[str, dict[str, float]]]) -> bool:
+    """The pass's table and issue #23's two PostgreSQL targets; False when a count is wrong."""
+    print(f"\npass {number}: wrk, {CONNECTIONS} connections shared by the replicas, {DURATION}; one route to a local receiver")
+    print(f"{'setup':26} {'req/s':>8} {'accepted':>9} {'stored':>8} {'delivered':>10} {'e2e/s':>8} {'drained in s':>13} {'gateway µs/event':>17} {'PostgreSQL µs/event':>20}")
     for label, row in rows:
-        print(f"{label:26} {row['rps']:8.0f} {row['accepted']:9.0f} {row['stored']:8.0f} {row['delivered']:10.0f} {row['e2e']:8.0f} {row['seconds']:13.1f}")
+        database = f"{row['database_us']:20.0f}" if label.startswith("PostgreSQL") else f"{'-':>20}"
+        print(f"{label:26} {row['rps']:8.0f} {row['accepted']:9.0f} {row['stored']:8.0f} {row['delivered']:10.0f} {row['e2e']:8.0f} {row['seconds']:13.1f} {row['gateway_us']:17.0f} {database}")
+    sqlite, postgres = rows[0][1], rows[1][1]
+    print(f"one replica stores {postgres['rps'] / sqlite['rps']:.2f} of SQLite's events/s (target >= 0.8); delivers {postgres['e2e']:,.0f}/s end to end (target >= 1,000)")
     # stored may exceed accepted by the requests in flight when wrk stops (one per connection), never fall short
     wrong = [label for label, row in rows if not row["accepted"] <= row["stored"] <= row["accepted"] + CONNECTIONS or row["delivered"] != row["stored"]]
     print("every row: events stored == requests accepted (+ those in flight at wrk's stop), all delivered" if not wrong else f"MISMATCH in: {', '.join(wrong)}")
-    if wrong:
+    return not wrong
+
+
+def print_capacity(rows: list[tuple[str, dict[str, float]]]) -> None:
+    """Issue #23's capacity model, from one replica's measured CPU per event on each side: k replica
+    machines of CORES cores each against one PostgreSQL machine of CORES cores."""
+    one = rows[1][1]
+    replica_side, database_side = one["gateway_us"] / 1e6, one["database_us"] / 1e6
+    per_replica, database_limit = CORES / replica_side, CORES / database_side
+    print(f"\ncapacity model ({CORES}-core machines; per event received and delivered: replica {replica_side * 1e6:.0f} µs, PostgreSQL {database_side * 1e6:.0f} µs of CPU)")
+    for machines in (1, 2, 4, 8):
+        predicted = min(machines * per_replica, database_limit)
+        limit = "PostgreSQL's CPU" if machines * per_replica > database_limit else "the replicas' CPU"
+        print(f"  {machines} replica machine{'s' if machines > 1 else ' '}: {predicted:8,.0f} events/s  (limited by {limit})")
+    shared = CORES / (replica_side + database_side)
+    print(f"  check, everything on this one machine: predicts <= {shared:,.0f} events/s (wrk and the receiver take their share too); measured {one['e2e']:,.0f} end to end")
+
+
+def main() -> None:
+    passes = int(sys.argv[sys.argv.index("--passes") + 1]) if "--passes" in sys.argv else 1
+    right = True
+    for number in range(1, passes + 1):
+        rows = one_pass()
+        right = print_pass(number, rows) and right
+        print_capacity(rows)
+    if not right:
         sys.exit(1)
 
 
