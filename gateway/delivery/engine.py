@@ -12,7 +12,8 @@ slots only, and another shop's delivery starts at its next claim (bench/bench_fa
 Claims run ahead of the slots: while a destination's requests are in flight, a few more rounds
 of its deliveries (AHEAD_ROUNDS × its `concurrency`) wait claimed in memory, and a slot that
 frees starts the next one at once instead of waiting for a query (which on SQLite waits for
-ingest's write lock). Only destinations with no rate limit and a closed circuit claim ahead;
+ingest's write lock). Only destinations with no rate limit and a closed circuit claim ahead, in
+shops whose slots fit all their destinations' concurrency (elsewhere freed slots take turns);
 what waits is given back when the circuit opens, when the engine stops, and when it could not
 start soon enough to end within its lease (a slow destination).
 
@@ -98,6 +99,7 @@ class DeliveryEngine:
         self._destinations: dict[str, _DestinationState] = {}
         self._turn = 0
         self._grouped: tuple[Config | None, dict[str | None, list[str]]] = (None, {})
+        self._contended: set[str | None] = set()  # shops whose destinations can want more than its slots
         self._look_for_unrouted_at = 0.0
         self._holds_checked_at = -HOLDS_EVERY_SECONDS
 
@@ -167,29 +169,39 @@ class DeliveryEngine:
     def _quotas(self, config: Config, now: float, ahead: bool) -> dict[str, int]:
         """How many deliveries each destination should claim: what it can start now, within its
         shop's free slots, and with `ahead` AHEAD_ROUNDS rounds more (less what already waits); every
-        configured destination is named (0 when it has no room). Within a shop the first in line
-        turns each time, so a busy destination does not always take the slots the shop's others
-        wait for."""
+        configured destination is named (0 when it has no room)."""
         self._turn += 1
         quotas = {}
         for tenant, names in self._tenants_of(config).items():
-            free = self.concurrency - self._tenant_in_flight[tenant]
-            turn = self._turn % len(names)
-            for name in names[turn:] + names[:turn]:
+            starts = self._share_slots(config, tenant, names, now)
+            for name, now_room in starts.items():
                 destination = config.destinations[name]
-                state = self._state(destination)
-                now_room = max(0, min(self._room(destination, now), free) - len(state.ready))
-                free -= now_room
-                wanted = now_room + (self._ahead(destination, state, now) if ahead else 0)
+                wanted = now_room + (self._ahead(destination, self._state(destination), now) if ahead else 0)
                 # Refill what is claimed ahead in one query once half of it has started, not one
                 # query per freed slot.
                 quotas[name] = wanted if now_room or wanted * 2 >= AHEAD_ROUNDS * destination.spec.concurrency else 0
         return quotas
 
+    def _share_slots(self, config: Config, tenant: str | None, names: list[str], now: float) -> dict[str, int]:
+        """The shop's free slots dealt one at a time to its destinations with room, the first in
+        line turning at each claim: slots freed in a burst by a busy destination are shared with
+        the shop's others, not taken back by it alone."""
+        free = max(0, self.concurrency - self._tenant_in_flight[tenant])
+        turn = self._turn % len(names)
+        order = names[turn:] + names[:turn]
+        room = {name: max(0, self._room(config.destinations[name], now) - len(self._state(config.destinations[name]).ready)) for name in order}
+        starts = dict.fromkeys(order, 0)
+        while free > 0 and any(starts[name] < room[name] for name in order):
+            for name in order:
+                if free > 0 and starts[name] < room[name]:
+                    starts[name] += 1
+                    free -= 1
+        return starts
+
     def _ahead(self, destination: Destination, state: _DestinationState, now: float) -> int:
         """How many more of the destination's deliveries may wait claimed in memory: AHEAD_ROUNDS
         rounds of its concurrency, less what waits, for a destination that is sending freely."""
-        if state.limiter is not None or state.gone or state.circuit.is_open(now):
+        if state.limiter is not None or state.gone or state.circuit.is_open(now) or not self._free_flowing(destination):
             return 0
         return max(0, AHEAD_ROUNDS * destination.spec.concurrency - len(state.ready))
 
@@ -225,7 +237,18 @@ class DeliveryEngine:
     def _tenants_of(self, config: Config) -> dict[str | None, list[str]]:
         if self._grouped[0] is not config:  # grouped once per config, not on every claim
             self._grouped = (config, _by_tenant(config))
+            self._contended = {
+                tenant for tenant, names in self._grouped[1].items() if sum(config.destinations[name].spec.concurrency for name in names) > self.concurrency
+            }
         return self._grouped[1]
+
+    def _free_flowing(self, destination: Destination) -> bool:
+        """Whether a slot the destination frees may go straight to its next delivery: only when
+        its shop's slots can hold every one of the shop's destinations at full concurrency.
+        Where they cannot, freed slots go round the shop's destinations in turn (`_quotas`), or
+        one that hangs would take every slot it frees back and starve the others."""
+        self._tenants_of(self.config())
+        return destination.tenant not in self._contended
 
     def _room(self, destination: Destination, now: float) -> int:
         state = self._state(destination)
@@ -263,7 +286,7 @@ class DeliveryEngine:
         if destination is not None:
             state = self._state(destination)
             state.in_flight -= 1
-            if state.ready and self._tenant_in_flight[tenant] < self.concurrency and not state.circuit.is_open(now := self.clock()):
+            if state.ready and self._free_flowing(destination) and self._tenant_in_flight[tenant] < self.concurrency and not state.circuit.is_open(now := self.clock()):
                 start_by, waiting = state.ready[0]
                 if now <= start_by:  # the loop refills the round and gives back what waited too long
                     state.ready.popleft()

@@ -440,6 +440,48 @@ async def test_a_rate_limited_destination_claims_only_what_can_start(tmp_path: P
     assert max(store.claims) == 2 and sum(store.claims) == 10
 
 
+async def test_where_a_shops_slots_are_contended_freed_slots_take_turns(tmp_path: Path, sink: Sink) -> None:
+    """A destination that answers slowly and may take every one of the engine's 8 slots, beside
+    one that answers at once: a slot the slow one frees is not simply taken back by it (nor by
+    what it claimed ahead), so the quick destination's deliveries arrive while the slow one's
+    backlog is still being sent, not after it."""
+    sink.behaviour = lambda request, count: (200, {}, b"", 0.4 if request.path == "/lento" else 0)
+    (tmp_path / "routes.yaml").write_text(f"""
+version: 1
+settings: {{egress_allow: [127.0.0.0/8]}}
+sources: {{go: {{token: t0ken-de-teste, dedupe: false}}}}
+destinations:
+  lento: {{type: http, url: "{sink.url('/lento')}", concurrency: 8}}
+  rapido: {{type: http, url: "{sink.url('/rapido')}", concurrency: 2}}
+routes:
+  - {{name: pedidos, when: {{event_id: ORDER_CREATED}}, send: {{to: lento, body: '{{"id": "{{{{ data.id }}}}"}}'}}}}
+  - {{name: cancelados, when: {{event_id: ORDER_CANCEL}}, send: {{to: rapido, body: '{{"id": "{{{{ data.id }}}}"}}'}}}}
+""")
+    config, store, clock = load_config(tmp_path / "routes.yaml", {}), MemoryStore(), Clock()
+    await store.open()
+    async with delivery_client(lambda: config.egress_allow) as client:
+        b = Bench(DeliveryEngine(store, lambda: config, client, DeliveryMetrics(), concurrency=8, clock=clock), store, clock, config, DeliveryMetrics())
+        for n in range(40):  # 40 slow deliveries: 2 s of the 8 slots
+            await b.post(str(n))
+        running = asyncio.create_task(b.engine.run())
+        try:
+            await _until(lambda: _arrived(sink, "/lento", 8))  # every slot taken by the slow one
+            for n in range(4):
+                await b.post(f"c{n}", "order_cancel.json")
+            b.engine.notify()
+            await _until(lambda: _arrived(sink, "/rapido", 4))
+            slow_arrived = len([r for r in sink.received if r.path == "/lento"])
+        finally:
+            await b.engine.stop()
+            await running
+    await store.close()
+    assert slow_arrived < 40, "the quick destination waited for the slow one's whole backlog"
+
+
+async def _arrived(sink: Sink, path: str, count: int) -> bool:
+    return len([r for r in sink.received if r.path == path]) >= count
+
+
 class _RecordingFails(MemoryStore):
     """A store whose attempt records fail with a bug, not an outage."""
 
