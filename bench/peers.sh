@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Issue #14's side-by-side run: the gateway, its baselines and Node-RED in ONE run of the
 # ../shared/bench-peers kit (same wrk load with a new data.id in every request, same nginx sink,
-# same RSS/CPU sampling). Then two gateway-only measurements: the drain of a stored backlog and
-# ingest with 100,000 deliveries pending. Every gateway row is checked: events stored must equal
-# the requests the gateway accepted (the run fails loudly otherwise).
+# same RSS/CPU sampling). Then gateway-only measurements: ingest at half its rate, ingest with
+# 100,000 deliveries pending, and the drain of those 100,000 (with the RSS of every process).
+# Every gateway row is checked: events stored must equal the requests the gateway accepted (the
+# run fails loudly otherwise).
 #
 #   ../shared/bench-peers/setup.sh     # once (wrk, nginx, Node-RED, the kit's venv)
-#   bench/peers.sh                     # ~6 min; the tables go to stdout and $RUN_DIR/summary.md
+#   bench/peers.sh                     # ~9 min; each pass's tables in $RUN_DIR/passN/summary.md
+#   PASSES=1 bench/peers.sh            # one pass, ~3 min: $RUN_DIR/summary.md
 #
+# ROUTES=path runs the gateway rows on another routes.yaml (the kit's by default).
 # PASSES=3 (the default) runs all of it three times, each pass in $RUN_DIR/passN, then sums the
 # passes up against issue #23's targets in $RUN_DIR/passes.md: a target is met only if every
 # pass meets it (a user reads the worst pass, not the best).

@@ -156,6 +156,10 @@ class DeliveryEngine:
         lease = max(d.spec.timeout.seconds for d in config.destinations.values()) + LEASE_MARGIN_SECONDS if config.destinations else 60.0
         rates = {name: (d.spec.rate.count, d.spec.rate.per_seconds) for name, d in config.destinations.items() if d.spec.rate and quotas.get(name)}
         claimed = await self.store.claim_due(now, quotas, lease, others, rates)
+        if self._stopping:  # stop() came while the store answered: give these back too
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.release([delivery.id for delivery in claimed], self.clock())
+            return len(claimed)
         start_by = now + START_WITHIN_SECONDS
         for delivery in claimed:
             destination = config.destinations.get(delivery.destination)
