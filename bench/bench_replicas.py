@@ -13,8 +13,9 @@ It also takes the CPU each event costs on each side (the replicas' process trees
 PostgreSQL server process, exited backends included) and prints issue #23's capacity model from
 the one-replica row: events/s for 1, 2, 4 and 8 replica machines against one PostgreSQL machine.
 
-Run:  .venv/bin/python bench/bench_replicas.py [--passes 3]   (needs wrk, and PostgreSQL at
-GATEWAY_TEST_POSTGRES_URL or postgresql://root@127.0.0.1:5432/test)
+Run:  .venv/bin/python bench/bench_replicas.py [--passes 3]   (needs wrk, the `bench` extra
+(`pip install -e '.[bench]'`: psutil), and PostgreSQL at GATEWAY_TEST_POSTGRES_URL or
+postgresql://root@127.0.0.1:5432/test)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import psycopg
 from bench_ingest import free_port, wait_up  # run as a script: bench/ is on sys.path
 
@@ -83,49 +85,34 @@ def counts(database_url: str) -> tuple[int, int]:
         return db.execute("SELECT count(*) FROM events").fetchone()[0], db.execute("SELECT count(*) FROM deliveries WHERE status = 'delivered'").fetchone()[0]
 
 
-def _cpu_seconds(pid: int, children: bool = False) -> float:
+def _cpu_seconds(process: psutil.Process, children: bool = False) -> float:
     """User + system CPU of a process (with `children`: plus its exited, waited-for children's)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    used = sum(int(f) for f in fields[11:13] + (fields[13:15] if children else []))
-    return used / os.sysconf("SC_CLK_TCK")
-
-
-def _processes() -> dict[int, tuple[int, str]]:
-    """Every process: pid -> (parent pid, command name)."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-            found[int(stat.parent.name)] = (int(text.rsplit(")", 1)[1].split()[1]), text[text.index("(") + 1 : text.rindex(")")])
-        except (OSError, ValueError):
-            continue
-    return found
+    times = process.cpu_times()
+    return times.user + times.system + (times.children_user + times.children_system if children else 0.0)
 
 
 def cpu_of_trees(roots: list[int]) -> float:
     """CPU seconds so far of these processes and everything under them, exited children included."""
-    processes = _processes()
-    tree, grew = set(roots), True
-    while grew:
-        found = {pid for pid, (parent, _) in processes.items() if parent in tree} - tree
-        grew, tree = bool(found), tree | found
     total = 0.0
-    for pid in tree:
-        with contextlib.suppress(OSError):
-            total += _cpu_seconds(pid, children=True)
+    for root in roots:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            top = psutil.Process(root)
+            for process in [top, *top.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += _cpu_seconds(process, children=True)
     return total
 
 
 def postgres_cpu() -> float:
     """CPU seconds so far of the PostgreSQL server: every `postgres` process, and the backends
     that already exited (counted in the postmaster's children's time)."""
-    processes = _processes()
-    servers = [pid for pid, (_, name) in processes.items() if name == "postgres"]
-    postmasters = [pid for pid in servers if processes.get(processes[pid][0], (0, ""))[1] != "postgres"]
     total = 0.0
-    for pid in servers:
-        with contextlib.suppress(OSError):
-            total += _cpu_seconds(pid, children=pid in postmasters)
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] != "postgres":
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = process.parent()
+            total += _cpu_seconds(process, children=parent is None or parent.name() != "postgres")
     return total
 
 

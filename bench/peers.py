@@ -3,7 +3,7 @@ and sum a run up against issue #14's targets, and several runs (passes) against 
 
     peers.py stored NAME DB RESULTS       events stored vs requests accepted (exit 1 on a loss)
     peers.py prefill DB COUNT             COUNT events with one pending delivery each, to `sink`
-    peers.py drain NAME DB COUNT SINK_LOG RESULTS READY_URL PID
+    peers.py drain NAME DB COUNT SINK_LOG RESULTS READY_URL PID SINK_LINES_BEFORE
     peers.py summary RESULTS              the ratios, as Markdown
     peers.py passes RESULTS...            issue #23's targets, one column per pass, the worst decides
 """
@@ -11,14 +11,15 @@ and sum a run up against issue #14's targets, and several runs (passes) against 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import os
 import sqlite3
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import psutil
 from bench_ingest import CONNECTIONS, wait_up, wrk_at_rate
 
 from gateway.store.base import PENDING, NewDelivery, NewEvent
@@ -77,11 +78,11 @@ def prefill(db: str, count: int) -> int:
     return 0
 
 
-def drain(name: str, db: str, count: int, sink_log: str, results: str, ready_url: str, pid: int) -> int:
+def drain(name: str, db: str, count: int, sink_log: str, results: str, ready_url: str, pid: int, sink_before: int) -> int:
     """Time from the gateway answering to the last of `count` stored deliveries delivered, and the
-    peak RSS of all its processes meanwhile (the backlog is in the database, the claims in memory)."""
+    peak RSS of all its processes meanwhile (the backlog is in the database, the claims in memory).
+    `sink_before`: the sink's log lines before the gateway started (it delivers before it answers)."""
     wait_up(ready_url, timeout=60)
-    sink_before = _lines(sink_log)
     started = time.monotonic()
     delivered, rss_peak_kb = 0, 0
     with sqlite3.connect(db, timeout=30) as c:
@@ -90,7 +91,9 @@ def drain(name: str, db: str, count: int, sink_log: str, results: str, ready_url
             rss_peak_kb = max(rss_peak_kb, _tree_rss_kb(pid))
             delivered = c.execute("SELECT count(*) FROM deliveries WHERE status = 'delivered'").fetchone()[0]
     seconds = time.monotonic() - started
-    arrived = _lines(sink_log) - sink_before
+    settled = time.monotonic() + 5  # nginx logs a request once it has answered it
+    while (arrived := _lines(sink_log) - sink_before) < delivered and time.monotonic() < settled:
+        time.sleep(0.1)
     row = {"name": name, "kind": "drain", "backlog": count, "delivered": delivered, "arrived": arrived, "seconds": round(seconds, 2), "per_s": round(delivered / seconds, 1), "rss_peak_kb": rss_peak_kb}
     append(results, row)
     print(f"   {name}: {delivered:,} of {count:,} delivered ({arrived:,} arrived at the sink) in {seconds:.1f} s = {row['per_s']:,}/s; RSS peak {rss_peak_kb / 1024:.1f} MiB")
@@ -99,22 +102,15 @@ def drain(name: str, db: str, count: int, sink_log: str, results: str, ready_url
 
 def _tree_rss_kb(root: int) -> int:
     """Resident memory of `root` and every process under it, in KiB."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    tree, grew = {root}, True
-    while grew:
-        found = {child for child, parent in parents.items() if parent in tree} - tree
-        grew, tree = bool(found), tree | found
+    try:
+        top = psutil.Process(root)
+        tree = [top, *top.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
     total = 0
-    for pid in tree:
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
-        except (OSError, ValueError):
-            continue
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += process.memory_info().rss // 1024
     return total
 
 
@@ -243,7 +239,7 @@ def main(argv: list[str]) -> int:
     if command == "prefill":
         return prefill(args[0], int(args[1]))
     if command == "drain":
-        return drain(args[0], args[1], int(args[2]), args[3], args[4], args[5], int(args[6]))
+        return drain(args[0], args[1], int(args[2]), args[3], args[4], args[5], int(args[6]), int(args[7]))
     if command == "half":
         return half(args[0], args[1], args[2], args[3], args[4])
     if command == "summary":

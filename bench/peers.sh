@@ -7,6 +7,7 @@
 # run fails loudly otherwise).
 #
 #   ../shared/bench-peers/setup.sh     # once (wrk, nginx, Node-RED, the kit's venv)
+#   .venv/bin/pip install -e '.[bench]' # once (psutil: RSS and CPU of process trees)
 #   bench/peers.sh                     # ~9 min; each pass's tables in $RUN_DIR/passN/summary.md
 #   PASSES=1 bench/peers.sh            # one pass, ~3 min: $RUN_DIR/summary.md
 #
@@ -39,6 +40,7 @@ TOOL=("$REPO/.venv/bin/python" "$REPO/bench/peers.py")
 export WRK_UNIQUE=1 GO_WEBHOOK_TOKEN=benchtok
 command -v wrk >/dev/null && [[ -x "$VENV/bin/python" ]] || { echo "run $KIT/setup.sh first" >&2; exit 1; }
 [[ -x "$GATEWAY" ]] || { echo "install the gateway first (README: python3 -m venv .venv && ...)" >&2; exit 1; }
+"${TOOL[0]}" -c "import psutil" 2>/dev/null || { echo "install the bench extra first: .venv/bin/pip install -e '.[bench]'" >&2; exit 1; }
 
 init_run_dir
 trap cleanup EXIT
@@ -100,8 +102,9 @@ fi
 if want gateway-drain; then
   db="$RUN_DIR/data/drain.db"
   "${TOOL[@]}" prefill "$db" "$PENDING"
+  sink_before=$(wc -l < "$SINK_LOG")
   start_bg gateway-drain env SINK_URL="$SINK_URL" "$GATEWAY" serve --config "$ROUTES" --db "sqlite:///$db" --port 8600
-  "${TOOL[@]}" drain gateway-drain "$db" "$PENDING" "$SINK_LOG" "$RESULTS" "$READY" "$BG_PID"
+  "${TOOL[@]}" drain gateway-drain "$db" "$PENDING" "$SINK_LOG" "$RESULTS" "$READY" "$BG_PID" "$sink_before"
   stop_pid "$BG_PID"
 fi
 
