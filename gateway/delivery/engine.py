@@ -100,6 +100,7 @@ class DeliveryEngine:
         self._turn = 0
         self._grouped: tuple[Config | None, dict[str | None, list[str]]] = (None, {})
         self._contended: set[str | None] = set()  # shops whose destinations can want more than its slots
+        self._give_back: list[str] = []  # claimed ahead, waited too long or behind an opened circuit
         self._look_for_unrouted_at = 0.0
         self._holds_checked_at = -HOLDS_EVERY_SECONDS
 
@@ -193,7 +194,7 @@ class DeliveryEngine:
         free = max(0, self.concurrency - self._tenant_in_flight[tenant])
         turn = self._turn % len(names)
         order = names[turn:] + names[:turn]
-        room = {name: max(0, self._room(config.destinations[name], now) - len(self._state(config.destinations[name]).ready)) for name in order}
+        room = {name: self._room(config.destinations[name], now, waiting=True) for name in order}
         starts = dict.fromkeys(order, 0)
         while free > 0 and any(starts[name] < room[name] for name in order):
             for name in order:
@@ -213,28 +214,29 @@ class DeliveryEngine:
         """Start what waits claimed, as far as each destination and shop has room; give back what
         waited too long (its lease could run out before its request ends) or can no longer start
         soon (its circuit opened)."""
-        expired: list[str] = []
         for name, state in self._destinations.items():
             destination = config.destinations.get(name)
             if state.ready and destination is not None:
-                self._start_waiting(destination, state, config, now, expired)
+                self._start_waiting(destination, state, config, now)
             elif state.ready:  # routes.yaml no longer has it: recorded dead when started
                 while state.ready:
                     self._start(state.ready.popleft()[1], config)
-        if expired:
+        if self._give_back:
+            expired, self._give_back = self._give_back, []
             with contextlib.suppress(StoreUnavailable):
                 await self.store.release(expired, now)
 
-    def _start_waiting(self, destination: Destination, state: _DestinationState, config: Config, now: float, expired: list[str]) -> None:
+    def _start_waiting(self, destination: Destination, state: _DestinationState, config: Config, now: float) -> None:
+        """Start the destination's waiting deliveries its slots and its shop's have room for; what
+        cannot start in time goes to `_give_back` (released by the loop, which is woken for it)."""
         if state.circuit.is_open(now):
-            expired.extend(delivery.id for _, delivery in state.ready)
+            self._give_back.extend(delivery.id for _, delivery in state.ready)
             state.ready.clear()
-            return
         tenant = destination.tenant
         while state.ready and state.in_flight < destination.spec.concurrency and self._tenant_in_flight[tenant] < self.concurrency:
             start_by, delivery = state.ready.popleft()
             if now > start_by:
-                expired.append(delivery.id)
+                self._give_back.append(delivery.id)
             else:
                 self._start(delivery, config)
 
@@ -254,11 +256,13 @@ class DeliveryEngine:
         self._tenants_of(self.config())
         return destination.tenant not in self._contended
 
-    def _room(self, destination: Destination, now: float) -> int:
+    def _room(self, destination: Destination, now: float, waiting: bool = False) -> int:
+        """How many more requests the destination can have in flight now; with `waiting`, less
+        what already waits claimed for those slots."""
         state = self._state(destination)
         if state.circuit.is_open(now):
             return 0
-        room = max(0, destination.spec.concurrency - state.in_flight)
+        room = max(0, destination.spec.concurrency - state.in_flight - (len(state.ready) if waiting else 0))
         if state.limiter is not None:  # no more than the rate limit lets start now
             room = next((n for n in range(room, 0, -1) if state.limiter.has_capacity(n)), 0)
         return room
@@ -290,11 +294,8 @@ class DeliveryEngine:
         if destination is not None:
             state = self._state(destination)
             state.in_flight -= 1
-            if state.ready and self._free_flowing(destination) and self._tenant_in_flight[tenant] < self.concurrency and not state.circuit.is_open(now := self.clock()):
-                start_by, waiting = state.ready[0]
-                if now <= start_by:  # the loop refills the round and gives back what waited too long
-                    state.ready.popleft()
-                    self._start(waiting, self.config())
+            if state.ready and self._free_flowing(destination):  # the loop refills and gives back
+                self._start_waiting(destination, state, self.config(), self.clock())
         self._wake.set()
 
     async def _idle_seconds(self) -> float:
@@ -476,7 +477,8 @@ class DeliveryEngine:
         """Stop claiming, let in-flight deliveries finish for a while, give the rest back."""
         self._stopping = True
         self._wake.set()
-        waiting = [delivery.id for state in self._destinations.values() for _, delivery in state.ready]
+        waiting = self._give_back + [delivery.id for state in self._destinations.values() for _, delivery in state.ready]
+        self._give_back = []
         for state in self._destinations.values():
             state.ready.clear()
         with contextlib.suppress(StoreUnavailable):

@@ -14,6 +14,7 @@ import httpx
 import msgspec
 import pytest
 
+from gateway.ingest import Accepted
 from gateway.service.child_process import Frames, Ready
 from gateway.service.delivery_child import FromDelivery, Scrape, Scraped, ToDelivery, Wake
 from tests.conftest import Project
@@ -87,8 +88,8 @@ def test_sigterm_lets_the_deliverer_finish_what_it_is_sending(project: Project) 
     assert "Traceback" not in gateway.log()
 
 
-def _stored(deliveries: int = 1, not_sent: list[tuple[str, str]] | None = None) -> object:
-    return type("Accepted", (), {"deliveries": deliveries, "not_sent": not_sent or []})()
+def _stored(deliveries: int = 1, not_sent: list[tuple[str, str]] | None = None) -> Accepted:
+    return Accepted("01a2", deliveries, False, not_sent or [])
 
 
 def test_a_flood_of_stored_events_wakes_the_child_once_per_interval_and_never_forgets() -> None:
